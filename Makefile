@@ -1,0 +1,65 @@
+# percodec developer tasks. `make help` lists them.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# A local CPU build of torch, used when present (saves a ~5 GB CUDA download on CPU boxes).
+TORCH_WHEELS ?= /opt/wheels
+DATA ?= ../shared/datasets
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test test-slow lint format fuzz bench bench-losses bench-train bench-codec clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	@for whl in $(TORCH_WHEELS)/torch-*.whl; do \
+	  [ -f "$$whl" ] || continue; \
+	  $(PY) -c "import torch" 2>/dev/null && break; \
+	  $(PY) -m pip install -q "$$whl" 2>/dev/null && echo "installed local $$whl"; \
+	done; true
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed ## Create .venv and install percodec with its dev tools
+
+demo: install ## Encode and decode a sample face with the shipped model
+	@mkdir -p runs/demo
+	$(VENV)/bin/percodec encode samples/astronaut.png runs/demo/astronaut.pgz --force
+	$(VENV)/bin/percodec info runs/demo/astronaut.pgz
+	$(VENV)/bin/percodec decode runs/demo/astronaut.pgz runs/demo/astronaut_decoded.png --force
+	@echo "decoded image: runs/demo/astronaut_decoded.png"
+
+test: install ## Run the fast test suite (what CI runs)
+	$(PY) -m pytest
+
+test-slow: install ## Run the slow tests too
+	$(PY) -m pytest -m "slow or not slow"
+
+lint: install ## ruff lint and format check
+	$(VENV)/bin/ruff check codec tests benchmarks
+	$(VENV)/bin/ruff format --check codec tests benchmarks
+
+format: install ## Apply ruff formatting and safe fixes
+	$(VENV)/bin/ruff check --fix codec tests benchmarks
+	$(VENV)/bin/ruff format codec tests benchmarks
+
+fuzz: install ## Fuzz the container reader (100,000 inputs)
+	$(PY) tests/fuzz_container.py --iterations 100000
+
+bench-train: install ## Training throughput: real data pipeline vs a bare loop
+	$(PY) benchmarks/train_throughput.py --data-root $(DATA)
+
+bench-losses: install ## Forward+backward time and memory of every loss, relative to MSE
+	$(PY) benchmarks/loss_speed.py
+
+bench-codec: install ## Encode/decode speed and quality vs steps
+	$(PY) benchmarks/codec_speed.py --data-root $(DATA)
+
+bench: install ## percodec vs JPEG/WebP/k-means on 200 CelebA test images
+	$(VENV)/bin/percodec bench --dataset celeba --data-root $(DATA) --limit 200 --out runs/bench
+
+clean: ## Remove build and test leftovers (keeps .venv and runs/)
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .hypothesis

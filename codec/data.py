@@ -1,0 +1,233 @@
+"""Datasets: CelebA (official layout), MNIST (its four raw files) and any image folder.
+
+Every dataset is turned into one uint8 tensor (N, C, size, size) by the shared
+preprocessing `images.fit_to_model`, decoded in parallel once and cached as .npy, so the
+training loop indexes memory and never waits on JPEG decoding. Unreadable images are
+skipped and counted, never a crash.
+
+Splits: CelebA uses list_eval_partition.txt (0 train, 1 valid, 2 test). MNIST: train is
+the first 55,000 images of the training file, valid the last 5,000, test the t10k file.
+A folder has a single split "all" (other split names are refused).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from codec.errors import DataError, ImageError
+from codec.images import CELEBA_CROP, fit_to_model, open_image, to_uint8_array
+
+DATASETS = ("celeba", "mnist", "folder")
+SPLITS = {"train": 0, "valid": 1, "test": 2}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+MNIST_VALID = 5000
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a dataset gives a model by default: channels, side and crop fraction."""
+
+    nc: int
+    size: int
+    crop: float
+
+
+DEFAULTS = {
+    "celeba": DatasetInfo(nc=3, size=64, crop=CELEBA_CROP),
+    "mnist": DatasetInfo(nc=1, size=32, crop=1.0),
+    "folder": DatasetInfo(nc=3, size=64, crop=1.0),
+}
+
+
+@dataclass
+class ImageSet:
+    """A preprocessed split: `images` uint8 (N, C, H, W), names, and how many were skipped."""
+
+    images: np.ndarray
+    names: list[str]
+    skipped: int = 0
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def find_celeba(root: str | Path) -> Path:
+    """Accept the folder holding img_align_celeba/ or one that holds celeba/ in turn."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"data root {root} does not exist: pass --data-root pointing at your CelebA copy")
+    for cand in (root, root / "celeba"):
+        if (cand / "img_align_celeba").is_dir() and (cand / "list_eval_partition.txt").is_file():
+            return cand
+    raise DataError(
+        f"{root} is not a CelebA folder: expected img_align_celeba/ and list_eval_partition.txt "
+        "(the official layout) in it or in its celeba/ subfolder"
+    )
+
+
+def celeba_files(root: str | Path, split: str) -> list[Path]:
+    """Image paths of a CelebA split, in partition-file order, skipping absent files."""
+    root = find_celeba(root)
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
+    want = str(SPLITS[split])
+    folder = root / "img_align_celeba"
+    present = set(os.listdir(folder))
+    files = []
+    for line in (root / "list_eval_partition.txt").read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1] == want and parts[0] in present:
+            files.append(folder / parts[0])
+    return files
+
+
+def folder_files(root: str | Path) -> list[Path]:
+    """Every image file under `root`, recursively, sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"image folder {root} does not exist")
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def _mnist_dir(root: Path) -> Path:
+    for cand in (root, root / "raw", root / "MNIST" / "raw"):
+        if (cand / "train-images-idx3-ubyte.gz").is_file() or (cand / "train-images-idx3-ubyte").is_file():
+            return cand
+    raise DataError(
+        f"{root} has no MNIST files: expected train-images-idx3-ubyte.gz etc. in it, "
+        "in raw/ or in MNIST/raw/"
+    )
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (optionally gzipped) as a numpy array."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise DataError(f"{path}: not an unsigned-byte IDX file")
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(dims)):
+        raise DataError(f"{path}: truncated IDX file")
+    return body.reshape(dims)
+
+
+def load_mnist(root: str | Path, split: str, size: int = 32) -> ImageSet:
+    """MNIST digits, zero-padded from 28x28 to `size` (32: the classic LeNet padding)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"data root {root} does not exist: pass --data-root pointing at MNIST")
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
+    d = _mnist_dir(root)
+    stem = "t10k" if split == "test" else "train"
+    path = d / f"{stem}-images-idx3-ubyte.gz"
+    if not path.exists():
+        path = d / f"{stem}-images-idx3-ubyte"
+    x = read_idx(path)
+    if split == "train":
+        x = x[:-MNIST_VALID]
+    elif split == "valid":
+        x = x[-MNIST_VALID:]
+    if size < 28:
+        raise DataError("MNIST needs size >= 28")
+    pad = size - 28
+    x = np.pad(x, ((0, 0), (pad // 2, pad - pad // 2), (pad // 2, pad - pad // 2)))
+    return ImageSet(np.ascontiguousarray(x[:, None]), [f"{stem}-{i}" for i in range(len(x))])
+
+
+def _prepare_one(args: tuple[str, int, int, float]) -> np.ndarray | None:
+    path, nc, size, crop = args
+    try:
+        return to_uint8_array(fit_to_model(open_image(path, channels=nc), size, crop))
+    except ImageError:
+        return None
+
+
+def prepare_files(
+    files: Sequence[Path], nc: int, size: int, crop: float, workers: int | None = None, progress: bool = False
+) -> ImageSet:
+    """Decode and preprocess image files in parallel; unreadable ones are skipped and counted."""
+    jobs = [(str(f), nc, size, crop) for f in files]
+    workers = workers or min(len(jobs), os.cpu_count() or 1) or 1
+    if workers > 1 and len(jobs) > 64:
+        with ProcessPoolExecutor(workers) as ex:
+            results = list(_progress(ex.map(_prepare_one, jobs, chunksize=64), len(jobs), progress))
+    else:
+        results = [_prepare_one(j) for j in _progress(jobs, len(jobs), progress)]
+    keep = [i for i, r in enumerate(results) if r is not None]
+    arr = np.stack([results[i] for i in keep]) if keep else np.zeros((0, nc, size, size), np.uint8)
+    return ImageSet(arr, [Path(files[i]).name for i in keep], skipped=len(files) - len(keep))
+
+
+def _progress(it, total: int, enabled: bool):
+    if not enabled:
+        return it
+    from tqdm import tqdm
+
+    return tqdm(it, total=total, desc="preparing images", unit="img", leave=False)
+
+
+def load_dataset(
+    dataset: str,
+    root: str | Path,
+    split: str = "train",
+    size: int | None = None,
+    nc: int | None = None,
+    crop: float | None = None,
+    limit: int | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = False,
+) -> ImageSet:
+    """Load a split of a dataset as preprocessed uint8 images, cached under `cache_dir`.
+
+    dataset: 'celeba', 'mnist' or 'folder'; size/nc/crop default to the dataset's
+    `DEFAULTS`. limit keeps the first N files of the split (in their listed order).
+    """
+    if dataset not in DATASETS:
+        raise DataError(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
+    info = DEFAULTS[dataset]
+    size, nc, crop = size or info.size, nc or info.nc, crop or info.crop
+    if dataset == "mnist":
+        s = load_mnist(root, split, size)
+        if limit:
+            s = ImageSet(s.images[:limit], s.names[:limit])
+        return s
+    if dataset == "celeba":
+        files = celeba_files(root, split)
+    else:
+        if split not in ("all", "train"):
+            raise DataError("a folder dataset has no splits: use --split all")
+        files = folder_files(root)
+    if limit:
+        files = files[:limit]
+    if not files:
+        raise DataError(f"no images found for {dataset} split {split!r} under {root}")
+    cache = None
+    if cache_dir is not None:
+        key = hashlib.sha256(
+            repr((dataset, str(Path(root).resolve()), split, size, nc, crop, [f.name for f in files])).encode()
+        ).hexdigest()[:16]
+        cache = Path(cache_dir) / f"{dataset}-{split}-{size}-{key}.npz"
+        if cache.is_file():
+            z = np.load(cache)
+            return ImageSet(z["images"], list(z["names"]), int(z["skipped"]))
+    s = prepare_files(files, nc, size, crop, progress=progress)
+    if len(s) == 0:
+        raise DataError(f"none of the {len(files)} images under {root} could be read")
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(cache.name + ".tmp.npz")
+        np.savez(tmp, images=s.images, names=np.array(s.names), skipped=s.skipped)
+        tmp.replace(cache)
+    return s

@@ -1,0 +1,19 @@
+"""The library's error types. The CLI maps each to a one-line message and an exit code."""
+
+from __future__ import annotations
+
+
+class PercodecError(Exception):
+    """Base class of every error the library raises on purpose (bad input, bad file)."""
+
+
+class ImageError(PercodecError):
+    """An input image cannot be read: missing, empty, corrupt, too large or unsupported."""
+
+
+class ModelError(PercodecError):
+    """A generator file is missing, malformed or does not match what was asked for."""
+
+
+class DataError(PercodecError):
+    """A dataset root is missing, has the wrong layout, or holds no usable images."""

@@ -1,0 +1,243 @@
+"""The DCGAN generator (the shared decoder) and its discriminator, with safe weight files.
+
+Weights are stored as safetensors (no pickle: loading a model cannot run code) with string
+metadata holding the `ModelConfig` needed to rebuild the network and a model card
+(dataset, split, images seen, seed, command, code version). `fingerprint` is a short,
+stable hash of the weights as the decoder uses them; compressed files carry it so that a
+file is only ever decoded by the generator it was made for.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from codec.errors import ModelError
+
+FORMAT_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a generator/discriminator pair.
+
+    nz: latent size; ngf/ndf: generator/discriminator width at their narrowest layer
+    (64 is the classic DCGAN); nc: image channels; size: output side (a power of two,
+    at least 8); crop: the centre-crop fraction of `images.fit_to_model` used for data.
+    """
+
+    nz: int = 100
+    ngf: int = 64
+    ndf: int = 64
+    nc: int = 3
+    size: int = 64
+    crop: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.size < 8 or self.size & (self.size - 1):
+            raise ValueError(f"size must be a power of two >= 8, got {self.size}")
+        if min(self.nz, self.ngf, self.ndf) < 1 or self.nc not in (1, 3):
+            raise ValueError(f"invalid model config {self}")
+
+    @property
+    def n_up(self) -> int:
+        """Number of stride-2 stages between the 4x4 seed and the output size."""
+        return int(math.log2(self.size // 4))
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelConfig:
+        return cls(**json.loads(text))
+
+
+def _init_weights(m: nn.Module) -> None:
+    # Radford et al.: all weights from N(0, 0.02); BN scale from N(1, 0.02).
+    if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+        nn.init.normal_(m.weight, 0.0, 0.02)
+    elif isinstance(m, nn.BatchNorm2d):
+        nn.init.normal_(m.weight, 1.0, 0.02)
+        nn.init.zeros_(m.bias)
+
+
+class Generator(nn.Module):
+    """z (B, nz) -> image (B, nc, size, size) in [-1, 1].
+
+    For size 64, ngf 64 (classic DCGAN), shapes are:
+      z (B,100,1,1) -ConvT 4x4 s1-> (B,512,4,4) -ConvT s2-> (B,256,8,8) -> (B,128,16,16)
+      -> (B,64,32,32) -ConvT s2, tanh-> (B,3,64,64); BatchNorm + ReLU after each hidden layer.
+    Size 32 drops the widest stage: (B,256,4,4) -> (B,128,8,8) -> (B,64,16,16) -> (B,nc,32,32).
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        ch = c.ngf * 2 ** (c.n_up - 1)
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(c.nz, ch, 4, 1, 0, bias=False),  # -> (ch, 4, 4)
+            nn.BatchNorm2d(ch),
+            nn.ReLU(True),
+        ]
+        for _ in range(c.n_up - 1):  # each stage doubles the side and halves the channels
+            layers += [
+                nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(ch // 2),
+                nn.ReLU(True),
+            ]
+            ch //= 2
+        layers += [nn.ConvTranspose2d(ch, c.nc, 4, 2, 1, bias=False), nn.Tanh()]  # -> (nc, size, size)
+        self.main = nn.Sequential(*layers)
+        self.apply(_init_weights)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.main(z.view(z.shape[0], -1, 1, 1))
+
+
+class Discriminator(nn.Module):
+    """image (B, nc, size, size) -> real/fake logit (B,); mirrors the generator.
+
+    For size 64, ndf 64: (B,3,64,64) -conv s2-> (B,64,32,32) -> (B,128,16,16) -> (B,256,8,8)
+    -> (B,512,4,4) -conv 4x4 s1-> (B,1,1,1); LeakyReLU(0.2), BatchNorm after all but the first.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        c = config
+        ch = c.ndf
+        layers: list[nn.Module] = [nn.Conv2d(c.nc, ch, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
+        for _ in range(c.n_up - 1):
+            layers += [
+                nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(ch * 2),
+                nn.LeakyReLU(0.2, True),
+            ]
+            ch *= 2
+        layers += [nn.Conv2d(ch, 1, 4, 1, 0, bias=False)]  # logits, no sigmoid
+        self.main = nn.Sequential(*layers)
+        self.apply(_init_weights)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.main(x).view(-1)
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(g: Generator, batches: int = 32, batch_size: int = 256, seed: int = 0) -> Generator:
+    """Return a copy of `g` whose BatchNorm running statistics are exact averages over
+    `batches` batches of z ~ N(0, I).
+
+    Training tracks them with a fast-moving average over recent (changing) weights; the
+    decoder runs in eval mode, so exact population statistics give cleaner images.
+    """
+    g = copy.deepcopy(g)
+    device = next(g.parameters()).device
+    gen = torch.Generator().manual_seed(seed)
+    for m in g.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average
+    g.train()
+    for _ in range(batches):
+        g(torch.randn(batch_size, g.config.nz, generator=gen).to(device))
+    g.eval()
+    return g
+
+
+def _decoder_state(g: Generator) -> dict[str, torch.Tensor]:
+    # num_batches_tracked plays no part in eval-mode decoding, so it is not part of a model.
+    return {k: v for k, v in g.state_dict().items() if not k.endswith("num_batches_tracked")}
+
+
+def fingerprint(g: Generator) -> bytes:
+    """8-byte SHA-256 prefix of the config and the float32 weights (sorted by name).
+
+    Computed on the weights as decoding uses them, so a half-precision file and the
+    float32 generator loaded from it have the same fingerprint.
+    """
+    h = hashlib.sha256(g.config.to_json().encode())
+    for name, t in sorted(_decoder_state(g).items()):
+        h.update(name.encode())
+        h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.digest()[:8]
+
+
+def save_generator(
+    g: Generator, path: str | Path, card: dict[str, str] | None = None, half: bool = False
+) -> None:
+    """Write `g` as safetensors with its config and model card in the metadata.
+
+    half=True stores float16 weights (the fingerprint is then that of the rounded weights,
+    which is what every decoder loads). The write is atomic.
+    """
+    path = Path(path)
+    state = {k: v.detach().cpu().contiguous() for k, v in _decoder_state(g).items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    meta = {"percodec_model": FORMAT_VERSION, "config": g.config.to_json()}
+    meta["card"] = json.dumps(card or {}, sort_keys=True)
+    tmp = path.with_name(path.name + ".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(tmp), metadata=meta)
+    tmp.replace(path)
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, dict[str, str]]:
+    """Load a generator (eval mode, float32, frozen) and its model card from safetensors."""
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except FileNotFoundError:
+        raise ModelError(f"{path}: no such model file") from None
+    except Exception as exc:  # safetensors raises its own error types
+        raise ModelError(f"{path}: not a readable safetensors model ({exc})") from None
+    if meta.get("percodec_model") != FORMAT_VERSION or "config" not in meta:
+        raise ModelError(f"{path}: not a percodec generator (missing percodec metadata)")
+    config = ModelConfig.from_json(meta["config"])
+    g = Generator(config)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    missing, unexpected = g.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        raise ModelError(f"{path}: weights do not match the config (missing {missing}, unexpected {unexpected})")
+    g.eval().requires_grad_(False).to(device)
+    return g, json.loads(meta.get("card", "{}"))
+
+
+def shipped_models() -> dict[str, Path]:
+    """Name -> path of every generator shipped with the package (models/*.safetensors)."""
+    root = resources.files("codec.models")
+    out = {}
+    for entry in root.iterdir():
+        if entry.name.endswith(".safetensors"):
+            out[entry.name.removesuffix(".safetensors")] = Path(str(entry))
+    return dict(sorted(out.items()))
+
+
+def resolve_model(name_or_path: str | Path) -> Path:
+    """A shipped model's name (e.g. 'celeba64') or a path to a .safetensors file -> path."""
+    p = Path(name_or_path)
+    if p.suffix == ".safetensors" or p.exists():
+        if not p.is_file():
+            raise ModelError(f"{p}: no such model file")
+        return p
+    models = shipped_models()
+    if str(name_or_path) in models:
+        return models[str(name_or_path)]
+    raise ModelError(
+        f"unknown model {str(name_or_path)!r}: shipped models are {', '.join(models) or 'none'}, "
+        "or give a path to a .safetensors file"
+    )

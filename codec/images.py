@@ -1,0 +1,145 @@
+"""Image files <-> tensors, and the one preprocessing every part of percodec shares.
+
+Tensors are float in [-1, 1] with shape (C, H, W) (or (B, C, H, W)); PIL images are 8-bit.
+`fit_to_model` is the single definition of "crop around the face and resize": a centred
+square whose side is `crop` times the shorter image side, resized with Pillow's
+antialiased bicubic filter. CelebA's aligned 178x218 faces with crop = 140/178 give the
+usual centred 140x140 face crop. An image already at the model's size passes unchanged.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from codec.errors import ImageError
+
+#: Refuse images with more pixels than this (decompression bombs): 64 megapixels.
+MAX_PIXELS = 64 * 1024 * 1024
+
+#: Crop fraction for CelebA's aligned 178x218 images: the centred 140x140 face.
+CELEBA_CROP = 140 / 178
+
+
+def open_image(source: str | Path | bytes | BinaryIO, channels: int = 3) -> Image.Image:
+    """Read an image file (PNG, JPEG, WebP, ...) as 8-bit RGB (channels=3) or L (channels=1).
+
+    EXIF orientation is applied; palette, alpha and grey modes are converted (transparent
+    areas are composited on white). Raises ImageError for missing, empty, corrupt or
+    oversized files, with nothing else touched.
+    """
+    name = "<bytes>" if isinstance(source, bytes | bytearray) else str(getattr(source, "name", source))
+    try:
+        if isinstance(source, bytes | bytearray):
+            if not source:
+                raise ImageError("input image is empty (0 bytes)")
+            source = io.BytesIO(source)
+        elif isinstance(source, str | Path):
+            path = Path(source)
+            if not path.is_file():
+                raise ImageError(f"{path}: no such file")
+            if path.stat().st_size == 0:
+                raise ImageError(f"{path}: file is empty (0 bytes)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(source)
+            w, h = img.size
+            if w * h > MAX_PIXELS:
+                raise ImageError(
+                    f"{name}: {w}x{h} is {w * h / 1e6:.0f} megapixels, over the "
+                    f"{MAX_PIXELS / 1e6:.0f} MP limit (possible decompression bomb)"
+                )
+            img.load()
+            img = ImageOps.exif_transpose(img)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{name}: refused as a possible decompression bomb ({exc})") from None
+    except Image.DecompressionBombWarning as exc:
+        raise ImageError(f"{name}: refused as a possible decompression bomb ({exc})") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"{name}: not a readable image ({exc})") from None
+    return _convert(img, channels)
+
+
+def _convert(img: Image.Image, channels: int) -> Image.Image:
+    if img.mode in ("P", "PA") or (img.mode in ("L", "RGB") and "transparency" in img.info):
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "RGBa", "La"):
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img.convert("RGBA"))
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        hi = 65535.0 if arr.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    return img.convert("RGB" if channels == 3 else "L")
+
+
+def fit_to_model(img: Image.Image, size: int, crop: float = 1.0) -> Image.Image:
+    """Centre-crop a square of side `crop` x shorter side, then resize to size x size.
+
+    An image already size x size is returned unchanged, so model-sized inputs and the
+    outputs of `decode` pass through exactly.
+    """
+    if img.size == (size, size):
+        return img
+    if not 0.0 < crop <= 1.0:
+        raise ValueError(f"crop must be in (0, 1], got {crop}")
+    w, h = img.size
+    side = max(1, round(min(w, h) * crop))
+    left, top = (w - side) // 2, (h - side) // 2
+    img = img.crop((left, top, left + side, top + side))
+    return img.resize((size, size), Image.Resampling.BICUBIC)
+
+
+def to_tensor(img: Image.Image) -> torch.Tensor:
+    """8-bit PIL image -> float tensor (C, H, W) in [-1, 1]."""
+    return uint8_to_float(torch.from_numpy(to_uint8_array(img)))
+
+
+def to_uint8_array(img: Image.Image) -> np.ndarray:
+    """PIL image -> uint8 array (C, H, W)."""
+    arr = np.asarray(img, dtype=np.uint8)
+    if arr.ndim == 2:
+        arr = arr[None]
+    else:
+        arr = arr.transpose(2, 0, 1)
+    return np.ascontiguousarray(arr)
+
+
+def uint8_to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 tensor in [0, 255] -> float32 in [-1, 1]: the single place of this mapping."""
+    return x.float().div_(127.5).sub_(1.0)
+
+
+def float_to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """float tensor in [-1, 1] -> uint8 in [0, 255], rounding to nearest."""
+    return ((x.detach().float().clamp(-1, 1) + 1.0) * 127.5).round_().to(torch.uint8)
+
+
+def to_pil(x: torch.Tensor) -> Image.Image:
+    """Float tensor (C, H, W) in [-1, 1] -> 8-bit PIL image (RGB or L)."""
+    arr = float_to_uint8(x.cpu()).numpy()
+    if arr.shape[0] == 1:
+        return Image.fromarray(arr[0], mode="L")
+    return Image.fromarray(arr.transpose(1, 2, 0), mode="RGB")
+
+
+def make_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> Image.Image:
+    """Tile a batch (B, C, H, W) in [-1, 1] into one PIL image, `nrow` images per row."""
+    b, c, h, w = images.shape
+    nrow = nrow or max(1, int(math.ceil(math.sqrt(b))))
+    rows = int(math.ceil(b / nrow))
+    canvas = torch.ones(c, rows * (h + pad) + pad, nrow * (w + pad) + pad)
+    for i in range(b):
+        r, k = divmod(i, nrow)
+        top, left = pad + r * (h + pad), pad + k * (w + pad)
+        canvas[:, top : top + h, left : left + w] = images[i].detach().cpu().float()
+    return to_pil(canvas)

@@ -1,0 +1,1 @@
+"""Shipped generator weights (installed as package data of codec.models)."""

@@ -1,0 +1,108 @@
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from codec.cli import main
+from codec.generator import load_generator
+from codec.train import SampleStream, TrainConfig, train
+from tests.conftest import ROOT
+
+
+def _cfg(out, **kw) -> TrainConfig:
+    base = dict(dataset="celeba", out=str(out), dry_run=True, ngf=4, ndf=4, nz=8, size=16,
+                batch_size=8, steps=4, device="cpu", progress=False, sample_every=2, checkpoint_every=2)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_sample_stream_shards_are_disjoint_and_cover_the_batch() -> None:
+    single = SampleStream(50, 8, seed=3)
+    shards = [SampleStream(50, 8, seed=3, rank=r, world=2) for r in range(2)]
+    for step in range(20):  # crosses several epoch boundaries
+        parts = [s.indices(step) for s in shards]
+        assert np.array_equal(np.concatenate(parts), single.indices(step))
+    seen = np.concatenate([single.indices(s) for s in range(25)])  # 200 = 4 epochs of 50
+    assert all(np.sort(seen[i * 50 : (i + 1) * 50]).tolist() == list(range(50)) for i in range(4))
+
+
+def test_dry_run_writes_model_samples_and_log(tmp_path) -> None:
+    res = train(_cfg(tmp_path))
+    assert res.steps == 4 and res.images_seen == 32
+    assert (tmp_path / "checkpoint.pt").is_file()
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["step_0000002.png", "step_0000004.png"]
+    g, card = load_generator(tmp_path / "generator.safetensors")
+    assert card["images_seen"] == "32" and card["steps"] == "4" and "command" in card
+    assert g.config.size == 16
+
+
+def test_resume_continues_exactly(tmp_path) -> None:
+    straight = train(_cfg(tmp_path / "a", steps=4))
+    train(_cfg(tmp_path / "b", steps=2))
+    resumed = train(_cfg(tmp_path / "b", steps=4, resume=True))
+    for a, b in zip(straight.generator.state_dict().values(), resumed.generator.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    for a, b in zip(straight.discriminator.parameters(), resumed.discriminator.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_existing_run_is_not_overwritten(tmp_path) -> None:
+    train(_cfg(tmp_path, steps=1))
+    with pytest.raises(FileExistsError):
+        train(_cfg(tmp_path, steps=1))
+    with pytest.raises(FileExistsError):  # refused before any data is read
+        train(_cfg(tmp_path, dry_run=False, data_root=str(tmp_path / "nowhere"), steps=1))
+
+
+def test_cli_bad_data_root_is_one_line(tmp_path) -> None:
+    r = CliRunner().invoke(main, ["train-generator", "--data-root", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 1
+    assert r.output.strip().count("\n") == 0 and "does not exist" in r.output
+
+
+def test_cli_dry_run(tmp_path) -> None:
+    r = CliRunner().invoke(main, ["train-generator", "--dry-run", "--out", str(tmp_path), "--width", "4",
+                                  "--nz", "8", "--size", "16", "--batch-size", "8", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "trained to step 3" in r.output
+
+
+def test_mnist_training_on_fake_files(fake_mnist, tmp_path) -> None:
+    res = train(_cfg(tmp_path / "run", dataset="mnist", dry_run=False, data_root=str(fake_mnist), size=32,
+                     batch_size=4, steps=2))
+    assert res.generator.config.nc == 1 and res.generator.config.size == 32
+
+
+DDP_WORKER = """
+import os, sys, torch
+from codec.train import TrainConfig, train
+out = sys.argv[1]
+res = train(TrainConfig(dataset="celeba", out=out, dry_run=True, ngf=4, ndf=4, nz=8, size=16, batch_size=8,
+                        steps=3, device="cpu", progress=False, sample_every=100, checkpoint_every=100))
+rank = os.environ["RANK"]
+state = {**{"G." + k: v for k, v in res.generator.state_dict().items()},
+         **{"D." + k: v for k, v in res.discriminator.state_dict().items()}}
+torch.save(state, os.path.join(out, f"rank{rank}.pt"))
+"""
+
+
+def test_two_process_ddp_ends_with_identical_weights(tmp_path) -> None:
+    worker = tmp_path / "worker.py"
+    worker.write_text(DDP_WORKER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           str(worker), str(tmp_path / "run")]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    r0 = torch.load(tmp_path / "run" / "rank0.pt", weights_only=True)
+    r1 = torch.load(tmp_path / "run" / "rank1.pt", weights_only=True)
+    assert r0.keys() == r1.keys()
+    for k in r0:
+        assert torch.allclose(r0[k].float(), r1[k].float(), atol=1e-6), k
+    init = train(_cfg(tmp_path / "init", steps=1)).generator  # training moved the weights
+    assert not torch.equal(r0["G.main.0.weight"], init.state_dict()["main.0.weight"])
+    assert (tmp_path / "run" / "generator.safetensors").is_file()
