@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -47,30 +48,62 @@ def main() -> None:
 
 
 @main.command("train-generator")
-@click.option("--dataset", type=click.Choice(["celeba", "mnist", "folder"]), default="celeba", show_default=True,
-              help="celeba: official layout (img_align_celeba/ + list_eval_partition.txt); mnist: the four raw "
-                   "files; folder: every image under --data-root.")
+@click.option(
+    "--dataset",
+    type=click.Choice(["celeba", "mnist", "folder"]),
+    default="celeba",
+    show_default=True,
+    help="celeba: official layout (img_align_celeba/ + list_eval_partition.txt); mnist: the four raw "
+    "files; folder: every image under --data-root.",
+)
 @click.option("--data-root", type=click.Path(file_okay=False), help="Dataset folder (e.g. ../shared/datasets).")
-@click.option("--out", type=click.Path(file_okay=False), required=True,
-              help="Run folder: checkpoint.pt, generator.safetensors, samples/, train.log.jsonl.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="Run folder: checkpoint.pt, generator.safetensors, samples/, train.log.jsonl.",
+)
 @click.option("--split", default="train", show_default=True, help="Split to train on (folder: all).")
 @click.option("--steps", type=click.IntRange(1), help="Total optimiser steps (a resumed run continues to this).")
-@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), help="Total epochs, if --steps is not given [5].")
-@click.option("--batch-size", type=click.IntRange(1), default=128, show_default=True,
-              help="Global batch size, split evenly across torchrun processes.")
+@click.option(
+    "--epochs", type=click.FloatRange(min=0, min_open=True), help="Total epochs, if --steps is not given [5]."
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1),
+    default=128,
+    show_default=True,
+    help="Global batch size, split evenly across torchrun processes.",
+)
 @click.option("--nz", type=click.IntRange(1), default=100, show_default=True, help="Latent size.")
-@click.option("--width", "ngf", type=click.IntRange(1), default=64, show_default=True,
-              help="Generator width (64 = classic DCGAN, 3.6M parameters at 64x64; 32 = half, 1.1M).")
+@click.option(
+    "--width",
+    "ngf",
+    type=click.IntRange(1),
+    default=64,
+    show_default=True,
+    help="Generator width (64 = classic DCGAN, 3.6M parameters at 64x64; 32 = half, 1.1M).",
+)
 @click.option("--d-width", "ndf", type=click.IntRange(1), help="Discriminator width [same as --width].")
 @click.option("--size", type=click.IntRange(8), help="Image side [celeba/folder 64, mnist 32].")
 @click.option("--lr", type=float, default=2e-4, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help="auto picks CUDA when present.")
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="auto picks CUDA when present.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--limit", type=click.IntRange(1), help="Use only the first N images of the split.")
 @click.option("--flip/--no-flip", default=None, help="Random horizontal flips [on, off for mnist].")
-@click.option("--sample-every", type=click.IntRange(1), default=500, show_default=True,
-              help="Steps between sample grids (fixed latents, so grids are comparable).")
+@click.option(
+    "--sample-every",
+    type=click.IntRange(1),
+    default=500,
+    show_default=True,
+    help="Steps between sample grids (fixed latents, so grids are comparable).",
+)
 @click.option("--checkpoint-every", type=click.IntRange(1), default=1000, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue exactly from --out/checkpoint.pt.")
 @click.option("--dry-run", is_flag=True, help="A few steps on fake data: a smoke test needing no dataset.")
@@ -96,6 +129,236 @@ def train_generator(no_progress: bool, **kwargs: Any) -> None:
             f"{result.seconds:.0f} s at {result.images_per_second:.0f} images/s; "
             f"generator: {result.out / 'generator.safetensors'}"
         )
+
+
+def _loss_names() -> list[str]:
+    from codec.losses import LOSSES
+
+    return list(LOSSES)
+
+
+def _expand_inputs(inputs: tuple[str, ...]) -> list[str]:
+    from codec.data import folder_files
+
+    files: list[str] = []
+    for item in inputs:
+        if item != "-" and Path(item).is_dir():
+            found = [str(p) for p in folder_files(item)]
+            if not found:
+                raise PercodecError(f"{item}: folder holds no images")
+            files += found
+        else:
+            files.append(item)
+    return files
+
+
+def _parse_size(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not WxH, e.g. 128x128", param_hint="--size") from None
+    if not (0 < w <= 8192 and 0 < h <= 8192):
+        raise click.BadParameter("sides must be 1..8192", param_hint="--size")
+    return w, h
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, metavar="IN... [OUT]")
+@click.option(
+    "-o",
+    "--out-dir",
+    type=click.Path(file_okay=False),
+    help="Encode every IN (files or folders) into this folder as NAME.pgz; without it, give exactly IN and OUT.",
+)
+@click.option("--model", default="celeba64", show_default=True, help="Shipped model name or .safetensors path.")
+@click.option(
+    "--loss",
+    type=click.Choice(_loss_names()),
+    default="ssim",
+    show_default=True,
+    help="What the search minimises; see README 'Which loss'.",
+)
+@click.option(
+    "--loss-params",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Parameter file for the loss (Watson: the authors' .pth state dicts).",
+)
+@click.option(
+    "--steps",
+    type=click.IntRange(1),
+    default=300,
+    show_default=True,
+    help="Most search steps per image (it stops earlier when the loss stalls).",
+)
+@click.option(
+    "--restarts",
+    type=click.IntRange(1),
+    default=4,
+    show_default=True,
+    help="Starting latents searched together; the best is kept after 20% of the steps.",
+)
+@click.option("--bits", type=click.IntRange(1, 16), help="Bits per latent dimension [7: 100-byte files for nz=100].")
+@click.option("--max-bytes", type=click.IntRange(1), help="Pick the most bits whose file fits this many bytes.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the starting latents.")
+@click.option(
+    "--crop",
+    type=click.FloatRange(0, 1, min_open=True),
+    help="Centre-crop fraction of the shorter side [the model's: 0.787 for CelebA faces].",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1),
+    default=32,
+    show_default=True,
+    help="Images searched together (where a GPU pays off).",
+)
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no report.")
+@friendly_errors
+def encode(
+    inputs: tuple[str, ...], out_dir: str | None, loss_params: str | None, force: bool, quiet: bool, **opts: Any
+) -> None:
+    """Compress images to .pgz files of about a hundred bytes.
+
+    \b
+    Examples:
+      percodec encode face.png face.pgz
+      percodec encode --loss ms-ssim --max-bytes 64 face.jpg small.pgz
+      percodec encode photos/ more.png -o encoded/
+      cat face.png | percodec encode - - > face.pgz
+
+    Prints each file's size, bits per pixel, and the PSNR/SSIM of exactly what
+    `percodec decode` will produce, measured against the model-sized input.
+    """
+    import time
+
+    from codec.container import OVERHEAD_BYTES
+    from codec.fileio import read_bytes, write_bytes
+    from codec.pipeline import EncodeOptions, encode_batch
+
+    if out_dir is None:
+        if len(inputs) != 2:
+            raise click.UsageError("give IN and OUT, or several inputs with -o OUTDIR")
+        sources, targets = [inputs[0]], [inputs[1]]
+    else:
+        sources = _expand_inputs(inputs)
+        if "-" in sources:
+            raise click.UsageError("'-' (stdin) needs the IN OUT form, not -o")
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        targets = [str(Path(out_dir) / (Path(s).stem + ".pgz")) for s in sources]
+        dupes = {t for t in targets if targets.count(t) > 1}
+        if dupes:
+            raise PercodecError(f"several inputs would write {sorted(dupes)[0]}: rename them or encode separately")
+    for t in targets:  # refuse before any work is done
+        if t != "-" and Path(t).exists() and not force:
+            raise PercodecError(f"{t} exists: pass --force to overwrite it")
+    loaded = [read_bytes(s) if s == "-" else s for s in sources]
+    options = EncodeOptions(**opts)
+    if loss_params:
+        options.loss_params = {"params_file": loss_params}
+    bar = None
+    if not quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(
+            total=opts["steps"] * -(-len(sources) // opts["batch_size"]),
+            unit="step",
+            desc="searching",
+            leave=False,
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
+
+    def on_step(step: int, total: int) -> None:
+        if bar is not None:
+            bar.update(1)
+
+    t0 = time.perf_counter()
+    results = encode_batch(loaded, options, on_step)
+    seconds = time.perf_counter() - t0
+    if bar is not None:
+        bar.close()
+    for src, dst, r in zip(sources, targets, results, strict=True):
+        write_bytes(dst, r.data, force=force)
+        if not quiet:
+            click.echo(
+                f"{src} -> {dst}: {r.num_bytes} bytes ({r.bpp:.3f} bpp; header {OVERHEAD_BYTES} + latent "
+                f"{r.num_bytes - OVERHEAD_BYTES}), PSNR {r.psnr:.2f} dB, SSIM {r.ssim:.3f} "
+                f"[{options.loss}, {r.bits} bits, {r.steps} steps]",
+                err=dst == "-",
+            )
+    if not quiet:
+        click.echo(f"encoded {len(results)} image(s) in {seconds:.1f} s", err=True)
+
+
+@main.command()
+@click.argument("src", metavar="IN")
+@click.argument("dst", metavar="OUT")
+@click.option("--model", help="Model name or .safetensors path [the shipped model the file was made for].")
+@click.option("--size", help="Resize the output to WxH (bicubic), e.g. 128x128 [the model's size].")
+@click.option("--format", "fmt", help="Image format when OUT is '-' or has no known extension [png].")
+@click.option("-f", "--force", is_flag=True, help="Overwrite an existing OUT.")
+@friendly_errors
+def decode(src: str, dst: str, model: str | None, size: str | None, fmt: str | None, force: bool) -> None:
+    """Regenerate an image from a .pgz file; the format follows OUT's extension.
+
+    \b
+    Examples:
+      percodec decode face.pgz face.png
+      percodec decode face.pgz big.jpg --size 256x256
+    """
+    import io
+
+    from PIL import Image
+
+    from codec.fileio import read_bytes, write_bytes
+    from codec.pipeline import decode as decode_image
+
+    wh = _parse_size(size)
+    if fmt is None:
+        ext = Path(dst).suffix.lower()
+        fmt = "PNG" if dst == "-" or not ext else Image.registered_extensions().get(ext)
+        if fmt is None:
+            raise click.UsageError(f"unknown image extension {ext!r}: use .png, .jpg, .webp ... or --format")
+    if dst != "-" and Path(dst).exists() and not force:
+        raise PercodecError(f"{dst} exists: pass --force to overwrite it")
+    img = decode_image(read_bytes(src), model=model, size=wh)
+    buf = io.BytesIO()
+    try:
+        img.save(buf, format=fmt.upper())
+    except (KeyError, ValueError, OSError) as exc:
+        raise PercodecError(f"cannot write {fmt} images: {exc}") from None
+    write_bytes(dst, buf.getvalue(), force=force)
+
+
+@main.command()
+@click.argument("src", metavar="IN")
+@friendly_errors
+def info(src: str) -> None:
+    """Show a .pgz file's header: model, quantiser, sizes."""
+    from codec import container
+    from codec.fileio import read_bytes
+    from codec.pipeline import find_shipped
+
+    data = read_bytes(src)
+    c = container.from_bytes(data)
+    name = find_shipped(c.fingerprint)
+    rows = [
+        (
+            "file",
+            f"{src} ({len(data)} bytes: header+checksum {container.OVERHEAD_BYTES}, "
+            f"latent {len(data) - container.OVERHEAD_BYTES})",
+        ),
+        ("format", f"percodec .pgz version {container.VERSION}"),
+        ("model", f"{name or 'not a shipped model'} (fingerprint {c.fingerprint.hex()})"),
+        ("quantiser", f"{container.QUANTIZERS[c.quantizer]}, {c.bits} bits x {c.nz} dimensions"),
+        ("image", f"{c.size}x{c.size}, {c.channels} channel(s); {8 * len(data) / c.size**2:.3f} bits per pixel"),
+    ]
+    for k, v in rows:
+        click.echo(f"{k:>10}: {v}")
 
 
 if __name__ == "__main__":

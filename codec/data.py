@@ -102,8 +102,7 @@ def _mnist_dir(root: Path) -> Path:
         if (cand / "train-images-idx3-ubyte.gz").is_file() or (cand / "train-images-idx3-ubyte").is_file():
             return cand
     raise DataError(
-        f"{root} has no MNIST files: expected train-images-idx3-ubyte.gz etc. in it, "
-        "in raw/ or in MNIST/raw/"
+        f"{root} has no MNIST files: expected train-images-idx3-ubyte.gz etc. in it, in raw/ or in MNIST/raw/"
     )
 
 

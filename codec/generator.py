@@ -173,9 +173,7 @@ def fingerprint(g: Generator) -> bytes:
     return h.digest()[:8]
 
 
-def save_generator(
-    g: Generator, path: str | Path, card: dict[str, str] | None = None, half: bool = False
-) -> None:
+def save_generator(g: Generator, path: str | Path, card: dict[str, str] | None = None, half: bool = False) -> None:
     """Write `g` as safetensors with its config and model card in the metadata.
 
     half=True stores float16 weights (the fingerprint is then that of the rounded weights,

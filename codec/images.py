@@ -126,7 +126,12 @@ def float_to_uint8(x: torch.Tensor) -> torch.Tensor:
 
 def to_pil(x: torch.Tensor) -> Image.Image:
     """Float tensor (C, H, W) in [-1, 1] -> 8-bit PIL image (RGB or L)."""
-    arr = float_to_uint8(x.cpu()).numpy()
+    return uint8_to_pil(float_to_uint8(x.cpu()))
+
+
+def uint8_to_pil(x: torch.Tensor) -> Image.Image:
+    """uint8 tensor (C, H, W) -> PIL image (RGB or L)."""
+    arr = x.cpu().numpy()
     if arr.shape[0] == 1:
         return Image.fromarray(arr[0], mode="L")
     return Image.fromarray(arr.transpose(1, 2, 0), mode="RGB")

@@ -198,8 +198,13 @@ def train(cfg: TrainConfig) -> TrainResult:
         if cfg.data_root is None:
             raise ValueError("--data-root is required (or use --dry-run for fake data)")
         data = load_dataset(
-            cfg.dataset, cfg.data_root, cfg.split, size=size, limit=cfg.limit,
-            cache_dir=out / "cache", progress=cfg.progress and main,
+            cfg.dataset,
+            cfg.data_root,
+            cfg.split,
+            size=size,
+            limit=cfg.limit,
+            cache_dir=out / "cache",
+            progress=cfg.progress and main,
         )
         images, skipped = data.images, data.skipped
     n = len(images)
@@ -245,19 +250,30 @@ def train(cfg: TrainConfig) -> TrainResult:
             return
         _atomic_save(
             {
-                "G": netG.state_dict(), "D": netD.state_dict(),
-                "optG": optG.state_dict(), "optD": optD.state_dict(),
-                "step": step, "elapsed": elapsed, "model_config": mcfg.to_json(),
+                "G": netG.state_dict(),
+                "D": netD.state_dict(),
+                "optG": optG.state_dict(),
+                "optD": optD.state_dict(),
+                "step": step,
+                "elapsed": elapsed,
+                "model_config": mcfg.to_json(),
                 "train_config": json.dumps(asdict(cfg)),
             },
             ckpt_path,
         )
         card = {
-            "dataset": cfg.dataset, "split": cfg.split if not cfg.dry_run else "fake (dry run)",
-            "train_images": str(n), "skipped_images": str(skipped),
-            "steps": str(step), "batch_size": str(cfg.batch_size), "images_seen": str(step * cfg.batch_size),
-            "seed": str(cfg.seed), "command": cfg.command, "code_version": _code_version(),
-            "hardware": _hardware(device, world), "wall_seconds": f"{elapsed:.0f}",
+            "dataset": cfg.dataset,
+            "split": cfg.split if not cfg.dry_run else "fake (dry run)",
+            "train_images": str(n),
+            "skipped_images": str(skipped),
+            "steps": str(step),
+            "batch_size": str(cfg.batch_size),
+            "images_seen": str(step * cfg.batch_size),
+            "seed": str(cfg.seed),
+            "command": cfg.command,
+            "code_version": _code_version(),
+            "hardware": _hardware(device, world),
+            "wall_seconds": f"{elapsed:.0f}",
             "parameters": str(sum(p.numel() for p in netG.parameters())),
             "date": time.strftime("%Y-%m-%d"),
         }
@@ -313,12 +329,18 @@ def train(cfg: TrainConfig) -> TrainResult:
             if bar is not None:
                 bar.update(1)
                 if step % 10 == 0 or step == total_steps:
-                    bar.set_postfix(lossD=f"{(loss_real + loss_fake).item():.3f}", lossG=f"{loss_g.item():.3f}",
-                                    img_s=f"{rate:.0f}")
+                    bar.set_postfix(
+                        lossD=f"{(loss_real + loss_fake).item():.3f}", lossG=f"{loss_g.item():.3f}", img_s=f"{rate:.0f}"
+                    )
             if log and step % cfg.log_every == 0:
-                rec = {"step": step, "loss_d": (loss_real + loss_fake).item(), "loss_g": loss_g.item(),
-                       "d_real": torch.sigmoid(d_real).mean().item(),
-                       "d_fake": torch.sigmoid(d_fake).mean().item(), "img_s": rate}
+                rec = {
+                    "step": step,
+                    "loss_d": (loss_real + loss_fake).item(),
+                    "loss_g": loss_g.item(),
+                    "d_real": torch.sigmoid(d_real).mean().item(),
+                    "d_fake": torch.sigmoid(d_fake).mean().item(),
+                    "img_s": rate,
+                }
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
             if step % cfg.sample_every == 0:

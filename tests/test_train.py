@@ -14,8 +14,21 @@ from tests.conftest import ROOT
 
 
 def _cfg(out, **kw) -> TrainConfig:
-    base = dict(dataset="celeba", out=str(out), dry_run=True, ngf=4, ndf=4, nz=8, size=16,
-                batch_size=8, steps=4, device="cpu", progress=False, sample_every=2, checkpoint_every=2)
+    base = dict(
+        dataset="celeba",
+        out=str(out),
+        dry_run=True,
+        ngf=4,
+        ndf=4,
+        nz=8,
+        size=16,
+        batch_size=8,
+        steps=4,
+        device="cpu",
+        progress=False,
+        sample_every=2,
+        checkpoint_every=2,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -59,21 +72,42 @@ def test_existing_run_is_not_overwritten(tmp_path) -> None:
 
 
 def test_cli_bad_data_root_is_one_line(tmp_path) -> None:
-    r = CliRunner().invoke(main, ["train-generator", "--data-root", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+    r = CliRunner().invoke(
+        main, ["train-generator", "--data-root", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]
+    )
     assert r.exit_code == 1
     assert r.output.strip().count("\n") == 0 and "does not exist" in r.output
 
 
 def test_cli_dry_run(tmp_path) -> None:
-    r = CliRunner().invoke(main, ["train-generator", "--dry-run", "--out", str(tmp_path), "--width", "4",
-                                  "--nz", "8", "--size", "16", "--batch-size", "8", "--no-progress"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "train-generator",
+            "--dry-run",
+            "--out",
+            str(tmp_path),
+            "--width",
+            "4",
+            "--nz",
+            "8",
+            "--size",
+            "16",
+            "--batch-size",
+            "8",
+            "--no-progress",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "trained to step 3" in r.output
 
 
 def test_mnist_training_on_fake_files(fake_mnist, tmp_path) -> None:
-    res = train(_cfg(tmp_path / "run", dataset="mnist", dry_run=False, data_root=str(fake_mnist), size=32,
-                     batch_size=4, steps=2))
+    res = train(
+        _cfg(
+            tmp_path / "run", dataset="mnist", dry_run=False, data_root=str(fake_mnist), size=32, batch_size=4, steps=2
+        )
+    )
     assert res.generator.config.nc == 1 and res.generator.config.size == 32
 
 
@@ -94,8 +128,16 @@ def test_two_process_ddp_ends_with_identical_weights(tmp_path) -> None:
     worker = tmp_path / "worker.py"
     worker.write_text(DDP_WORKER)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           str(worker), str(tmp_path / "run")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        str(worker),
+        str(tmp_path / "run"),
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     r0 = torch.load(tmp_path / "run" / "rank0.pt", weights_only=True)

@@ -1,0 +1,46 @@
+"""Safe file I/O: atomic writes that never clobber without force, and '-' for stdio."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from codec.errors import PercodecError
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """Read a whole file, or stdin when path is '-'."""
+    if str(path) == "-":
+        return sys.stdin.buffer.read()
+    p = Path(path)
+    if not p.is_file():
+        raise PercodecError(f"{p}: no such file")
+    return p.read_bytes()
+
+
+def write_bytes(path: str | Path, data: bytes, force: bool = False) -> None:
+    """Write atomically (temporary file in the same folder, then rename); '-' is stdout.
+
+    An existing file is kept unless force is true; a failed write leaves nothing behind.
+    """
+    if str(path) == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    p = Path(path)
+    if p.exists() and not force:
+        raise PercodecError(f"{p} exists: pass --force to overwrite it")
+    if p.is_dir():
+        raise PercodecError(f"{p} is a folder")
+    if not p.parent.is_dir():
+        raise PercodecError(f"folder {p.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

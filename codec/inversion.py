@@ -1,0 +1,158 @@
+"""Latent search: find z whose generated image G(z) best matches a target under a loss.
+
+The search is Adam on z through the frozen, eval-mode generator (so each image's result
+is independent of its batch-mates), with these parts:
+
+- restarts: every image starts from the same R latents drawn from N(0, I) with `seed`,
+  searched together as one batch; after `prune_at` of the steps only the best restart of
+  each image is kept, so the rest of the search costs one batch row per image;
+- a prior term `prior * mean(z^2) / 2` (the N(0, I) negative log-density per dimension)
+  that keeps z plausible;
+- a cosine learning-rate decay;
+- early stopping per image: when an image's best loss has not improved by `min_delta`
+  (relative) for `patience` steps, its float phase ends;
+- quantisation-aware refinement: the last `quant_steps` of each image's search run the
+  generator on the quantised latent (straight-through gradient), and the result is the best
+  *quantised* latent seen, so the reported loss is that of exactly what decoding gives.
+
+All per-image state lives in batch rows, so encoding images together or one at a time gives
+the same result up to floating-point noise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from codec.quantize import dequantize, quantize
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Settings of the latent search (defaults tuned on CelebA valid images)."""
+
+    steps: int = 300
+    restarts: int = 4
+    lr: float = 0.05
+    prior: float = 1e-3
+    prune_at: float = 0.2
+    quant_fraction: float = 0.2
+    patience: int = 40
+    min_delta: float = 1e-3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.restarts < 1 or self.lr <= 0:
+            raise ValueError("steps and restarts must be >= 1 and lr > 0")
+
+
+@dataclass
+class SearchResult:
+    """z: the chosen latents (B, nz), already dequantised when bits were given;
+    symbols: (B, nz) int64 or None; loss: (B,) search loss of the chosen latents (without
+    the prior term); steps: (B,) steps run per image."""
+
+    z: torch.Tensor
+    symbols: torch.Tensor | None
+    loss: torch.Tensor
+    steps: torch.Tensor
+
+
+def initial_latents(nz: int, restarts: int, seed: int) -> torch.Tensor:
+    """The R starting latents every image shares: (R, nz) from N(0, I) with `seed`."""
+    return torch.randn(restarts, nz, generator=torch.Generator().manual_seed(seed))
+
+
+def invert(
+    g: nn.Module,
+    targets: torch.Tensor,
+    loss_fn: nn.Module,
+    bits: int | None,
+    cfg: SearchConfig = SearchConfig(),
+    on_step: Callable[[int, int], None] | None = None,
+) -> SearchResult:
+    """Search latents for a batch of targets (B, C, H, W) in [-1, 1].
+
+    on_step(step, total) is called after every step (for progress bars).
+    """
+    device = targets.device
+    b, nz = targets.shape[0], g.config.nz
+    r = cfg.restarts
+    quant_steps = max(1, round(cfg.steps * cfg.quant_fraction)) if bits is not None else 0
+    float_steps = cfg.steps - quant_steps
+    prune_step = round(float_steps * cfg.prune_at) if r > 1 else 0
+
+    z = initial_latents(nz, r, cfg.seed).to(device).repeat(b, 1)  # row i*r + k: image i, restart k
+    tgt = targets.repeat_interleave(r, 0)
+    m, v = torch.zeros_like(z), torch.zeros_like(z)
+    t = torch.zeros(len(z), device=device)  # per-row Adam step count (bias correction, schedule)
+    best_loss = torch.full((len(z),), math.inf, device=device)
+    best_z = z.clone()
+    float_end = torch.full((len(z),), float_steps, device=device)  # step at which each row quantises
+    stall = torch.zeros(len(z), device=device)
+    done_steps = torch.zeros(len(z), device=device)
+    b1, b2, eps = 0.9, 0.999, 1e-8
+
+    step = 0
+    while True:
+        active = t < float_end + quant_steps
+        if not active.any():
+            break
+        in_quant = (t >= float_end) & active
+        zq = z
+        if bits is not None and in_quant.any():
+            zdq = dequantize(quantize(z.detach(), bits), bits, z.dtype)
+            zq = torch.where(in_quant[:, None], z + (zdq - z).detach(), z)
+        zq = zq.detach().requires_grad_(True)
+        with torch.enable_grad():
+            per = loss_fn(g(zq), tgt)
+            total = per + cfg.prior * 0.5 * zq.square().mean(1)
+            (grad,) = torch.autograd.grad(total.sum(), zq)
+        with torch.no_grad():
+            per = per.detach()
+            # Best tracking: float rows keep their best float z; quantising rows restart
+            # the record at their first quantised step so the result is a quantised z.
+            first_q = in_quant & (t == float_end)
+            best_loss = torch.where(first_q, torch.full_like(best_loss, math.inf), best_loss)
+            improved = active & (per < best_loss * (1 - cfg.min_delta))
+            better = active & (per < best_loss)
+            best_z = torch.where(better[:, None], zq.detach(), best_z)
+            best_loss = torch.where(better, per, best_loss)
+            stall = torch.where(improved | first_q, torch.zeros_like(stall), stall + active.float())
+            # Early end of the float phase (never before restarts are pruned).
+            ends = active & ~in_quant & (stall >= cfg.patience) & (t >= prune_step)
+            float_end = torch.where(ends, t + 1, float_end)
+            stall = torch.where(ends, torch.zeros_like(stall), stall)
+
+            # Adam with a per-row cosine schedule over the row's own phase.
+            t1 = t + 1
+            m = torch.where(active[:, None], b1 * m + (1 - b1) * grad, m)
+            v = torch.where(active[:, None], b2 * v + (1 - b2) * grad.square(), v)
+            mhat = m / (1 - b1**t1)[:, None]
+            vhat = v / (1 - b2**t1)[:, None]
+            frac = (t / (float_end + quant_steps).clamp_min(1)).clamp(0, 1)
+            lr = cfg.lr * (0.1 + 0.9 * 0.5 * (1 + torch.cos(math.pi * frac)))
+            z = torch.where(active[:, None], z - (lr[:, None] * mhat / (vhat.sqrt() + eps)), z)
+            done_steps = done_steps + active.float()
+            t = t + active.float()
+            step += 1
+
+            if step == prune_step and r > 1:
+                keep = best_loss.view(b, r).argmin(1) + torch.arange(b, device=device) * r
+                z, m, v, t = z[keep], m[keep], v[keep], t[keep]
+                best_loss, best_z, float_end, stall = best_loss[keep], best_z[keep], float_end[keep], stall[keep]
+                done_steps, tgt = done_steps[keep], tgt[keep]
+                r = 1
+        if on_step is not None:
+            on_step(step, cfg.steps)
+
+    if r > 1:  # prune never happened (a very short search): pick the best restart now
+        keep = best_loss.view(b, r).argmin(1) + torch.arange(b, device=device) * r
+        best_z, best_loss, done_steps = best_z[keep], best_loss[keep], done_steps[keep]
+    symbols = quantize(best_z, bits) if bits is not None else None
+    z_out = dequantize(symbols, bits) if bits is not None else best_z
+    return SearchResult(z_out.detach(), symbols, best_loss, done_steps.long())

@@ -1,0 +1,204 @@
+"""encode(image) -> bytes and decode(bytes) -> image: the only place that knows the order.
+
+image -> images.open_image -> fit_to_model -> [-1,1] tensor
+      -> inversion.invert(G, loss) -> symbols -> container.to_bytes
+bytes -> container.from_bytes -> quantize.dequantize -> G(z) -> 8-bit image
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import torch
+from PIL import Image
+
+from codec import container
+from codec.container import FINGERPRINT_BYTES, OVERHEAD_BYTES, Container, ContainerError
+from codec.generator import Generator, fingerprint, load_generator, resolve_model, shipped_models
+from codec.images import fit_to_model, float_to_uint8, open_image, to_tensor, uint8_to_pil
+from codec.inversion import SearchConfig, invert
+from codec.losses import make_loss
+from codec.metrics import bpp, psnr, ssim
+from codec.quantize import MAX_BITS, MIN_BITS, dequantize, payload_size
+
+DEFAULT_MODEL = "celeba64"
+DEFAULT_LOSS = "ssim"
+DEFAULT_BITS = 7
+
+ImageLike = str | Path | bytes | BinaryIO | Image.Image
+
+
+@dataclass
+class EncodeOptions:
+    """Options of `encode`; see `percodec encode --help` for their meaning."""
+
+    model: str | Path = DEFAULT_MODEL
+    loss: str = DEFAULT_LOSS
+    bits: int | None = None
+    max_bytes: int | None = None
+    steps: int = SearchConfig.steps
+    restarts: int = SearchConfig.restarts
+    lr: float = SearchConfig.lr
+    prior: float = SearchConfig.prior
+    seed: int = 0
+    device: str = "auto"
+    crop: float | None = None
+    batch_size: int = 32
+    loss_params: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass
+class EncodeResult:
+    """One encoded image: the file bytes, the model-sized input and what decoding gives."""
+
+    data: bytes
+    original: torch.Tensor  # uint8 (C, H, W): the preprocessed input
+    decoded: torch.Tensor  # uint8 (C, H, W): exactly what decode() produces
+    psnr: float
+    ssim: float
+    search_loss: float
+    steps: int
+    bits: int
+
+    @property
+    def num_bytes(self) -> int:
+        return len(self.data)
+
+    @property
+    def bpp(self) -> float:
+        return bpp(len(self.data), *self.original.shape[-2:])
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but no CUDA GPU is available")
+    return torch.device(name)
+
+
+@functools.lru_cache(maxsize=8)
+def _load(path: str, mtime: float, device: str) -> tuple[Generator, bytes]:
+    g, _ = load_generator(path, device)
+    return g, fingerprint(g)
+
+
+def load_model(model: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, bytes]:
+    """A generator by shipped name or path (cached), with its 8-byte fingerprint."""
+    path = resolve_model(model)
+    return _load(str(path), path.stat().st_mtime, str(device))
+
+
+def bits_for_budget(nz: int, max_bytes: int) -> int:
+    """The most bits per dimension whose file fits in max_bytes."""
+    for bits in range(MAX_BITS, MIN_BITS - 1, -1):
+        if OVERHEAD_BYTES + payload_size(nz, bits) <= max_bytes:
+            return bits
+    need = OVERHEAD_BYTES + payload_size(nz, MIN_BITS)
+    raise ValueError(f"--max-bytes {max_bytes} is too small: the smallest file for nz={nz} is {need} bytes")
+
+
+def prepare(image: ImageLike, size: int, channels: int, crop: float) -> torch.Tensor:
+    """Any supported image -> the model's input tensor (C, size, size) in [-1, 1]."""
+    img = image if isinstance(image, Image.Image) else open_image(image, channels)
+    if isinstance(image, Image.Image):
+        img = img.convert("RGB" if channels == 3 else "L")
+    return to_tensor(fit_to_model(img, size, crop))
+
+
+def encode_batch(
+    images: Sequence[ImageLike],
+    options: EncodeOptions | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+) -> list[EncodeResult]:
+    """Encode several images, searched `options.batch_size` at a time."""
+    o = options or EncodeOptions()
+    device = pick_device(o.device)
+    g, fp = load_model(o.model, device)
+    cfg = g.config
+    bits = o.bits if o.bits is not None else (bits_for_budget(cfg.nz, o.max_bytes) if o.max_bytes else DEFAULT_BITS)
+    if o.max_bytes is not None and OVERHEAD_BYTES + payload_size(cfg.nz, bits) > o.max_bytes:
+        raise ValueError(
+            f"{bits} bits per dimension make {OVERHEAD_BYTES + payload_size(cfg.nz, bits)}-byte files, "
+            f"over --max-bytes {o.max_bytes}"
+        )
+    loss_fn = make_loss(o.loss, channels=cfg.nc, **o.loss_params).to(device)
+    search = SearchConfig(steps=o.steps, restarts=o.restarts, lr=o.lr, prior=o.prior, seed=o.seed)
+    crop = cfg.crop if o.crop is None else o.crop
+    decoder, _ = load_model(o.model, "cpu")  # decode() runs on CPU: report exactly its output
+    results: list[EncodeResult] = []
+    for start in range(0, len(images), o.batch_size):
+        x = torch.stack([prepare(im, cfg.size, cfg.nc, crop) for im in images[start : start + o.batch_size]])
+        res = invert(g, x.to(device), loss_fn, bits, search, on_step)
+        with torch.no_grad():
+            decoded = float_to_uint8(decoder(dequantize(res.symbols.cpu(), bits)))
+        original = float_to_uint8(x)
+        p, s = psnr(decoded, original), ssim(decoded, original)
+        for i in range(len(x)):
+            c = Container(fp[:FINGERPRINT_BYTES], bits, cfg.size, cfg.nc, tuple(res.symbols[i].tolist()))
+            results.append(
+                EncodeResult(
+                    container.to_bytes(c),
+                    original[i],
+                    decoded[i],
+                    float(p[i]),
+                    float(s[i]),
+                    float(res.loss[i]),
+                    int(res.steps[i]),
+                    bits,
+                )
+            )
+    return results
+
+
+def encode(image: ImageLike, **options: object) -> bytes:
+    """Compress one image to .pgz bytes. Options: the fields of `EncodeOptions`."""
+    return encode_batch([image], EncodeOptions(**options))[0].data  # type: ignore[arg-type]
+
+
+def model_for(c: Container, model: str | Path | None = None) -> tuple[Generator, str]:
+    """The generator a container needs: `model` if given (checked), else the shipped match."""
+    want = c.fingerprint.hex()
+    if model is not None:
+        g, fp = load_model(model)
+        if fp[:FINGERPRINT_BYTES] != c.fingerprint:
+            needed = find_shipped(c.fingerprint)
+            hint = f"model {needed!r}" if needed else f"a generator with fingerprint {want}, not a shipped one"
+            raise ContainerError(f"this file was made for {hint}; {model} has fingerprint {fp[:4].hex()}")
+        return g, str(model)
+    name = find_shipped(c.fingerprint)
+    if name is None:
+        raise ContainerError(
+            f"this file needs a generator with fingerprint {want}, which is not a shipped model: pass --model PATH"
+        )
+    return load_model(name)[0], name
+
+
+def find_shipped(fp: bytes) -> str | None:
+    """Name of the shipped model whose fingerprint starts with fp, if any."""
+    for name in shipped_models():
+        if load_model(name)[1][: len(fp)] == fp:
+            return name
+    return None
+
+
+def decode_tensor(data: bytes, model: str | Path | None = None) -> torch.Tensor:
+    """.pgz bytes -> uint8 tensor (C, H, W) at the model's size."""
+    c = container.from_bytes(data)
+    g, _ = model_for(c, model)
+    if (g.config.size, g.config.nc, g.config.nz) != (c.size, c.channels, c.nz):
+        raise ContainerError(f"file describes {c.size}x{c.size}x{c.channels}, nz={c.nz}; the model does not match")
+    with torch.no_grad():
+        return float_to_uint8(g(dequantize(torch.tensor([c.symbols]), c.bits)))[0]
+
+
+def decode(data: bytes, model: str | Path | None = None, size: tuple[int, int] | None = None) -> Image.Image:
+    """Regenerate the image from .pgz bytes; `size` (W, H) resizes the output (bicubic)."""
+    img = uint8_to_pil(decode_tensor(data, model))
+    if size is not None and size != img.size:
+        img = img.resize(size, Image.Resampling.BICUBIC)
+    return img
