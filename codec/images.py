@@ -105,8 +105,8 @@ def to_tensor(img: Image.Image) -> torch.Tensor:
 
 
 def to_uint8_array(img: Image.Image) -> np.ndarray:
-    """PIL image -> uint8 array (C, H, W)."""
-    arr = np.asarray(img, dtype=np.uint8)
+    """PIL image -> writable uint8 array (C, H, W)."""
+    arr = np.array(img, dtype=np.uint8)
     if arr.ndim == 2:
         arr = arr[None]
     else:

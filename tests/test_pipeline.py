@@ -1,0 +1,94 @@
+import pytest
+import torch
+from PIL import Image
+
+from codec.container import ContainerError, from_bytes
+from codec.generator import Generator, save_generator
+from codec.images import to_pil
+from codec.inversion import SearchConfig, invert
+from codec.losses import make_loss
+from codec.pipeline import EncodeOptions, bits_for_budget, decode, decode_tensor, encode, encode_batch
+from tests.conftest import tiny_config
+
+
+def _target(g: Generator, seed: int) -> Image.Image:
+    z = torch.randn(1, g.config.nz, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        return to_pil(g(z)[0])
+
+
+def _opts(model, **kw) -> EncodeOptions:
+    base = dict(model=model, loss="mse", steps=40, restarts=2, device="cpu")
+    base.update(kw)
+    return EncodeOptions(**base)
+
+
+def test_encode_decode_roundtrip_reports_exactly_the_decoded_image(tiny_model_file, tiny_generator) -> None:
+    img = _target(tiny_generator, 5)
+    (r,) = encode_batch([img], _opts(tiny_model_file))
+    assert r.num_bytes == 12 + 7  # nz=8 at 7 bits -> 7 payload bytes
+    decoded = decode_tensor(r.data, model=tiny_model_file)
+    assert torch.equal(decoded, r.decoded)
+    assert decode(r.data, model=tiny_model_file).size == (16, 16)
+    assert decode(r.data, model=tiny_model_file, size=(40, 30)).size == (40, 30)
+
+
+def test_search_recovers_a_generated_image(tiny_model_file, tiny_generator) -> None:
+    img = _target(tiny_generator, 7)
+    (r,) = encode_batch([img], _opts(tiny_model_file, steps=300, restarts=4, bits=12))
+    assert r.psnr > 35  # G(z*) reproduces an image G made, up to quantisation
+
+
+def test_batch_matches_one_at_a_time(tiny_model_file, tiny_generator) -> None:
+    imgs = [_target(tiny_generator, s) for s in (1, 2, 3)]
+    together = encode_batch(imgs, _opts(tiny_model_file))
+    alone = [encode_batch([im], _opts(tiny_model_file))[0] for im in imgs]
+    for a, b in zip(together, alone, strict=True):
+        sa, sb = from_bytes(a.data).symbols, from_bytes(b.data).symbols
+        assert sum(x != y for x, y in zip(sa, sb, strict=True)) <= 1  # float noise at a bin edge at most
+        assert (a.decoded.int() - b.decoded.int()).abs().max() <= 3
+
+
+def test_quantisation_aware_search_loses_little(tiny_generator) -> None:
+    target = tiny_generator(torch.randn(4, 8, generator=torch.Generator().manual_seed(3))).detach()
+    loss = make_loss("mse")
+    cfg = SearchConfig(steps=150, restarts=2)
+    free = invert(tiny_generator, target, loss, None, cfg)
+    quant = invert(tiny_generator, target, loss, 5, cfg)
+    with torch.no_grad():
+        assert torch.allclose(loss(tiny_generator(quant.z), target), quant.loss, atol=1e-5)
+    assert quant.symbols is not None and free.symbols is None
+    assert (quant.loss.mean() - free.loss.mean()) < 0.02
+
+
+def test_max_bytes_picks_bits() -> None:
+    assert bits_for_budget(100, 112) == 8
+    assert bits_for_budget(100, 100) == 7
+    assert bits_for_budget(100, 64) == 4
+    with pytest.raises(ValueError, match="too small"):
+        bits_for_budget(100, 20)
+
+
+def test_encode_respects_max_bytes(tiny_model_file, tiny_generator) -> None:
+    data = encode(_target(tiny_generator, 1), model=tiny_model_file, max_bytes=16, steps=5, device="cpu")
+    assert len(data) <= 16 and from_bytes(data).bits == 4
+
+
+def test_wrong_model_is_refused_with_a_clear_message(tmp_path, tiny_model_file, tiny_generator) -> None:
+    torch.manual_seed(99)
+    other = tmp_path / "other.safetensors"
+    save_generator(Generator(tiny_config()), other)
+    data = encode(_target(tiny_generator, 1), model=tiny_model_file, steps=5, device="cpu")
+    with pytest.raises(ContainerError, match="fingerprint"):
+        decode(data, model=other)
+    with pytest.raises(ContainerError, match="not a shipped model"):
+        decode(data)
+
+
+def test_grey_model(tmp_path) -> None:
+    torch.manual_seed(0)
+    g = Generator(tiny_config(nc=1))
+    path = tmp_path / "grey.safetensors"
+    save_generator(g, path)
+    data = encode(Image.new("RGB", (50, 40), (90, 90, 90)), model=path, steps=5, device="cpu")
+    assert decode(data, model=path).mode == "L"
