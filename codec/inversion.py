@@ -11,6 +11,9 @@ is independent of its batch-mates), with these parts:
 - a cosine learning-rate decay;
 - early stopping per image: when an image's best loss has not improved by `min_delta`
   (relative) for `patience` steps, its float phase ends;
+- block-grid shifts for losses that take them (Watson): row i at its own step t is shifted by
+  a table entry shifts[t] drawn once from `seed`, and by nothing in its quantised phase, so
+  the search is repeatable and independent of batch-mates;
 - quantisation-aware refinement: the last `quant_steps` of each image's search run the
   generator on the quantised latent (straight-through gradient), and the result is the best
   *quantised* latent seen, so the reported loss is that of exactly what decoding gives.
@@ -96,6 +99,9 @@ def invert(
     stall = torch.zeros(len(z), device=device)
     done_steps = torch.zeros(len(z), device=device)
     b1, b2, eps = 0.9, 0.999, 1e-8
+    shift_table = None
+    if getattr(loss_fn, "random_shift", False):
+        shift_table = torch.randint(-4, 5, (cfg.steps + 1, 2), generator=torch.Generator().manual_seed(cfg.seed + 1))
 
     step = 0
     while True:
@@ -108,8 +114,12 @@ def invert(
             zdq = dequantize(quantize(z.detach(), bits), bits, z.dtype)
             zq = torch.where(in_quant[:, None], z + (zdq - z).detach(), z)
         zq = zq.detach().requires_grad_(True)
+        kwargs = {}
+        if shift_table is not None:
+            idx = t.long().clamp_max(cfg.steps).cpu()
+            kwargs["shifts"] = torch.where(in_quant.cpu()[:, None], 0, shift_table[idx])
         with torch.enable_grad():
-            per = loss_fn(g(zq), tgt)
+            per = loss_fn(g(zq), tgt, **kwargs)
             total = per + cfg.prior * 0.5 * zq.square().mean(1)
             (grad,) = torch.autograd.grad(total.sum(), zq)
         with torch.no_grad():

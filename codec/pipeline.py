@@ -126,7 +126,8 @@ def encode_batch(
             f"{bits} bits per dimension make {OVERHEAD_BYTES + payload_size(cfg.nz, bits)}-byte files, "
             f"over --max-bytes {o.max_bytes}"
         )
-    loss_fn = make_loss(o.loss, channels=cfg.nc, **o.loss_params).to(device)
+    # eval(): deterministic by default; the search passes Watson's grid shifts explicitly.
+    loss_fn = make_loss(o.loss, channels=cfg.nc, **o.loss_params).to(device).eval()
     search = SearchConfig(steps=o.steps, restarts=o.restarts, lr=o.lr, prior=o.prior, seed=o.seed)
     crop = cfg.crop if o.crop is None else o.crop
     decoder, _ = load_model(o.model, "cpu")  # decode() runs on CPU: report exactly its output

@@ -66,4 +66,4 @@ def make_loss(name: str, channels: int | None = None, **params: object) -> nn.Mo
 
 
 # Importing the modules fills the registry; their order is the order of --loss choices.
-from codec.losses import pixel, ssim  # noqa: E402,F401
+from codec.losses import pixel, ssim, watson  # noqa: E402,F401
