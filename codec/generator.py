@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -188,6 +189,7 @@ def save_generator(g: Generator, path: str | Path, card: dict[str, str] | None =
     tmp = path.with_name(path.name + ".tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(tmp), metadata=meta)
+    os.chmod(tmp, 0o644)  # package data: readable by everyone, like any installed file
     tmp.replace(path)
 
 
