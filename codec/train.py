@@ -127,6 +127,49 @@ class SampleStream:
         return out
 
 
+def make_batch(
+    images: torch.Tensor,
+    stream: SampleStream,
+    step: int,
+    seed: int,
+    rank: int,
+    nz: int,
+    flip: bool,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's real images (float, [-1, 1], flipped at random) and latents for `step`."""
+    gen = _step_generator(seed, step, rank)
+    x = uint8_to_float(images[torch.from_numpy(stream.indices(step))])
+    z = torch.randn(len(x), nz, generator=gen)
+    if flip:
+        mask = torch.rand(len(x), generator=gen) < 0.5
+        x[mask] = x[mask].flip(-1)
+    return x.to(device, non_blocking=True), z.to(device, non_blocking=True)
+
+
+def gan_step(
+    G: nn.Module, D: nn.Module, optG: torch.optim.Optimizer, optD: torch.optim.Optimizer, x: torch.Tensor, z: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One DCGAN update; returns D's logits on real and fake, and the D and G losses."""
+    ones, zeros = torch.ones(len(x), device=x.device), torch.zeros(len(x), device=x.device)
+    # Discriminator: real -> 1, fake -> 0 (separate batches, as BatchNorm expects).
+    optD.zero_grad(set_to_none=True)
+    fake = G(z)
+    d_real = D(x)
+    loss_real = F.binary_cross_entropy_with_logits(d_real, ones)
+    loss_real.backward()
+    d_fake = D(fake.detach())
+    loss_fake = F.binary_cross_entropy_with_logits(d_fake, zeros)
+    loss_fake.backward()
+    optD.step()
+    # Generator: the non-saturating loss, fake -> 1.
+    optG.zero_grad(set_to_none=True)
+    loss_g = F.binary_cross_entropy_with_logits(D(fake), ones)
+    loss_g.backward()
+    optG.step()
+    return d_real.detach(), d_fake.detach(), (loss_real + loss_fake).detach(), loss_g.detach()
+
+
 def _step_generator(seed: int, step: int, rank: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + step) * 4099 + rank)
 
@@ -288,8 +331,6 @@ def train(cfg: TrainConfig) -> TrainResult:
         netG.train()
         grid.save(out / "samples" / f"step_{step:07d}.png")
 
-    per = cfg.batch_size // world
-    ones, zeros = torch.ones(per, device=device), torch.zeros(per, device=device)
     start_step, t0 = step, time.perf_counter()
     bar = None
     if main and cfg.progress:
@@ -299,29 +340,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     log = open(out / "train.log.jsonl", "a") if main else None  # noqa: SIM115
     try:
         while step < total_steps:
-            gen = _step_generator(cfg.seed, step, rank)
-            x = uint8_to_float(images_t[torch.from_numpy(stream.indices(step))])
-            z = torch.randn(per, cfg.nz, generator=gen)
-            if flip:
-                mask = torch.rand(per, generator=gen) < 0.5
-                x[mask] = x[mask].flip(-1)
-            x, z = x.to(device, non_blocking=True), z.to(device, non_blocking=True)
-
-            # Discriminator: real -> 1, fake -> 0 (separate batches, as BatchNorm expects).
-            optD.zero_grad(set_to_none=True)
-            fake = G(z)
-            d_real = D(x)
-            loss_real = F.binary_cross_entropy_with_logits(d_real, ones)
-            loss_real.backward()
-            d_fake = D(fake.detach())
-            loss_fake = F.binary_cross_entropy_with_logits(d_fake, zeros)
-            loss_fake.backward()
-            optD.step()
-            # Generator: the non-saturating loss, fake -> 1.
-            optG.zero_grad(set_to_none=True)
-            loss_g = F.binary_cross_entropy_with_logits(D(fake), ones)
-            loss_g.backward()
-            optG.step()
+            x, z = make_batch(images_t, stream, step, cfg.seed, rank, cfg.nz, flip, device)
+            d_real, d_fake, loss_d, loss_g = gan_step(G, D, optG, optD, x, z)
             step += 1
 
             if bar is not None or (log and step % cfg.log_every == 0):
@@ -329,13 +349,11 @@ def train(cfg: TrainConfig) -> TrainResult:
             if bar is not None:
                 bar.update(1)
                 if step % 10 == 0 or step == total_steps:
-                    bar.set_postfix(
-                        lossD=f"{(loss_real + loss_fake).item():.3f}", lossG=f"{loss_g.item():.3f}", img_s=f"{rate:.0f}"
-                    )
+                    bar.set_postfix(lossD=f"{loss_d.item():.3f}", lossG=f"{loss_g.item():.3f}", img_s=f"{rate:.0f}")
             if log and step % cfg.log_every == 0:
                 rec = {
                     "step": step,
-                    "loss_d": (loss_real + loss_fake).item(),
+                    "loss_d": loss_d.item(),
                     "loss_g": loss_g.item(),
                     "d_real": torch.sigmoid(d_real).mean().item(),
                     "d_fake": torch.sigmoid(d_fake).mean().item(),

@@ -1,0 +1,94 @@
+"""Encode/decode speed, quantisation loss and quality against search steps.
+
+    python benchmarks/codec_speed.py --data-root ../shared/datasets [--images 50] [--device cpu]
+
+1. Seconds per image to encode at default settings, one image at a time and 32 at once.
+2. Decode milliseconds per image (container parse + generator + 8-bit conversion).
+3. Quantisation loss: mean PSNR of the float-latent search against the default 7-bit
+   quantisation-aware search on the valid images (the quantised one is what files hold).
+4. Quality against steps (50, 100, 200, 500, 1000 at most; early stopping on as by default).
+Images: the first N of CelebA's valid split (tuning data; reported results use test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from codec.data import load_dataset  # noqa: E402
+from codec.images import float_to_uint8, uint8_to_float, uint8_to_pil  # noqa: E402
+from codec.inversion import SearchConfig, invert  # noqa: E402
+from codec.losses import make_loss  # noqa: E402
+from codec.metrics import psnr, ssim  # noqa: E402
+from codec.pipeline import DEFAULT_BITS, DEFAULT_LOSS, EncodeOptions, decode_tensor, encode_batch, load_model  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-root", default="../shared/datasets")
+    ap.add_argument("--images", type=int, default=50)
+    ap.add_argument("--model", default="celeba64")
+    ap.add_argument("--loss", default=DEFAULT_LOSS)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--steps-list", default="50,100,200,500,1000")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: speed,quant,steps")
+    args = ap.parse_args()
+    skip = set(args.skip.split(","))
+    data = load_dataset("celeba", args.data_root, "valid", limit=max(args.images, 32), cache_dir="runs/cache")
+    pils = [uint8_to_pil(torch.from_numpy(im)) for im in data.images]
+    dev = torch.device(args.device)
+    g, _ = load_model(args.model, dev)
+    threads = torch.get_num_threads()
+    print(f"model {args.model}, loss {args.loss}, device {dev} ({threads} threads), CelebA valid images")
+
+    if "speed" not in skip:
+        opts = EncodeOptions(model=args.model, loss=args.loss, device=args.device)
+        t = time.perf_counter()
+        singles = [encode_batch([p], opts)[0] for p in pils[:4]]
+        one = (time.perf_counter() - t) / 4
+        t = time.perf_counter()
+        encode_batch(pils[:32], opts)
+        many = (time.perf_counter() - t) / 32
+        t = time.perf_counter()
+        for r in singles * 25:
+            decode_tensor(r.data)
+        dec = (time.perf_counter() - t) / (len(singles) * 25) * 1000
+        print(f"encode, default settings: {one:.2f} s/image one at a time, {many:.2f} s/image in a batch of 32")
+        print(f"decode: {dec:.2f} ms/image")
+
+    x = uint8_to_float(torch.from_numpy(data.images[: args.images])).to(dev)
+    target8 = float_to_uint8(x.cpu())
+    loss = make_loss(args.loss).to(dev).eval()
+
+    def quality(res) -> tuple[float, float]:
+        with torch.no_grad():
+            out = float_to_uint8(g(res.z.to(dev)).cpu())
+        return psnr(out, target8).mean().item(), ssim(out, target8).mean().item()
+
+    if "quant" not in skip:
+        cfg = SearchConfig()
+        pf, sf = quality(invert(g, x, loss, None, cfg))
+        pq, sq = quality(invert(g, x, loss, DEFAULT_BITS, cfg))
+        print(
+            f"quantisation ({DEFAULT_BITS} bits, {args.images} images): float latent PSNR {pf:.2f} dB / SSIM "
+            f"{sf:.4f}; quantised {pq:.2f} dB / {sq:.4f}; PSNR lost {pf - pq:+.2f} dB"
+        )
+
+    if "steps" not in skip:
+        print(f"{'steps':>6} {'PSNR dB':>8} {'SSIM':>7} {'s/image':>8}")
+        for steps in (int(s) for s in args.steps_list.split(",")):
+            t = time.perf_counter()
+            res = invert(g, x, loss, DEFAULT_BITS, SearchConfig(steps=steps))
+            sec = (time.perf_counter() - t) / len(x)
+            p, s = quality(res)
+            print(f"{steps:6d} {p:8.2f} {s:7.4f} {sec:8.2f}")
+
+
+if __name__ == "__main__":
+    main()
