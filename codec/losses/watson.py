@@ -133,7 +133,7 @@ def _rfft_blocks(blocks: torch.Tensor) -> torch.Tensor:
     rounding on near-flat blocks, whose tiny coefficients' phases enter the phase term.
     """
     lead = blocks.shape[:-1]
-    return (torch.fft.rfft2(blocks.view(*lead, B, B)) / (B * B)).reshape(*lead, NF)
+    return torch.fft.rfft2(blocks.view(*lead, B, B), norm="forward").reshape(*lead, NF)
 
 
 def smooth_max(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -191,21 +191,19 @@ def watson_distance(chans: list[_Channel], x0: torch.Tensor, x1: torch.Tensor) -
         dc = a0[..., 0].clamp_min(0)  # negative DC (inputs outside [0,1]) would give NaN
         phase = None
     else:
+        shift = torch.complex(torch.tensor(EPS), torch.tensor(EPS)).to(x0.device)
         with torch.no_grad():
             c0 = _rfft_blocks(x0)
-            re0, im0 = c0.real, c0.imag
-            a0 = torch.sqrt((re0 + EPS).square() + (im0 + EPS).square())
-            # Unit phasor of the target with the reference's phase convention atan2(im, re + eps).
-            rp0 = re0 + EPS
-            n0 = torch.sqrt(rp0.square() + im0.square())
-            u0, v0 = rp0 / n0, im0 / n0
+            a0 = (c0 + shift).abs()
+            # Conjugate unit phasor of the target, phase convention atan2(im, re + eps).
+            p0 = c0 + EPS
+            p0 = p0.conj() / p0.abs()
         c1 = _rfft_blocks(x1)
-        re1, im1 = c1.real, c1.imag
-        a1 = torch.sqrt((re1 + EPS).square() + (im1 + EPS).square())
+        a1 = (c1 + shift).abs()
         dc = a0[..., 0]
-        # cos(phi0 - phi1) from one complex product, not two atan2 calls.
-        rp1 = re1 + EPS
-        cos = ((u0 * rp1 + v0 * im1) / torch.sqrt(rp1.square() + im1.square())).clamp(-1.0, 1.0)
+        # cos(phi0 - phi1) = Re(conj(c0') c1') / (|c0'| |c1'|): one complex product, no atan2.
+        p1 = c1 + EPS
+        cos = (torch.view_as_real(p0 * p1)[..., 0] / p1.abs()).clamp(-1.0, 1.0)
         w_phase = torch.stack([c.w_phase_tild for c in chans]).exp()
         w_phase[:, [i for i, _ in REAL_COEFFS], [j for _, j in REAL_COEFFS]] = 0.0
         phase = (torch.acos(cos * (1 - 1e-7)) * w_phase.flatten(1)[:, None]).sum((2, 3))
