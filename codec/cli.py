@@ -361,5 +361,79 @@ def info(src: str) -> None:
         click.echo(f"{k:>10}: {v}")
 
 
+@main.command()
+@click.option(
+    "--dataset",
+    type=click.Choice(["celeba", "samples", "folder", "mnist"]),
+    default="celeba",
+    show_default=True,
+    help="samples: the repository's samples/ faces, no data needed.",
+)
+@click.option("--data-root", type=click.Path(file_okay=False), help="Dataset folder (e.g. ../shared/datasets).")
+@click.option("--split", default="test", show_default=True, help="Split to report on.")
+@click.option("--limit", type=click.IntRange(1), help="Use the first N images of the split.")
+@click.option(
+    "--loss",
+    "losses",
+    multiple=True,
+    type=click.Choice(_loss_names()),
+    help="percodec rows, repeatable [every registered loss].",
+)
+@click.option(
+    "--bits",
+    "bits",
+    multiple=True,
+    type=click.IntRange(1, 16),
+    help="Bits per latent dimension, repeatable for a rate curve [7].",
+)
+@click.option("--steps", type=click.IntRange(1), default=300, show_default=True)
+@click.option("--restarts", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--model", default=None, help="Model name or path [celeba64; mnist32 for --dataset mnist].")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default="runs/bench",
+    show_default=True,
+    help="Results folder; its cache/ makes an interrupted run resume.",
+)
+@click.option("--no-sweep", is_flag=True, help="Skip the extra quality settings drawn in the rate-distortion plot.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@friendly_errors
+def bench(
+    losses: tuple[str, ...], bits: tuple[int, ...], model: str | None, no_sweep: bool, quiet: bool, **kwargs: Any
+) -> None:
+    """Compare percodec with JPEG, WebP, AVIF and k-means on a dataset.
+
+    \b
+    Writes OUT/results.json, per_image.csv, results.md, rd.png (SSIM and PSNR against bits
+    per pixel) and grid.png (what each codec makes of the same faces), and prints the table.
+    Protocol: docs/BENCH.md. Example:
+      percodec bench --dataset celeba --data-root ../shared/datasets --limit 200
+      percodec bench --dataset samples --steps 50       # no data needed
+    Under torchrun the images are sharded across processes and merged by rank 0.
+    """
+    import os
+
+    from codec.bench import BenchConfig, run, summarize, table, write_outputs
+    from codec.losses import LOSSES
+
+    if kwargs["dataset"] in ("celeba", "folder", "mnist") and not kwargs["data_root"]:
+        raise click.UsageError(f"--dataset {kwargs['dataset']} needs --data-root")
+    cfg = BenchConfig(
+        losses=losses or tuple(LOSSES),
+        bits=bits or (7,),
+        sweep=not no_sweep,
+        model=model or ("mnist32" if kwargs["dataset"] == "mnist" else "celeba64"),
+        **kwargs,
+    )
+    records = run(cfg, progress=not quiet)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    paths = write_outputs(cfg, records)
+    click.echo(table(summarize(records)))
+    click.echo("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
 if __name__ == "__main__":
     main()

@@ -148,7 +148,12 @@ def make_batch(
 
 
 def gan_step(
-    G: nn.Module, D: nn.Module, optG: torch.optim.Optimizer, optD: torch.optim.Optimizer, x: torch.Tensor, z: torch.Tensor
+    G: nn.Module,
+    D: nn.Module,
+    optG: torch.optim.Optimizer,
+    optD: torch.optim.Optimizer,
+    x: torch.Tensor,
+    z: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One DCGAN update; returns D's logits on real and fake, and the D and G losses."""
     ones, zeros = torch.ones(len(x), device=x.device), torch.zeros(len(x), device=x.device)

@@ -1,0 +1,486 @@
+"""percodec against JPEG, WebP, AVIF and k-means on a dataset: rows, tables, plots.
+
+Protocol (docs/BENCH.md): every codec sees the same model-sized 8-bit image (the shared
+preprocessing), metrics are computed on 8-bit images at that size, every byte of every file
+counts (bpp = 8 * bytes / (H * W)), and the generator is not counted (the scan-only JPEG row
+is its analogue: tables held by the decoder). Per-image records are cached as JSON lines in
+OUT/cache, so an interrupted run resumes; under torchrun each rank takes every W-th image
+and rank 0 merges the caches.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from codec import baselines as B
+from codec import metrics
+from codec.losses import LOSSES
+from codec.losses.watson import WatsonDistance
+
+METRICS = ("bytes", "bpp", "ratio", "psnr", "mse", "ssim", "ms_ssim", "watson_dft", "enc_ms", "dec_ms")
+
+
+@dataclass
+class BenchConfig:
+    """Settings of `percodec bench` (see its --help)."""
+
+    dataset: str = "samples"
+    data_root: str | None = None
+    split: str = "test"
+    limit: int | None = None
+    losses: tuple[str, ...] = tuple(LOSSES)
+    bits: tuple[int, ...] = (7,)
+    steps: int = 300
+    restarts: int = 4
+    model: str = "celeba64"
+    device: str = "auto"
+    seed: int = 0
+    out: str = "runs/bench"
+    batch_size: int = 32
+    sweep: bool = True
+
+
+def load_images(cfg: BenchConfig, size: int, nc: int, crop: float) -> tuple[list[str], np.ndarray]:
+    """Names and uint8 images (N, H, W, C) at the model's size, with the shared preprocessing."""
+    from codec.data import load_dataset
+
+    if cfg.dataset == "samples":
+        root = Path(cfg.data_root) if cfg.data_root else Path(__file__).resolve().parent.parent / "samples"
+        if not root.is_dir():
+            root = Path("samples")
+        s = load_dataset("folder", root, "all", size=size, nc=nc, crop=crop, limit=cfg.limit)
+    else:
+        split = "all" if cfg.dataset == "folder" else cfg.split
+        s = load_dataset(
+            cfg.dataset,
+            cfg.data_root or ".",
+            split,
+            size=size,
+            nc=nc,
+            crop=crop,
+            limit=cfg.limit,
+            cache_dir=Path(cfg.out) / "cache",
+        )
+    return s.names, s.images.transpose(0, 2, 3, 1).copy()
+
+
+class Scorer:
+    """Per-image metrics of a decoded 8-bit image against its original."""
+
+    def __init__(self) -> None:
+        self.watson = WatsonDistance("dft").eval()
+
+    def __call__(self, orig: np.ndarray, dec: np.ndarray, nbytes: int, png: int) -> dict[str, float]:
+        a = torch.tensor(orig).permute(2, 0, 1)[None]
+        b = torch.tensor(dec).permute(2, 0, 1)[None]
+        h, w = orig.shape[:2]
+        with torch.no_grad():
+            wd = self.watson(b.float() / 255, a.float() / 255).item()
+        mse = metrics.mse(b, a).item()
+        return {
+            "bytes": nbytes,
+            "bpp": metrics.bpp(nbytes, h, w),
+            "ratio": png / nbytes,
+            "psnr": metrics.psnr(b, a).item() if mse > 0 else math.inf,
+            "mse": mse,
+            "ssim": metrics.ssim(b, a).item(),
+            "ms_ssim": metrics.ms_ssim(b, a).item(),
+            "watson_dft": wd,
+        }
+
+
+class Cache:
+    """JSON-lines records per (row, image), one file per row and rank."""
+
+    def __init__(self, root: Path, rank: int) -> None:
+        self.root, self.rank = root, rank
+        root.mkdir(parents=True, exist_ok=True)
+
+    def _files(self, key: str) -> list[Path]:
+        return sorted(self.root.glob(f"{key}.rank*.jsonl"))
+
+    def load(self, key: str) -> dict[str, dict]:
+        out = {}
+        for f in self._files(key):
+            for line in f.read_text().splitlines():
+                if line.strip():
+                    rec = json.loads(line)
+                    out[rec["image"]] = rec
+        return out
+
+    def append(self, key: str, records: list[dict]) -> None:
+        with open(self.root / f"{key}.rank{self.rank}.jsonl", "a") as f:
+            for r in records:
+                f.write(json.dumps(r) + "\n")
+
+
+def _key(*parts: object) -> str:
+    text = json.dumps(parts, sort_keys=True, default=str)
+    slug = "".join(c if c.isalnum() else "-" for c in str(parts[0]))[:40]
+    return f"{slug}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+
+
+def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
+    """Compute (or load from cache) every row for every image; returns per-image records."""
+    from codec.images import uint8_to_pil
+    from codec.pipeline import EncodeOptions, decode_tensor, encode_batch, load_model
+
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    g, fp = load_model(cfg.model)
+    names, images = load_images(cfg, g.config.size, g.config.nc, g.config.crop)
+    mine = list(range(rank, len(names), world))
+    cache = Cache(Path(cfg.out) / "cache", rank)
+    score = Scorer()
+    png = {names[i]: B.png_size(images[i]) for i in range(len(names))}
+    nc = g.config.nc
+    keys: list[str] = []
+    bar = None
+    if progress and rank == 0:
+        from tqdm import tqdm
+
+        bar = tqdm(desc="bench", unit="row", leave=False)
+
+    def finish(key: str, todo: list[int], compute: Callable[[int], dict]) -> None:
+        keys.append(key)
+        done = cache.load(key)
+        recs = [compute(i) for i in todo if names[i] not in done]
+        if recs:
+            cache.append(key, recs)
+        if bar is not None:
+            bar.update(1)
+
+    def classic(codec: B.Codec, extra: dict | None = None) -> Callable[[int], dict]:
+        def compute(i: int) -> dict:
+            t = time.perf_counter()
+            data = codec.encode(images[i])
+            enc = (time.perf_counter() - t) * 1000
+            t = time.perf_counter()
+            dec = codec.decode(data)
+            dec_ms = (time.perf_counter() - t) * 1000
+            rec = {
+                "image": names[i],
+                "codec": codec.name,
+                "family": codec.family,
+                "setting": codec.setting,
+                **score(images[i], dec, len(data), png[names[i]]),
+                "enc_ms": enc,
+                "dec_ms": dec_ms,
+            }
+            return {**rec, **(extra or {})}
+
+        return compute
+
+    from codec.pipeline import find_shipped
+
+    find_shipped(fp[:4])  # load and fingerprint the shipped models now, not inside a timed decode
+    # percodec: one row per (loss, bits); the first loss at the first bits sets the byte budget.
+    budget: dict[str, int] = {}
+    for bits in cfg.bits:
+        for loss in cfg.losses:
+            key = _key(f"percodec {loss} {bits}b", fp.hex(), cfg.steps, cfg.restarts, cfg.seed)
+            keys.append(key)
+            done = cache.load(key)
+            todo = [i for i in mine if names[i] not in done]
+            opts = EncodeOptions(
+                model=cfg.model,
+                loss=loss,
+                bits=bits,
+                steps=cfg.steps,
+                restarts=cfg.restarts,
+                seed=cfg.seed,
+                device=cfg.device,
+                batch_size=cfg.batch_size,
+            )
+            for start in range(0, len(todo), cfg.batch_size):
+                chunk = todo[start : start + cfg.batch_size]
+                t = time.perf_counter()
+                res = encode_batch([uint8_to_pil(torch.from_numpy(images[i]).permute(2, 0, 1)) for i in chunk], opts)
+                enc_ms = (time.perf_counter() - t) * 1000 / len(chunk)
+                recs = []
+                for i, r in zip(chunk, res, strict=True):
+                    t = time.perf_counter()
+                    dec = decode_tensor(r.data, cfg.model)
+                    dec_ms = (time.perf_counter() - t) * 1000
+                    recs.append(
+                        {
+                            "image": names[i],
+                            "codec": f"percodec {loss}" + (f" {bits}b" if len(cfg.bits) > 1 else ""),
+                            "family": f"percodec-{loss}",
+                            "setting": bits,
+                            **score(images[i], dec.permute(1, 2, 0).numpy(), r.num_bytes, png[names[i]]),
+                            "enc_ms": enc_ms,
+                            "dec_ms": dec_ms,
+                            "data": r.data.hex(),
+                        }
+                    )
+                cache.append(key, recs)
+            if bar is not None:
+                bar.update(1)
+            if not budget:
+                budget = {r["image"]: int(r["bytes"]) for r in cache.load(key).values()}
+
+    def matched(name: str, family: str, make: Callable[[int], B.Codec], lo: int = 0) -> None:
+        key = _key(f"{name} matched", cfg.bits[0], fp.hex())
+
+        def compute(i: int) -> dict:
+            t = time.perf_counter()
+            data, q, reached = B.fit_budget(make, images[i], budget[names[i]], lo=lo)
+            enc = (time.perf_counter() - t) * 1000
+            t = time.perf_counter()
+            dec = make(q).decode(data)
+            dec_ms = (time.perf_counter() - t) * 1000
+            return {
+                "image": names[i],
+                "codec": f"{name} @ percodec bytes",
+                "family": family + "-matched",
+                "setting": q,
+                **score(images[i], dec, len(data), png[names[i]]),
+                "enc_ms": enc,
+                "dec_ms": dec_ms,
+                "reached": reached,
+            }
+
+        finish(key, mine, compute)
+
+    if budget:
+        matched("webp", "webp", lambda q: B.webp(q, nc))
+        matched("jpeg scan-only", "jpeg-scan", lambda q: B.JpegScanOnly(q, nc, images.shape[1:3][::-1]), lo=1)
+        if B.has_avif():
+            matched("avif", "avif", lambda q: B.avif(q, nc))
+    fixed: list[B.Codec] = [
+        B.jpeg(10, nc),
+        B.jpeg(1, nc),
+        B.webp(0, nc),
+        B.KMeansPalette(4, nc),
+        B.KMeansPalette(8, nc),
+        B.KMeansPalette(16, nc),
+    ]
+    if B.has_avif():
+        fixed.append(B.avif(0, nc))
+    sweep: list[B.Codec] = []
+    if cfg.sweep:
+        sweep += [B.jpeg(q, nc) for q in (5, 20, 30, 50)] + [B.webp(q, nc) for q in (5, 10, 20, 40, 60)]
+        sweep += [B.KMeansPalette(2, nc)]
+        if B.has_avif():
+            sweep += [B.avif(q, nc) for q in (10, 20, 40)]
+    for codec in fixed:
+        finish(_key(codec.name, nc), mine, classic(codec))
+    for codec in sweep:
+        finish(_key(codec.name, nc), mine, classic(codec, {"sweep": True}))
+    if bar is not None:
+        bar.close()
+    if world > 1:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("gloo")
+        dist.barrier()  # every shard's records are on disk before rank 0 merges
+    wanted = set(names)
+    return [r for k in keys for r in cache.load(k).values() if r["image"] in wanted]
+
+
+def summarize(records: list[dict]) -> list[dict]:
+    """Per codec: means and 95% confidence half-widths (normal approximation) of METRICS."""
+    by: dict[str, list[dict]] = {}
+    for r in records:
+        by.setdefault(r["codec"], []).append(r)
+    out = []
+    for name, rs in by.items():
+        row: dict = {
+            "codec": name,
+            "family": rs[0]["family"],
+            "setting": rs[0]["setting"],
+            "n": len(rs),
+            "sweep": bool(rs[0].get("sweep")),
+        }
+        for m in METRICS:
+            v = np.array([r[m] for r in rs], dtype=float)
+            finite = v[np.isfinite(v)]
+            row[m] = float(finite.mean()) if len(finite) else math.inf
+            row[m + "_ci"] = float(1.96 * finite.std(ddof=1) / math.sqrt(len(finite))) if len(finite) > 1 else 0.0
+        if "reached" in rs[0]:
+            row["reached"] = sum(bool(r["reached"]) for r in rs)
+        out.append(row)
+    order = {"percodec": 0, "webp-matched": 1, "jpeg-scan-matched": 2, "avif-matched": 3}
+    out.sort(
+        key=lambda r: (
+            r["sweep"],
+            order.get(r["family"].split("-")[0] if r["family"].startswith("percodec") else r["family"], 4),
+            r["family"],
+            r["bytes"],
+        )
+    )
+    return out
+
+
+def table(summary: list[dict], markdown: bool = False) -> str:
+    """The main rows (no sweep points) as a text or Markdown table."""
+    heads = [
+        "codec",
+        "bytes",
+        "bpp",
+        "ratio",
+        "PSNR dB",
+        "MSE",
+        "SSIM",
+        "MS-SSIM",
+        "Watson-DFT",
+        "enc ms",
+        "dec ms",
+        "reached",
+    ]
+    lines = []
+    for r in (r for r in summary if not r["sweep"]):
+        lines.append(
+            [
+                r["codec"],
+                f"{r['bytes']:.1f}",
+                f"{r['bpp']:.3f}",
+                f"{r['ratio']:.1f}",
+                f"{r['psnr']:.2f} ± {r['psnr_ci']:.2f}",
+                f"{r['mse']:.1f}",
+                f"{r['ssim']:.4f} ± {r['ssim_ci']:.4f}",
+                f"{r['ms_ssim']:.4f}",
+                f"{r['watson_dft']:.1f}",
+                f"{r['enc_ms']:.1f}",
+                f"{r['dec_ms']:.2f}",
+                f"{r['reached']}/{r['n']}" if "reached" in r else "",
+            ]
+        )
+    if markdown:
+        out = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+        return "\n".join(out + ["| " + " | ".join(cells) + " |" for cells in lines])
+    widths = (
+        [max(len(h), *(len(cells[i]) for cells in lines)) for i, h in enumerate(heads)]
+        if lines
+        else [len(h) for h in heads]
+    )
+    fmt = "  ".join(f"{{:{'<' if i == 0 else '>'}{w}}}" for i, w in enumerate(widths))
+    return "\n".join(
+        [fmt.format(*heads), fmt.format(*["-" * w for w in widths])] + [fmt.format(*cells) for cells in lines]
+    )
+
+
+def write_outputs(cfg: BenchConfig, records: list[dict]) -> dict[str, Path]:
+    """results.json, per_image.csv, results.md, rd.png and grid.png under cfg.out."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarize(records)
+    paths = {
+        "json": out / "results.json",
+        "csv": out / "per_image.csv",
+        "md": out / "results.md",
+        "rd": out / "rd.png",
+        "grid": out / "grid.png",
+    }
+    paths["json"].write_text(json.dumps({"config": asdict(cfg), "summary": summary}, indent=1, default=str))
+    keys = ["image", "codec", "family", "setting", *METRICS, "reached"]
+    with open(paths["csv"], "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(sorted(records, key=lambda r: (r["codec"], r["image"])))
+    n = summary[0]["n"] if summary else 0
+    paths["md"].write_text(
+        f"{n} images, dataset {cfg.dataset} ({cfg.split}), model {cfg.model}, "
+        f"{cfg.steps} steps\n\n" + table(summary, markdown=True) + "\n"
+    )
+    plot_rd(summary, paths["rd"])
+    plot_grid(cfg, records, paths["grid"])
+    return paths
+
+
+def plot_rd(summary: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fams: dict[str, list[dict]] = {}
+    for r in summary:
+        fams.setdefault(r["family"], []).append(r)
+    for fam, rs in sorted(fams.items()):
+        rs = sorted(rs, key=lambda r: r["bpp"])
+        for ax, m in zip(axes, ("ssim", "psnr"), strict=True):
+            style = "o-" if len(rs) > 1 else ("*" if fam.startswith("percodec") else "s")
+            ax.plot([r["bpp"] for r in rs], [r[m] for r in rs], style, label=fam, ms=9 if style == "*" else 5)
+    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+
+    for ax, m in zip(axes, ("SSIM", "PSNR (dB)"), strict=True):
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(FixedLocator([0.1, 0.2, 0.5, 1, 2, 4, 8]))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xlabel("bits per pixel (whole files)")
+        ax.set_ylabel(m)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.suptitle("rate-distortion, means over images")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_grid(cfg: BenchConfig, records: list[dict], path: Path, rows: int = 6) -> None:
+    """Original, percodec per loss, WebP at the same bytes, smallest JPEG, k-means K=4."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from codec.pipeline import load_model
+
+    g, _ = load_model(cfg.model)
+    names, images = load_images(cfg, g.config.size, g.config.nc, g.config.crop)
+    cols = [f"percodec {loss}" for loss in cfg.losses] + ["webp @ percodec bytes", "jpeg q=1", "k-means K=4"]
+    cols = [c for c in cols if any(r["codec"] == c for r in records)]
+    pick = list(range(min(rows, len(names))))
+    fig, axes = plt.subplots(len(pick), 1 + len(cols), figsize=(1.5 * (1 + len(cols)), 1.75 * len(pick)), squeeze=False)
+    by = {(r["codec"], r["image"]): r for r in records}
+    for a, i in enumerate(pick):
+        axes[a][0].imshow(images[i].squeeze(), cmap="gray")
+        axes[a][0].set_title("original" if a == 0 else "", fontsize=7)
+        for b, c in enumerate(cols, start=1):
+            r = by.get((c, names[i]))
+            if r is None:
+                continue
+            axes[a][b].imshow(reconstruct(r, images[i], cfg.model).squeeze(), cmap="gray")
+            if a == 0:
+                axes[a][b].set_title(c.replace(" @ percodec bytes", " (same B)"), fontsize=7)
+            axes[a][b].set_xlabel(f"{int(r['bytes'])} B, {r['ssim']:.2f}", fontsize=6)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def reconstruct(record: dict, img: np.ndarray, model: str) -> np.ndarray:
+    """A row's decoded image: percodec records keep their file's bytes; classic rows are
+    deterministic given family and setting, so they are encoded again."""
+    from codec.pipeline import decode_tensor
+
+    if "data" in record:
+        return decode_tensor(bytes.fromhex(record["data"]), model).permute(1, 2, 0).numpy()
+    nc, q = img.shape[-1], int(record["setting"])
+    family = record["family"].removesuffix("-matched")
+    make = {
+        "jpeg": lambda: B.jpeg(q, nc),
+        "webp": lambda: B.webp(q, nc),
+        "avif": lambda: B.avif(q, nc),
+        "kmeans": lambda: B.KMeansPalette(q, nc),
+        "jpeg-scan": lambda: B.JpegScanOnly(q, nc, img.shape[1::-1]),
+    }[family]()
+    return make.decode(make.encode(img))

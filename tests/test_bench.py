@@ -1,0 +1,171 @@
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from codec import baselines as B
+from codec.bench import BenchConfig, load_images, reconstruct
+from codec.cli import main
+from codec.generator import load_generator
+from tests.conftest import ROOT
+
+
+def _bench(out, model, *extra):
+    args = [
+        "bench",
+        "--dataset",
+        "samples",
+        "--model",
+        str(model),
+        "--steps",
+        "3",
+        "--restarts",
+        "1",
+        "--loss",
+        "mse",
+        "--out",
+        str(out),
+        "-q",
+        *extra,
+    ]
+    return CliRunner().invoke(main, args, catch_exceptions=False)
+
+
+@pytest.fixture
+def bench_run(tmp_path, tiny_model_file):
+    r = _bench(tmp_path / "b", tiny_model_file, "--no-sweep")
+    assert r.exit_code == 0, r.output
+    return tmp_path / "b", tiny_model_file
+
+
+def _records(out):
+    with open(out / "per_image.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_outputs_and_table(bench_run) -> None:
+    out, _ = bench_run
+    for name in ("results.json", "per_image.csv", "results.md", "rd.png", "grid.png"):
+        assert (out / name).stat().st_size > 0
+    summary = json.loads((out / "results.json").read_text())["summary"]
+    codecs = {r["codec"] for r in summary}
+    assert {
+        "percodec mse",
+        "webp @ percodec bytes",
+        "jpeg scan-only @ percodec bytes",
+        "jpeg q=10",
+        "jpeg q=1",
+        "webp q=0",
+        "k-means K=4",
+        "k-means K=8",
+        "k-means K=16",
+    } <= codecs
+    assert all(r["n"] == 2 for r in summary)
+    assert "| percodec mse |" in (out / "results.md").read_text()
+
+
+def test_byte_accounting_matches_real_files(bench_run) -> None:
+    out, model = bench_run
+    g, _ = load_generator(model)
+    cfg = BenchConfig(dataset="samples", model=str(model))
+    names, images = load_images(cfg, g.config.size, g.config.nc, g.config.crop)
+    img = dict(zip(names, images, strict=True))
+    size = g.config.size
+    for r in _records(out):
+        rec = {**r, "setting": float(r["setting"])}
+        n = int(float(r["bytes"]))
+        assert float(r["bpp"]) == pytest.approx(8 * n / (size * size))
+        if r["family"].startswith("percodec"):
+            continue
+        fam, q = r["family"].removesuffix("-matched"), int(rec["setting"])
+        codec = {"jpeg": B.jpeg, "webp": B.webp, "avif": B.avif, "kmeans": B.KMeansPalette}.get(fam)
+        codec = codec(q, 3) if codec else B.JpegScanOnly(q, 3, (size, size))
+        assert len(codec.encode(img[r["image"]])) == n, r["codec"]
+    cache = [
+        json.loads(line) for f in (out / "cache").glob("percodec-mse*.jsonl") for line in f.read_text().splitlines()
+    ]
+    assert cache and all(len(c["data"]) // 2 == c["bytes"] for c in cache)
+
+
+def test_metrics_match_scikit_image(bench_run) -> None:
+    out, model = bench_run
+    g, _ = load_generator(model)
+    cfg = BenchConfig(dataset="samples", model=str(model))
+    names, images = load_images(cfg, g.config.size, g.config.nc, g.config.crop)
+    img = dict(zip(names, images, strict=True))
+    cache = {
+        (c["codec"], c["image"]): c
+        for f in (out / "cache").glob("*.jsonl")
+        for c in map(json.loads, f.read_text().splitlines())
+    }
+    for (codec, name), rec in cache.items():
+        dec = reconstruct(rec, img[name], str(model))
+        want_p = peak_signal_noise_ratio(img[name], dec, data_range=255)
+        want_s = structural_similarity(
+            img[name],
+            dec,
+            channel_axis=2,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+            data_range=255,
+        )
+        assert rec["psnr"] == pytest.approx(want_p, abs=1e-6), codec
+        assert rec["ssim"] == pytest.approx(want_s, abs=1e-5), codec
+
+
+def test_interrupted_run_resumes_from_cache(bench_run) -> None:
+    out, model = bench_run
+    files = {f: f.read_text() for f in (out / "cache").glob("*.jsonl")}
+    r = _bench(out, model, "--no-sweep")
+    assert r.exit_code == 0
+    assert {f: f.read_text() for f in (out / "cache").glob("*.jsonl")} == files  # nothing recomputed
+
+
+def test_torchrun_shards_merge_to_the_single_process_result(tmp_path, tiny_model_file) -> None:
+    single = _bench(tmp_path / "one", tiny_model_file, "--no-sweep")
+    assert single.exit_code == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "codec.cli",
+        "bench",
+        "--dataset",
+        "samples",
+        "--model",
+        str(tiny_model_file),
+        "--steps",
+        "3",
+        "--restarts",
+        "1",
+        "--loss",
+        "mse",
+        "--out",
+        str(tmp_path / "two"),
+        "-q",
+        "--no-sweep",
+    ]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(list((tmp_path / "two" / "cache").glob("*.rank1.jsonl"))) > 0  # rank 1 did real work
+
+    def key(rows):
+        return {(r["codec"], r["image"]): (r["bytes"], r["psnr"], r["ssim"]) for r in rows}
+
+    assert key(_records(tmp_path / "one")) == key(_records(tmp_path / "two"))
+
+
+def test_bench_needs_data_root_for_celeba() -> None:
+    r = CliRunner().invoke(main, ["bench", "--dataset", "celeba"])
+    assert r.exit_code == 2 and "--data-root" in r.output
