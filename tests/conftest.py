@@ -74,3 +74,14 @@ def fake_mnist(tmp_path: Path) -> Path:
     write_idx(raw / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (5010, 28, 28)))
     write_idx(raw / "t10k-images-idx3-ubyte.gz", rng.integers(0, 256, (7, 28, 28)))
     return tmp_path
+
+
+def run_torchrun(args: list[str], nproc: int = 2, timeout: int = 300):
+    """Run `python -m torch.distributed.run --standalone` on this checkout; returns the process."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc), *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)

@@ -1,8 +1,5 @@
 import csv
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 from click.testing import CliRunner
@@ -12,7 +9,7 @@ from codec import baselines as B
 from codec.bench import BenchConfig, load_images, reconstruct
 from codec.cli import main
 from codec.generator import load_generator
-from tests.conftest import ROOT
+from tests.conftest import run_torchrun
 
 
 def _bench(out, model, *extra):
@@ -43,6 +40,13 @@ def bench_run(tmp_path, tiny_model_file):
     return tmp_path / "b", tiny_model_file
 
 
+def _bench_images(model) -> dict:
+    """The bench's preprocessed sample images by name, as every codec saw them."""
+    g, _ = load_generator(model)
+    names, images = load_images(BenchConfig(dataset="samples", model=str(model)), g.config.size, g.config.nc, 1.0)
+    return dict(zip(names, images, strict=True))
+
+
 def _records(out):
     with open(out / "per_image.csv") as f:
         return list(csv.DictReader(f))
@@ -71,11 +75,8 @@ def test_outputs_and_table(bench_run) -> None:
 
 def test_byte_accounting_matches_real_files(bench_run) -> None:
     out, model = bench_run
-    g, _ = load_generator(model)
-    cfg = BenchConfig(dataset="samples", model=str(model))
-    names, images = load_images(cfg, g.config.size, g.config.nc, g.config.crop)
-    img = dict(zip(names, images, strict=True))
-    size = g.config.size
+    img = _bench_images(model)
+    size = load_generator(model)[0].config.size
     for r in _records(out):
         rec = {**r, "setting": float(r["setting"])}
         n = int(float(r["bytes"]))
@@ -94,10 +95,7 @@ def test_byte_accounting_matches_real_files(bench_run) -> None:
 
 def test_metrics_match_scikit_image(bench_run) -> None:
     out, model = bench_run
-    g, _ = load_generator(model)
-    cfg = BenchConfig(dataset="samples", model=str(model))
-    names, images = load_images(cfg, g.config.size, g.config.nc, g.config.crop)
-    img = dict(zip(names, images, strict=True))
+    img = _bench_images(model)
     cache = {
         (c["codec"], c["image"]): c
         for f in (out / "cache").glob("*.jsonl")
@@ -130,33 +128,27 @@ def test_interrupted_run_resumes_from_cache(bench_run) -> None:
 def test_torchrun_shards_merge_to_the_single_process_result(tmp_path, tiny_model_file) -> None:
     single = _bench(tmp_path / "one", tiny_model_file, "--no-sweep")
     assert single.exit_code == 0
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node",
-        "2",
-        "-m",
-        "codec.cli",
-        "bench",
-        "--dataset",
-        "samples",
-        "--model",
-        str(tiny_model_file),
-        "--steps",
-        "3",
-        "--restarts",
-        "1",
-        "--loss",
-        "mse",
-        "--out",
-        str(tmp_path / "two"),
-        "-q",
-        "--no-sweep",
-    ]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    done = run_torchrun(
+        [
+            "-m",
+            "codec.cli",
+            "bench",
+            "--dataset",
+            "samples",
+            "--model",
+            str(tiny_model_file),
+            "--steps",
+            "3",
+            "--restarts",
+            "1",
+            "--loss",
+            "mse",
+            "--out",
+            str(tmp_path / "two"),
+            "-q",
+            "--no-sweep",
+        ]
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert len(list((tmp_path / "two" / "cache").glob("*.rank1.jsonl"))) > 0  # rank 1 did real work
 

@@ -1,7 +1,3 @@
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -10,7 +6,7 @@ from click.testing import CliRunner
 from codec.cli import main
 from codec.generator import load_generator
 from codec.train import SampleStream, TrainConfig, train
-from tests.conftest import ROOT
+from tests.conftest import run_torchrun
 
 
 def _cfg(out, **kw) -> TrainConfig:
@@ -127,18 +123,7 @@ torch.save(state, os.path.join(out, f"rank{rank}.pt"))
 def test_two_process_ddp_ends_with_identical_weights(tmp_path) -> None:
     worker = tmp_path / "worker.py"
     worker.write_text(DDP_WORKER)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node",
-        "2",
-        str(worker),
-        str(tmp_path / "run"),
-    ]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    done = run_torchrun([str(worker), str(tmp_path / "run")])
     assert done.returncode == 0, done.stderr[-3000:]
     r0 = torch.load(tmp_path / "run" / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "run" / "rank1.pt", weights_only=True)

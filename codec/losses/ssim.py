@@ -114,33 +114,32 @@ def ms_ssim(
     return stack.pow(weights).prod(1)
 
 
+class _SimilarityLoss(nn.Module):
+    """1 - similarity, on images mapped from [-1, 1] to [0, 1] (the luminance term is not
+    shift-invariant, so the range must be the one SSIM is defined on)."""
+
+    similarity = staticmethod(ssim)
+
+    def __init__(self, win_size: int = 11, sigma: float = 1.5) -> None:
+        super().__init__()
+        self.win_size, self.sigma = win_size, sigma
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return 1.0 - self.similarity((input + 1) / 2, (target + 1) / 2, 1.0, self.win_size, self.sigma)
+
+
 @register_loss(
     "ssim",
     "1 - SSIM (Wang et al. 2004): local luminance, contrast, structure",
     data_range=(0.0, 1.0),
     higher_is_better=True,
 )
-class SSIMLoss(nn.Module):
-    """1 - SSIM on images mapped from [-1, 1] to [0, 1]."""
-
-    def __init__(self, win_size: int = 11, sigma: float = 1.5) -> None:
-        super().__init__()
-        self.win_size, self.sigma = win_size, sigma
-
-    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        # The luminance term is not shift-invariant: evaluate on [0, 1] as defined.
-        return 1.0 - ssim((input + 1) / 2, (target + 1) / 2, 1.0, self.win_size, self.sigma)
+class SSIMLoss(_SimilarityLoss):
+    similarity = staticmethod(ssim)
 
 
 @register_loss(
     "ms-ssim", "1 - MS-SSIM: SSIM over 3 scales at 64x64 (2 at 32x32)", data_range=(0.0, 1.0), higher_is_better=True
 )
-class MSSSIMLoss(nn.Module):
-    """1 - MS-SSIM on images mapped from [-1, 1] to [0, 1]."""
-
-    def __init__(self, win_size: int = 11, sigma: float = 1.5) -> None:
-        super().__init__()
-        self.win_size, self.sigma = win_size, sigma
-
-    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return 1.0 - ms_ssim((input + 1) / 2, (target + 1) / 2, 1.0, self.win_size, self.sigma)
+class MSSSIMLoss(_SimilarityLoss):
+    similarity = staticmethod(ms_ssim)
