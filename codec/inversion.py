@@ -36,11 +36,18 @@ from codec.quantize import dequantize, quantize
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """Settings of the latent search (defaults tuned on CelebA valid images)."""
+    """Settings of the latent search.
+
+    Defaults from a sweep on 16 CelebA *valid* images with an early celeba64 snapshot
+    (SSIM loss, 7 bits): lr 0.2 beat 0.05 by +0.012 SSIM / +0.15 dB (0.2-0.5 were within
+    noise of each other; MSE loss gained +0.5 dB); 8 restarts gained +0.001 SSIM over 4
+    for 1.7x the time; the prior weight (0 to 0.01) changed nothing measurable; early
+    stopping saved about 40% of the steps for -0.005 SSIM.
+    """
 
     steps: int = 300
     restarts: int = 4
-    lr: float = 0.05
+    lr: float = 0.2
     prior: float = 1e-3
     prune_at: float = 0.2
     quant_fraction: float = 0.2
