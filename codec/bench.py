@@ -149,7 +149,7 @@ def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
     if progress and rank == 0:
         from tqdm import tqdm
 
-        bar = tqdm(desc="bench", unit="row", leave=False)
+        bar = tqdm(desc="bench", unit="row", leave=False, disable=None)
 
     def finish(key: str, todo: list[int], compute: Callable[[int], dict]) -> None:
         keys.append(key)

@@ -106,6 +106,11 @@ def main() -> None:
 )
 @click.option("--checkpoint-every", type=click.IntRange(1), default=1000, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue exactly from --out/checkpoint.pt.")
+@click.option(
+    "--init-generator",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Start a new run's generator from these weights (.safetensors), e.g. a shipped model.",
+)
 @click.option("--dry-run", is_flag=True, help="A few steps on fake data: a smoke test needing no dataset.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (logs still go to train.log.jsonl).")
 @friendly_errors
@@ -270,6 +275,7 @@ def encode(
             leave=False,
             file=sys.stderr,
             dynamic_ncols=True,
+            disable=None,  # no bar when stderr is not a terminal (logs, pipes)
         )
 
     def on_step(step: int, total: int) -> None:

@@ -174,7 +174,7 @@ def _progress(it, total: int, enabled: bool):
         return it
     from tqdm import tqdm
 
-    return tqdm(it, total=total, desc="preparing images", unit="img", leave=False)
+    return tqdm(it, total=total, desc="preparing images", unit="img", leave=False, disable=None)
 
 
 def load_dataset(

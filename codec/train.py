@@ -40,6 +40,7 @@ from codec.generator import (
     Discriminator,
     Generator,
     ModelConfig,
+    load_generator,
     recalibrate_batchnorm,
     save_generator,
 )
@@ -68,6 +69,7 @@ class TrainConfig:
     flip: bool | None = None
     limit: int | None = None
     resume: bool = False
+    init_generator: str | None = None
     dry_run: bool = False
     sample_every: int = 500
     checkpoint_every: int = 1000
@@ -283,8 +285,17 @@ def train(cfg: TrainConfig) -> TrainResult:
         optG.load_state_dict(ck["optG"])
         optD.load_state_dict(ck["optD"])
         step, elapsed_before = int(ck["step"]), float(ck["elapsed"])
-    elif cfg.resume and main:
-        print(f"no checkpoint in {out}; starting from scratch", file=sys.stderr)
+    else:
+        if cfg.resume and main:
+            print(f"no checkpoint in {out}; starting from scratch", file=sys.stderr)
+        if cfg.init_generator:
+            # Warm start (e.g. from a shipped model when a run's checkpoint is lost): G's
+            # weights only; D and both optimisers start fresh.
+            init, _ = load_generator(cfg.init_generator)
+            shape = ("nz", "ngf", "nc", "size")
+            if any(getattr(init.config, k) != getattr(mcfg, k) for k in shape):
+                raise ValueError(f"{cfg.init_generator} was made with {init.config}, not {mcfg}")
+            netG.load_state_dict(init.state_dict(), strict=False)
 
     G, D = (_ddp(netG), _ddp(netD)) if distributed else (netG, netD)
     stream = SampleStream(n, cfg.batch_size, cfg.seed, rank, world)
@@ -341,7 +352,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     if main and cfg.progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=total_steps, initial=step, unit="step", desc="training", dynamic_ncols=True)
+        bar = tqdm(total=total_steps, initial=step, unit="step", desc="training", dynamic_ncols=True, disable=None)
     log = open(out / "train.log.jsonl", "a") if main else None  # noqa: SIM115
     try:
         while step < total_steps:

@@ -133,3 +133,12 @@ def test_two_process_ddp_ends_with_identical_weights(tmp_path) -> None:
     init = train(_cfg(tmp_path / "init", steps=1)).generator  # training moved the weights
     assert not torch.equal(r0["G.main.0.weight"], init.state_dict()["main.0.weight"])
     assert (tmp_path / "run" / "generator.safetensors").is_file()
+
+
+def test_init_generator_warm_starts_from_a_model_file(tmp_path, tiny_model_file, tiny_generator) -> None:
+    cfg = _cfg(tmp_path, ngf=4, nz=8, size=16, steps=1, lr=0.0, init_generator=str(tiny_model_file))
+    res = train(cfg)
+    for a, b in zip(res.generator.parameters(), tiny_generator.parameters(), strict=True):
+        assert torch.equal(a, b)  # lr 0: the loaded weights are untouched by the one step
+    with pytest.raises(ValueError, match="was made with"):
+        train(_cfg(tmp_path / "other", ngf=8, steps=1, init_generator=str(tiny_model_file)))
