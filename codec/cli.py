@@ -128,6 +128,9 @@ def train_generator(no_progress: bool, **kwargs: Any) -> None:
     if kwargs["dry_run"] and kwargs["steps"] is None and kwargs["epochs"] is None:
         kwargs["steps"] = 3
     result = train(TrainConfig(progress=not no_progress, **kwargs))
+    if result.interrupted:
+        click.echo(f"stopped on request at step {result.steps}; checkpoint written: continue with --resume", err=True)
+        sys.exit(130)
     if int(__import__("os").environ.get("RANK", "0")) == 0:
         click.echo(
             f"trained to step {result.steps} ({result.images_seen:,} images seen); this run "

@@ -23,7 +23,9 @@ import json
 import math
 import os
 import platform
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -89,6 +91,7 @@ class TrainResult:
     out: Path
     generator: Generator
     discriminator: Discriminator
+    interrupted: bool = False
 
 
 def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
@@ -191,6 +194,37 @@ def _sync_buffers(*modules: nn.Module) -> None:
             if b.is_floating_point():
                 dist.all_reduce(b)
                 b.div_(w)
+
+
+class StopRequest:
+    """SIGINT/SIGTERM set a flag instead of killing the process, so the loop can finish its
+    step and write a checkpoint; a second signal falls back to the default behaviour.
+    Under torchrun the ranks agree (an all-reduce) so that all stop at the same step."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: dict[int, object] = {}
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.requested = True
+        signal.signal(signum, self._old.get(signum, signal.SIG_DFL))  # a second signal stops hard
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+    def agreed(self, device: torch.device) -> bool:
+        if not (dist.is_available() and dist.is_initialized()):
+            return self.requested
+        flag = torch.tensor([float(self.requested)], device=device)
+        dist.all_reduce(flag)
+        return bool(flag.item() > 0)
 
 
 def _ddp(module: nn.Module) -> nn.Module:
@@ -354,8 +388,10 @@ def train(cfg: TrainConfig) -> TrainResult:
 
         bar = tqdm(total=total_steps, initial=step, unit="step", desc="training", dynamic_ncols=True, disable=None)
     log = open(out / "train.log.jsonl", "a") if main else None  # noqa: SIM115
+    stop = StopRequest()
     try:
-        while step < total_steps:
+        stop.__enter__()
+        while step < total_steps and not stop.agreed(device):
             x, z = make_batch(images_t, stream, step, cfg.seed, rank, cfg.nz, flip, device)
             d_real, d_fake, loss_d, loss_g = gan_step(G, D, optG, optD, x, z)
             step += 1
@@ -385,13 +421,21 @@ def train(cfg: TrainConfig) -> TrainResult:
         checkpoint(elapsed_before + seconds)
         sample_grid()
     finally:
+        stop.__exit__()
         if bar is not None:
             bar.close()
         if log:
             log.close()
     done = step - start_step
     return TrainResult(
-        step, step * cfg.batch_size, seconds, done * cfg.batch_size / max(seconds, 1e-9), out, netG, netD
+        step,
+        step * cfg.batch_size,
+        seconds,
+        done * cfg.batch_size / max(seconds, 1e-9),
+        out,
+        netG,
+        netD,
+        interrupted=step < total_steps,
     )
 
 

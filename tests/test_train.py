@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -6,7 +10,7 @@ from click.testing import CliRunner
 from codec.cli import main
 from codec.generator import load_generator
 from codec.train import SampleStream, TrainConfig, train
-from tests.conftest import run_torchrun
+from tests.conftest import ROOT, run_torchrun
 
 
 def _cfg(out, **kw) -> TrainConfig:
@@ -142,3 +146,47 @@ def test_init_generator_warm_starts_from_a_model_file(tmp_path, tiny_model_file,
         assert torch.equal(a, b)  # lr 0: the loaded weights are untouched by the one step
     with pytest.raises(ValueError, match="was made with"):
         train(_cfg(tmp_path / "other", ngf=8, steps=1, init_generator=str(tiny_model_file)))
+
+
+def test_sigint_stops_after_a_checkpoint(tmp_path) -> None:
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "codec.cli",
+        "train-generator",
+        "--dry-run",
+        "--out",
+        str(out),
+        "--width",
+        "4",
+        "--nz",
+        "8",
+        "--size",
+        "16",
+        "--batch-size",
+        "8",
+        "--steps",
+        "100000",
+        "--no-progress",
+        "--checkpoint-every",
+        "100000",
+        "--sample-every",
+        "100000",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
+    log = out / "train.log.jsonl"
+    deadline = time.time() + 120
+    while not (log.is_file() and log.read_text()) and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "continue with --resume" in err
+    ck = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert 50 <= ck["step"] < 100000
