@@ -66,10 +66,11 @@ def open_image(source: str | Path | bytes | BinaryIO, channels: int = 3) -> Imag
         raise ImageError(f"{name}: refused as a possible decompression bomb ({exc})") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{name}: not a readable image ({exc})") from None
-    return _convert(img, channels)
+    return convert_mode(img, channels)
 
 
-def _convert(img: Image.Image, channels: int) -> Image.Image:
+def convert_mode(img: Image.Image, channels: int) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB (channels=3) or L; transparency is composited on white."""
     if img.mode in ("P", "PA") or (img.mode in ("L", "RGB") and "transparency" in img.info):
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "RGBa", "La"):

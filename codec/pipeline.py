@@ -19,7 +19,7 @@ from PIL import Image
 from codec import container
 from codec.container import FINGERPRINT_BYTES, OVERHEAD_BYTES, Container, ContainerError
 from codec.generator import Generator, fingerprint, load_generator, resolve_model, shipped_models
-from codec.images import fit_to_model, float_to_uint8, open_image, to_tensor, uint8_to_pil
+from codec.images import convert_mode, fit_to_model, float_to_uint8, open_image, to_tensor, uint8_to_pil
 from codec.inversion import SearchConfig, invert
 from codec.losses import make_loss
 from codec.metrics import bpp, psnr, ssim
@@ -104,9 +104,7 @@ def bits_for_budget(nz: int, max_bytes: int) -> int:
 
 def prepare(image: ImageLike, size: int, channels: int, crop: float) -> torch.Tensor:
     """Any supported image -> the model's input tensor (C, size, size) in [-1, 1]."""
-    img = image if isinstance(image, Image.Image) else open_image(image, channels)
-    if isinstance(image, Image.Image):
-        img = img.convert("RGB" if channels == 3 else "L")
+    img = convert_mode(image, channels) if isinstance(image, Image.Image) else open_image(image, channels)
     return to_tensor(fit_to_model(img, size, crop))
 
 
@@ -131,9 +129,11 @@ def encode_batch(
     search = SearchConfig(steps=o.steps, restarts=o.restarts, lr=o.lr, prior=o.prior, seed=o.seed)
     crop = cfg.crop if o.crop is None else o.crop
     decoder, _ = load_model(o.model, "cpu")  # decode() runs on CPU: report exactly its output
+    # Every input is read first, so a bad file is refused before any search runs.
+    prepared = [prepare(im, cfg.size, cfg.nc, crop) for im in images]
     results: list[EncodeResult] = []
     for start in range(0, len(images), o.batch_size):
-        x = torch.stack([prepare(im, cfg.size, cfg.nc, crop) for im in images[start : start + o.batch_size]])
+        x = torch.stack(prepared[start : start + o.batch_size])
         res = invert(g, x.to(device), loss_fn, bits, search, on_step)
         with torch.no_grad():
             decoded = float_to_uint8(decoder(dequantize(res.symbols.cpu(), bits)))

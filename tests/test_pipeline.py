@@ -103,3 +103,22 @@ def test_watson_search_is_repeatable_and_batch_invariant(tiny_model_file, tiny_g
     assert [r.data for r in a] == [r.data for r in b]
     sa, sb = from_bytes(a[1].data).symbols, from_bytes(alone[0].data).symbols
     assert sum(x != y for x, y in zip(sa, sb, strict=True)) <= 1
+
+
+def test_pil_inputs_get_the_same_mode_handling_as_files(tiny_model_file) -> None:
+    rgba = Image.new("RGBA", (16, 16), (0, 0, 0, 0))  # transparent -> white, as for files
+    (r,) = encode_batch([rgba], _opts(tiny_model_file, steps=2))
+    assert int(r.original.min()) == 255
+
+
+def test_a_bad_input_is_refused_before_any_search(tiny_model_file, tiny_generator) -> None:
+    from codec.errors import ImageError
+
+    calls = []
+    with pytest.raises(ImageError):
+        encode_batch(
+            [_target(tiny_generator, 1), b"not an image"],
+            _opts(tiny_model_file, batch_size=1),
+            on_step=lambda s, t: calls.append(s),
+        )
+    assert calls == []
