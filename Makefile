@@ -7,7 +7,7 @@ TORCH_WHEELS ?= /opt/wheels
 DATA ?= ../shared/datasets
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-slow lint format fuzz bench bench-losses bench-train bench-codec clean
+.PHONY: help install demo test test-slow lint format fuzz bench bench-samples bench-losses bench-train bench-codec clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ bench-losses: install ## Forward+backward time and memory of every loss, relativ
 
 bench-codec: install ## Encode/decode speed and quality vs steps
 	$(PY) benchmarks/codec_speed.py --data-root $(DATA)
+
+bench-samples: install ## The benchmark on samples/ (no data needed, a minute)
+	$(VENV)/bin/percodec bench --dataset samples --steps 100 --out runs/bench-samples
 
 bench: install ## percodec vs JPEG/WebP/k-means on 200 CelebA test images
 	$(VENV)/bin/percodec bench --dataset celeba --data-root $(DATA) --limit 200 --out runs/bench
