@@ -104,7 +104,6 @@ def invert(
     best_z = z.clone()
     float_end = torch.full((len(z),), float_steps, device=device)  # step at which each row quantises
     stall = torch.zeros(len(z), device=device)
-    done_steps = torch.zeros(len(z), device=device)
     b1, b2, eps = 0.9, 0.999, 1e-8
     shift_table = None
     if getattr(loss_fn, "random_shift", False):
@@ -120,24 +119,28 @@ def invert(
         if bits is not None and in_quant.any():
             zdq = dequantize(quantize(z.detach(), bits), bits, z.dtype)
             zq = torch.where(in_quant[:, None], z + (zdq - z).detach(), z)
-        zq = zq.detach().requires_grad_(True)
+        # Only rows still searching go through the generator; finished rows keep their state.
+        rows = active.nonzero().squeeze(1)
+        za = zq[rows].detach().requires_grad_(True)
         kwargs = {}
         if shift_table is not None:
-            idx = t.long().clamp_max(cfg.steps).cpu()
-            kwargs["shifts"] = torch.where(in_quant.cpu()[:, None], 0, shift_table[idx])
+            idx = t[rows].long().clamp_max(cfg.steps).cpu()
+            kwargs["shifts"] = torch.where(in_quant[rows].cpu()[:, None], 0, shift_table[idx])
         with torch.enable_grad():
-            per = loss_fn(g(zq), tgt, **kwargs)
-            total = per + cfg.prior * 0.5 * zq.square().mean(1)
-            (grad,) = torch.autograd.grad(total.sum(), zq)
+            per_a = loss_fn(g(za), tgt[rows], **kwargs)
+            total = per_a + cfg.prior * 0.5 * za.square().mean(1)
+            (grad_a,) = torch.autograd.grad(total.sum(), za)
         with torch.no_grad():
-            per = per.detach()
+            per = torch.full_like(best_loss, math.inf).index_copy(0, rows, per_a.detach())
+            grad = torch.zeros_like(z).index_copy(0, rows, grad_a)
+            zq = zq.detach()
             # Best tracking: float rows keep their best float z; quantising rows restart
             # the record at their first quantised step so the result is a quantised z.
             first_q = in_quant & (t == float_end)
             best_loss = torch.where(first_q, torch.full_like(best_loss, math.inf), best_loss)
             improved = active & (per < best_loss * (1 - cfg.min_delta))
             better = active & (per < best_loss)
-            best_z = torch.where(better[:, None], zq.detach(), best_z)
+            best_z = torch.where(better[:, None], zq, best_z)
             best_loss = torch.where(better, per, best_loss)
             stall = torch.where(improved | first_q, torch.zeros_like(stall), stall + active.float())
             # Early end of the float phase (never before restarts are pruned).
@@ -154,7 +157,6 @@ def invert(
             frac = (t / (float_end + quant_steps).clamp_min(1)).clamp(0, 1)
             lr = cfg.lr * (0.1 + 0.9 * 0.5 * (1 + torch.cos(math.pi * frac)))
             z = torch.where(active[:, None], z - (lr[:, None] * mhat / (vhat.sqrt() + eps)), z)
-            done_steps = done_steps + active.float()
             t = t + active.float()
             step += 1
 
@@ -162,14 +164,14 @@ def invert(
                 keep = best_loss.view(b, r).argmin(1) + torch.arange(b, device=device) * r
                 z, m, v, t = z[keep], m[keep], v[keep], t[keep]
                 best_loss, best_z, float_end, stall = best_loss[keep], best_z[keep], float_end[keep], stall[keep]
-                done_steps, tgt = done_steps[keep], tgt[keep]
+                tgt = tgt[keep]
                 r = 1
         if on_step is not None:
             on_step(step, cfg.steps)
 
     if r > 1:  # prune never happened (a very short search): pick the best restart now
         keep = best_loss.view(b, r).argmin(1) + torch.arange(b, device=device) * r
-        best_z, best_loss, done_steps = best_z[keep], best_loss[keep], done_steps[keep]
+        best_z, best_loss, t = best_z[keep], best_loss[keep], t[keep]
     symbols = quantize(best_z, bits) if bits is not None else None
     z_out = dequantize(symbols, bits) if bits is not None else best_z
-    return SearchResult(z_out.detach(), symbols, best_loss, done_steps.long())
+    return SearchResult(z_out.detach(), symbols, best_loss, t.long())
