@@ -291,7 +291,8 @@ def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
 
 
 def summarize(records: list[dict]) -> list[dict]:
-    """Per codec: means and 95% confidence half-widths (normal approximation) of METRICS."""
+    """Per codec, in the order `run` made the rows: means and 95% confidence half-widths
+    (normal approximation) of METRICS."""
     by: dict[str, list[dict]] = {}
     for r in records:
         by.setdefault(r["codec"], []).append(r)
@@ -312,15 +313,6 @@ def summarize(records: list[dict]) -> list[dict]:
         if "reached" in rs[0]:
             row["reached"] = sum(bool(r["reached"]) for r in rs)
         out.append(row)
-    order = {"percodec": 0, "webp-matched": 1, "jpeg-scan-matched": 2, "avif-matched": 3}
-    out.sort(
-        key=lambda r: (
-            r["sweep"],
-            order.get(r["family"].split("-")[0] if r["family"].startswith("percodec") else r["family"], 4),
-            r["family"],
-            r["bytes"],
-        )
-    )
     return out
 
 
