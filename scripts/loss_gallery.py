@@ -39,11 +39,13 @@ def main() -> None:
     for i in range(len(images)):
         first = next(iter(results.values()))[i]
         axes[i][0].imshow(first.original.permute(1, 2, 0).numpy(), cmap="gray")
-        axes[i][0].set_title("input", fontsize=8)
+        if i == 0:
+            axes[i][0].set_title("input", fontsize=8)
         for j, name in enumerate(LOSSES, start=1):
             r = results[name][i]
             axes[i][j].imshow(r.decoded.permute(1, 2, 0).numpy(), cmap="gray")
-            axes[i][j].set_title(name, fontsize=8)
+            if i == 0:
+                axes[i][j].set_title(name, fontsize=8)
             axes[i][j].set_xlabel(f"{r.psnr:.1f} dB / {r.ssim:.2f}\n{r.num_bytes} B", fontsize=7)
         for ax in axes[i]:
             ax.set_xticks([])
