@@ -8,6 +8,7 @@ traceback.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -131,7 +132,7 @@ def train_generator(no_progress: bool, **kwargs: Any) -> None:
     if result.interrupted:
         click.echo(f"stopped on request at step {result.steps}; checkpoint written: continue with --resume", err=True)
         sys.exit(130)
-    if int(__import__("os").environ.get("RANK", "0")) == 0:
+    if int(os.environ.get("RANK", "0")) == 0:
         click.echo(
             f"trained to step {result.steps} ({result.images_seen:,} images seen); this run "
             f"{result.seconds:.0f} s at {result.images_per_second:.0f} images/s; "
@@ -422,8 +423,6 @@ def bench(
       percodec bench --dataset samples --steps 50       # no data needed
     Under torchrun the images are sharded across processes and merged by rank 0.
     """
-    import os
-
     from codec.bench import BenchConfig, run, summarize, table, write_outputs
     from codec.losses import LOSSES
 

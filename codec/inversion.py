@@ -117,8 +117,9 @@ def invert(
         in_quant = (t >= float_end) & active
         zq = z
         if bits is not None and in_quant.any():
-            zdq = dequantize(quantize(z.detach(), bits), bits, z.dtype)
-            zq = torch.where(in_quant[:, None], z + (zdq - z).detach(), z)
+            # Quantising rows evaluate the dequantised latent; the gradient taken there is
+            # applied to z below, which makes the update straight-through by construction.
+            zq = torch.where(in_quant[:, None], dequantize(quantize(z, bits), bits, z.dtype), z)
         # Only rows still searching go through the generator; finished rows keep their state.
         rows = active.nonzero().squeeze(1)
         za = zq[rows].detach().requires_grad_(True)

@@ -8,8 +8,6 @@ gaussian_weights=True, sigma=1.5, use_sample_covariance=False).
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from codec.losses.ssim import ms_ssim as _ms_ssim
@@ -48,7 +46,3 @@ def ms_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def bpp(num_bytes: int, height: int, width: int) -> float:
     """Bits per pixel: 8 * bytes / (H * W), every byte of the file counted."""
     return 8.0 * num_bytes / (height * width)
-
-
-def fmt_db(value: float) -> str:
-    return "inf" if math.isinf(value) else f"{value:.2f}"

@@ -388,44 +388,42 @@ def train(cfg: TrainConfig) -> TrainResult:
 
         bar = tqdm(total=total_steps, initial=step, unit="step", desc="training", dynamic_ncols=True, disable=None)
     log = open(out / "train.log.jsonl", "a") if main else None  # noqa: SIM115
-    stop = StopRequest()
-    try:
-        stop.__enter__()
-        while step < total_steps and not stop.agreed(device):
-            x, z = make_batch(images_t, stream, step, cfg.seed, rank, cfg.nz, flip, device)
-            d_real, d_fake, loss_d, loss_g = gan_step(G, D, optG, optD, x, z)
-            step += 1
+    with StopRequest() as stop:
+        try:
+            while step < total_steps and not stop.agreed(device):
+                x, z = make_batch(images_t, stream, step, cfg.seed, rank, cfg.nz, flip, device)
+                d_real, d_fake, loss_d, loss_g = gan_step(G, D, optG, optD, x, z)
+                step += 1
 
-            if bar is not None or (log and step % cfg.log_every == 0):
-                rate = (step - start_step) * cfg.batch_size / max(time.perf_counter() - t0, 1e-9)
+                if bar is not None or (log and step % cfg.log_every == 0):
+                    rate = (step - start_step) * cfg.batch_size / max(time.perf_counter() - t0, 1e-9)
+                if bar is not None:
+                    bar.update(1)
+                    if step % 10 == 0 or step == total_steps:
+                        bar.set_postfix(lossD=f"{loss_d.item():.3f}", lossG=f"{loss_g.item():.3f}", img_s=f"{rate:.0f}")
+                if log and step % cfg.log_every == 0:
+                    rec = {
+                        "step": step,
+                        "loss_d": loss_d.item(),
+                        "loss_g": loss_g.item(),
+                        "d_real": torch.sigmoid(d_real).mean().item(),
+                        "d_fake": torch.sigmoid(d_fake).mean().item(),
+                        "img_s": rate,
+                    }
+                    log.write(json.dumps(rec) + "\n")
+                    log.flush()
+                if step % cfg.sample_every == 0:
+                    sample_grid()
+                if step % cfg.checkpoint_every == 0 and step < total_steps:
+                    checkpoint(elapsed_before + time.perf_counter() - t0)
+            seconds = time.perf_counter() - t0
+            checkpoint(elapsed_before + seconds)
+            sample_grid()
+        finally:
             if bar is not None:
-                bar.update(1)
-                if step % 10 == 0 or step == total_steps:
-                    bar.set_postfix(lossD=f"{loss_d.item():.3f}", lossG=f"{loss_g.item():.3f}", img_s=f"{rate:.0f}")
-            if log and step % cfg.log_every == 0:
-                rec = {
-                    "step": step,
-                    "loss_d": loss_d.item(),
-                    "loss_g": loss_g.item(),
-                    "d_real": torch.sigmoid(d_real).mean().item(),
-                    "d_fake": torch.sigmoid(d_fake).mean().item(),
-                    "img_s": rate,
-                }
-                log.write(json.dumps(rec) + "\n")
-                log.flush()
-            if step % cfg.sample_every == 0:
-                sample_grid()
-            if step % cfg.checkpoint_every == 0 and step < total_steps:
-                checkpoint(elapsed_before + time.perf_counter() - t0)
-        seconds = time.perf_counter() - t0
-        checkpoint(elapsed_before + seconds)
-        sample_grid()
-    finally:
-        stop.__exit__()
-        if bar is not None:
-            bar.close()
-        if log:
-            log.close()
+                bar.close()
+            if log:
+                log.close()
     done = step - start_step
     return TrainResult(
         step,

@@ -12,8 +12,9 @@ from codec.generator import load_generator
 from tests.conftest import run_torchrun
 
 
-def _bench(out, model, *extra):
-    args = [
+def _bench_args(out, model, *extra) -> list[str]:
+    """A fast bench on the samples: the tiny model, 3 steps, one restart, the MSE loss."""
+    return [
         "bench",
         "--dataset",
         "samples",
@@ -30,7 +31,10 @@ def _bench(out, model, *extra):
         "-q",
         *extra,
     ]
-    return CliRunner().invoke(main, args, catch_exceptions=False)
+
+
+def _bench(out, model, *extra):
+    return CliRunner().invoke(main, _bench_args(out, model, *extra), catch_exceptions=False)
 
 
 @pytest.fixture
@@ -128,27 +132,7 @@ def test_interrupted_run_resumes_from_cache(bench_run) -> None:
 def test_torchrun_shards_merge_to_the_single_process_result(tmp_path, tiny_model_file) -> None:
     single = _bench(tmp_path / "one", tiny_model_file, "--no-sweep")
     assert single.exit_code == 0
-    done = run_torchrun(
-        [
-            "-m",
-            "codec.cli",
-            "bench",
-            "--dataset",
-            "samples",
-            "--model",
-            str(tiny_model_file),
-            "--steps",
-            "3",
-            "--restarts",
-            "1",
-            "--loss",
-            "mse",
-            "--out",
-            str(tmp_path / "two"),
-            "-q",
-            "--no-sweep",
-        ]
-    )
+    done = run_torchrun(["-m", "codec.cli", *_bench_args(tmp_path / "two", tiny_model_file, "--no-sweep")])
     assert done.returncode == 0, done.stderr[-3000:]
     assert len(list((tmp_path / "two" / "cache").glob("*.rank1.jsonl"))) > 0  # rank 1 did real work
 

@@ -12,6 +12,9 @@ from codec.generator import load_generator
 from codec.train import SampleStream, TrainConfig, train
 from tests.conftest import ROOT, run_torchrun
 
+# A tiny generator for CLI runs: fractions of a second per step on any CPU.
+TINY_ARGS = ["--width", "4", "--nz", "8", "--size", "16", "--batch-size", "8"]
+
 
 def _cfg(out, **kw) -> TrainConfig:
     base = dict(
@@ -87,14 +90,7 @@ def test_cli_dry_run(tmp_path) -> None:
             "--dry-run",
             "--out",
             str(tmp_path),
-            "--width",
-            "4",
-            "--nz",
-            "8",
-            "--size",
-            "16",
-            "--batch-size",
-            "8",
+            *TINY_ARGS,
             "--no-progress",
         ],
     )
@@ -161,14 +157,7 @@ def test_sigint_stops_after_a_checkpoint(tmp_path) -> None:
         "--dry-run",
         "--out",
         str(out),
-        "--width",
-        "4",
-        "--nz",
-        "8",
-        "--size",
-        "16",
-        "--batch-size",
-        "8",
+        *TINY_ARGS,
         "--steps",
         "100000",
         "--no-progress",

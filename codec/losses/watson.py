@@ -78,23 +78,6 @@ def block_dct_map() -> torch.Tensor:
     return torch.kron(a, a).T.contiguous()
 
 
-@functools.lru_cache(maxsize=4)
-def block_rfft_map() -> torch.Tensor:
-    """(64, 80) map from a flattened block to [real parts (40), imaginary parts (40)] of its
-    rfft2 divided by 64, coefficient order (k, l) for k in 0..7, l in 0..4."""
-    i = torch.arange(B, dtype=torch.float64)
-    k = torch.arange(B, dtype=torch.float64)
-    ll = torch.arange(B // 2 + 1, dtype=torch.float64)
-    # angle[(k,l), (i,j)] = 2 pi (k i + l j) / B
-    ang = (
-        2
-        * math.pi
-        * (k[:, None, None, None] * i[None, None, :, None] + ll[None, :, None, None] * i[None, None, None, :])
-    )
-    ang = ang.reshape(NF, B * B) / B
-    return torch.cat([torch.cos(ang), -torch.sin(ang)], 0).T.contiguous() / (B * B)
-
-
 def to_blocks(x: torch.Tensor, shifts: torch.Tensor | None = None) -> torch.Tensor:
     """(N, C, H, W) -> (N, C, K, 64) non-overlapping 8x8 blocks, rolled per image by shifts (N, 2).
 
