@@ -185,6 +185,60 @@ def test_block_transforms() -> None:
     assert torch.allclose(blk.reshape(64) @ block_dct_map(), (a @ blk @ a.T).reshape(64))
 
 
+def _randomised_dft_model(seed: int) -> WatsonDistance:
+    """A colour Watson-DFT with different, non-default parameters in every channel (p != 1 too)."""
+    g = torch.Generator().manual_seed(seed)
+    model = WatsonDistance("dft").double().eval()
+    for k, ch in enumerate((model.ly, model.lcb, model.lcr)):
+        ch.t_tild.copy_(0.3 * torch.randn(ch.t_tild.shape, generator=g, dtype=torch.float64))
+        ch.w_phase_tild.copy_(-2 + 0.5 * torch.randn(ch.w_phase_tild.shape, generator=g, dtype=torch.float64))
+        ch.alpha.fill_(0.1 + 0.2 * k)
+        ch.w_tild.fill_(-1.0 + k)
+        ch.beta.fill_(1.0 + 1.5 * k)
+    model.w_tild.copy_(torch.tensor([0.2, -0.1, 0.4]))
+    return model
+
+
+@pytest.mark.parametrize("chunk", [1, 16])
+def test_fast_watson_dft_matches_the_straightforward_one_with_its_gradient(chunk, monkeypatch) -> None:
+    """The fused, hand-differentiated DFT distance against autograd through benchmarks/watson_naive.py."""
+    import importlib.util
+
+    from codec.losses import watson
+
+    spec = importlib.util.spec_from_file_location("watson_naive", SAMPLES.parent / "benchmarks" / "watson_naive.py")
+    naive = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(naive)
+    monkeypatch.setattr(watson, "CHUNK", chunk)
+    model = _randomised_dft_model(5)
+    g = torch.Generator().manual_seed(6)
+    target = torch.rand(3, 3, 24, 16, generator=g, dtype=torch.float64)
+    x0 = (target + 0.15 * torch.randn(target.shape, generator=g, dtype=torch.float64)).clamp(0, 1)
+    got_x, want_x = x0.clone().requires_grad_(True), x0.clone().requires_grad_(True)
+    got, want = model(got_x, target), naive.naive_watson_dft(model, want_x, target)
+    assert torch.allclose(got, want, rtol=1e-9)
+    got.sum().backward()
+    want.sum().backward()
+    assert torch.allclose(got_x.grad, want_x.grad, rtol=1e-7, atol=1e-12)
+    x = x0[:2, :, :16].clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda v: model(v, target[:2, :, :16]), (x,), eps=1e-6, atol=1e-5, rtol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "channels,grey_params,signed,size",
+    [(3, False, True, (20, 12)), (3, True, False, (16, 16)), (1, False, True, (17, 9))],
+)
+def test_watson_dft_gradient_through_shifts_crops_and_colour(channels, grey_params, signed, size) -> None:
+    """The hand-written transpose of colour conversion, grid shift and cropping, by gradcheck."""
+    model = _randomised_dft_model(7)
+    model.signed, model.grey_params = signed, grey_params
+    g = torch.Generator().manual_seed(8)
+    target = torch.rand(2, channels, *size, generator=g, dtype=torch.float64)
+    x = (target + 0.1 * torch.randn(target.shape, generator=g, dtype=torch.float64)).requires_grad_(True)
+    shifts = torch.tensor([[3, -2], [-4, 1]])
+    assert torch.autograd.gradcheck(lambda v: model(v, target, shifts), (x,), eps=1e-6, atol=1e-5, rtol=1e-3)
+
+
 def test_grid_shift_is_random_in_training_and_off_in_eval() -> None:
     loss = make_loss("watson-dft")
     g = torch.Generator().manual_seed(4)
