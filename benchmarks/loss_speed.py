@@ -5,7 +5,9 @@
 All losses run in one process on the same random batch (B, 3, S, S) in [-1, 1], in a
 randomised interleaved order so that machine load affects them alike; the table reports
 the median time per call, its ratio to MSE, and peak memory (CUDA: max allocated; CPU:
-the growth of the process's peak RSS, a coarse figure). The straightforward Watson-DFT
+the growth of peak RSS over one call in a fresh process per loss, after the batch exists,
+with glibc's mmap threshold fixed so that freed tensors leave the resident set; it
+includes the input's gradient, 6 MB at the default size). The straightforward Watson-DFT
 of benchmarks/watson_naive.py (per-block FFT calls, two atan2, acos of cos) is timed too.
 """
 
@@ -13,11 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import statistics
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -31,6 +36,61 @@ from codec.losses import LOSSES, make_loss  # noqa: E402
 from codec.losses.watson import WatsonDistance  # noqa: E402
 
 
+def build(args: argparse.Namespace, dev: torch.device) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    """The timed functions, each loss(x, target) on the same fixed batch; x is made by run()."""
+    gen = torch.Generator().manual_seed(0)
+    target = (torch.rand(args.batch, 3, args.size, args.size, generator=gen) * 2 - 1).to(dev)
+    fns = {}
+    for name in LOSSES:
+        loss = make_loss(name).to(dev).eval()  # deterministic mode for timing
+        fns[name] = lambda x, loss=loss: loss(x, target)
+    if not args.no_naive:
+        wd = WatsonDistance("dft").to(dev).eval()
+        fns["watson-dft (straightforward)"] = lambda x: naive_watson_dft(wd, (x + 1) / 2, (target + 1) / 2)
+    fns["_target"] = lambda x: target  # not timed: gives run() the batch
+    return fns
+
+
+def make_input(fns: dict, dev: torch.device) -> torch.Tensor:
+    """A fresh input batch near the target, needing a gradient."""
+    target = fns["_target"](None)
+    gen = torch.Generator().manual_seed(1)
+    return (target + 0.2 * torch.randn(target.shape, generator=gen).to(dev)).clamp(-1, 1).requires_grad_(True)
+
+
+def run(fns: dict, name: str, dev: torch.device, x: torch.Tensor | None = None) -> float:
+    """Seconds for one forward + backward of fns[name] (on x, or a fresh input batch)."""
+    x = make_input(fns, dev) if x is None else x
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    fns[name](x).sum().backward()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set. VmHWM belongs to the process's own address space;
+    ru_maxrss would carry the parent's peak across fork and exec."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # elsewhere: kB on Linux, bytes on macOS
+
+
+def cpu_peak_mb(name: str) -> float:
+    """Peak-RSS growth of one call of `name`, measured in a fresh process."""
+    cmd = [sys.executable, __file__, "--peak-rss-of", name, "--device", "cpu", *sys.argv[1:]]
+    # glibc otherwise keeps freed blocks and reuses them unseen; with a fixed mmap threshold
+    # every large tensor is mapped and unmapped, so the resident peak follows live memory.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+    return float(out.split()[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch", type=int, default=128)
@@ -39,47 +99,33 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--no-naive", action="store_true", help="skip the slow straightforward Watson-DFT")
     ap.add_argument("--json", type=Path, help="also write the results here")
-    args = ap.parse_args()
+    ap.add_argument("--peak-rss-of", help=argparse.SUPPRESS)  # internal: the child of cpu_peak_mb
+    args, _ = ap.parse_known_args()
     dev = torch.device(args.device)
-    gen = torch.Generator().manual_seed(0)
-    target = (torch.rand(args.batch, 3, args.size, args.size, generator=gen) * 2 - 1).to(dev)
-    base = (target + 0.2 * torch.randn(target.shape, generator=gen).to(dev)).clamp(-1, 1)
-
-    fns = {}
-    for name in LOSSES:
-        loss = make_loss(name).to(dev).eval()  # deterministic mode for timing
-        fns[name] = lambda x, loss=loss: loss(x, target)
-    if not args.no_naive:
-        wd = WatsonDistance("dft").to(dev).eval()
-        fns["watson-dft (straightforward)"] = lambda x: naive_watson_dft(wd, (x + 1) / 2, (target + 1) / 2)
-
-    def run(fn) -> float:
-        x = base.clone().requires_grad_(True)
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn(x).sum().backward()
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - t0
-
-    times: dict[str, list[float]] = {k: [] for k in fns}
+    fns = build(args, dev)
+    if args.peak_rss_of:
+        x = make_input(fns, dev)
+        before = peak_rss_mb()
+        run(fns, args.peak_rss_of, dev, x)
+        print(peak_rss_mb() - before)
+        return
+    names = [k for k in fns if k != "_target"]
+    times: dict[str, list[float]] = {k: [] for k in names}
     mem: dict[str, float] = {}
-    for name, fn in fns.items():  # warm-up and memory
+    for name in names:  # warm-up and memory
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
             before = torch.cuda.memory_allocated()
-            run(fn)
+            run(fns, name, dev)
             mem[name] = (torch.cuda.max_memory_allocated() - before) / 2**20
         else:
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            run(fn)
-            mem[name] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
-    order = list(fns)
+            run(fns, name, dev)
+            mem[name] = cpu_peak_mb(name)
+    order = list(names)
     for _ in range(args.repeats):
         random.shuffle(order)
         for name in order:
-            times[name].append(run(fns[name]))
+            times[name].append(run(fns, name, dev))
     med = {k: statistics.median(v) for k, v in times.items()}
     ref = med["mse"]
     print(
@@ -88,7 +134,7 @@ def main() -> None:
     )
     print(f"{'loss':30s} {'ms':>9s} {'x MSE':>7s} {'peak MB':>8s}")
     rows = []
-    for k in fns:
+    for k in names:
         print(f"{k:30s} {med[k] * 1000:9.1f} {med[k] / ref:7.1f} {mem[k]:8.0f}")
         rows.append({"loss": k, "ms": med[k] * 1000, "ratio_to_mse": med[k] / ref, "peak_mb": mem[k]})
     if args.json:
