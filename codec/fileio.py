@@ -20,6 +20,12 @@ def read_bytes(path: str | Path) -> bytes:
     return p.read_bytes()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_bytes(path: str | Path, data: bytes, force: bool = False) -> None:
     """Write atomically (temporary file in the same folder, then rename); '-' is stdout.
 
@@ -38,6 +44,9 @@ def write_bytes(path: str | Path, data: bytes, force: bool = False) -> None:
         raise PercodecError(f"folder {p.parent} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
+        # mkstemp makes the file private (0600); give it the mode a plain open() would:
+        # the replaced file's, or 0666 less the umask.
+        os.fchmod(fd, p.stat().st_mode & 0o7777 if p.exists() else 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, p)

@@ -1,4 +1,6 @@
+import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +53,23 @@ def test_outputs_are_never_overwritten_without_force(tmp_path, face, tiny_model_
     assert out.read_bytes() == b"precious"
     assert _enc(tiny_model_file, str(face), str(out), "--force").exit_code == 0
     assert out.read_bytes() != b"precious"
+
+
+def test_outputs_get_the_usual_file_mode(tmp_path) -> None:
+    """Atomic writes go through a private temporary file; the result must not stay private."""
+    from codec.fileio import write_bytes
+
+    old = os.umask(0o022)
+    try:
+        write_bytes(tmp_path / "new.pgz", b"x")
+        assert stat.S_IMODE((tmp_path / "new.pgz").stat().st_mode) == 0o644
+        kept = tmp_path / "kept.pgz"
+        kept.write_bytes(b"old")
+        kept.chmod(0o640)
+        write_bytes(kept, b"new", force=True)
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o640 and kept.read_bytes() == b"new"
+    finally:
+        os.umask(old)
 
 
 @pytest.mark.parametrize(
