@@ -36,8 +36,10 @@ from codec.losses import LOSSES, make_loss  # noqa: E402
 from codec.losses.watson import WatsonDistance  # noqa: E402
 
 
-def build(args: argparse.Namespace, dev: torch.device) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
-    """The timed functions, each loss(x, target) on the same fixed batch; x is made by run()."""
+def build(
+    args: argparse.Namespace, dev: torch.device
+) -> tuple[torch.Tensor, dict[str, Callable[[torch.Tensor], torch.Tensor]]]:
+    """The fixed target batch and the timed functions, each loss(x, target)."""
     gen = torch.Generator().manual_seed(0)
     target = (torch.rand(args.batch, 3, args.size, args.size, generator=gen) * 2 - 1).to(dev)
     fns = {}
@@ -47,24 +49,23 @@ def build(args: argparse.Namespace, dev: torch.device) -> dict[str, Callable[[to
     if not args.no_naive:
         wd = WatsonDistance("dft").to(dev).eval()
         fns["watson-dft (straightforward)"] = lambda x: naive_watson_dft(wd, (x + 1) / 2, (target + 1) / 2)
-    fns["_target"] = lambda x: target  # not timed: gives run() the batch
-    return fns
+    return target, fns
 
 
-def make_input(fns: dict, dev: torch.device) -> torch.Tensor:
+def make_input(target: torch.Tensor) -> torch.Tensor:
     """A fresh input batch near the target, needing a gradient."""
-    target = fns["_target"](None)
     gen = torch.Generator().manual_seed(1)
-    return (target + 0.2 * torch.randn(target.shape, generator=gen).to(dev)).clamp(-1, 1).requires_grad_(True)
+    noise = torch.randn(target.shape, generator=gen).to(target.device)
+    return (target + 0.2 * noise).clamp(-1, 1).requires_grad_(True)
 
 
-def run(fns: dict, name: str, dev: torch.device, x: torch.Tensor | None = None) -> float:
-    """Seconds for one forward + backward of fns[name] (on x, or a fresh input batch)."""
-    x = make_input(fns, dev) if x is None else x
+def run(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> float:
+    """Seconds for one forward + backward of fn on x."""
+    dev = x.device
     if dev.type == "cuda":
         torch.cuda.synchronize()
     t0 = time.perf_counter()
-    fns[name](x).sum().backward()
+    fn(x).sum().backward()
     if dev.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - t0
@@ -78,7 +79,7 @@ def peak_rss_mb() -> float:
         for line in status.read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # elsewhere: kB on Linux, bytes on macOS
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux (macOS reports bytes)
 
 
 def cpu_peak_mb(name: str) -> float:
@@ -100,32 +101,32 @@ def main() -> None:
     ap.add_argument("--no-naive", action="store_true", help="skip the slow straightforward Watson-DFT")
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--peak-rss-of", help=argparse.SUPPRESS)  # internal: the child of cpu_peak_mb
-    args, _ = ap.parse_known_args()
+    args = ap.parse_args()
     dev = torch.device(args.device)
-    fns = build(args, dev)
+    target, fns = build(args, dev)
     if args.peak_rss_of:
-        x = make_input(fns, dev)
+        x = make_input(target)
         before = peak_rss_mb()
-        run(fns, args.peak_rss_of, dev, x)
+        run(fns[args.peak_rss_of], x)
         print(peak_rss_mb() - before)
         return
-    names = [k for k in fns if k != "_target"]
+    names = list(fns)
     times: dict[str, list[float]] = {k: [] for k in names}
     mem: dict[str, float] = {}
     for name in names:  # warm-up and memory
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
             before = torch.cuda.memory_allocated()
-            run(fns, name, dev)
+            run(fns[name], make_input(target))
             mem[name] = (torch.cuda.max_memory_allocated() - before) / 2**20
         else:
-            run(fns, name, dev)
+            run(fns[name], make_input(target))
             mem[name] = cpu_peak_mb(name)
     order = list(names)
     for _ in range(args.repeats):
         random.shuffle(order)
         for name in order:
-            times[name].append(run(fns, name, dev))
+            times[name].append(run(fns[name], make_input(target)))
     med = {k: statistics.median(v) for k, v in times.items()}
     ref = med["mse"]
     print(

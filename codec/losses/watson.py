@@ -239,7 +239,7 @@ def rfft_maps_t(dtype: torch.dtype = torch.float64, device: str = "cpu") -> tupl
 
 
 def _rfft_planar(blocks: torch.Tensor) -> torch.Tensor:
-    """(..., 64) blocks -> (2, ..., 40): real and imaginary parts of the rfft2 / 64, each contiguous.
+    """(..., 64) blocks -> (2, ..., 40): real and imaginary parts of the rfft2 / 64 (views).
 
     An FFT rather than the equivalent matrix product: it reproduces the reference's float32
     rounding on near-flat blocks, whose tiny coefficients' phases enter the phase term. The
@@ -264,8 +264,8 @@ def _dft_chunk(
       amplitude a = |c + eps(1 + i)|, term (sum ((|a1 - a0| / s) + eps)^p + eps)^(1/p);
       phase     cos = <c0 + eps, c1 + eps> / (|c0 + eps| |c1 + eps|) (eps on the real part),
                 term sum w acos(cos * (1 - 1e-7)).
-    The gradient is written out by hand, as cheap passes over real, contiguous tensors;
-    autograd through complex abs and acos costs several times as many.
+    The gradient is written out by hand, as cheap passes over real tensors; autograd
+    through complex abs and acos costs several times as many.
     """
     re0, im0 = _rfft_planar(x0)
     re1, im1 = _rfft_planar(x1)
