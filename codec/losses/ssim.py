@@ -18,6 +18,7 @@ keeps the loss and its gradients finite.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -116,9 +117,10 @@ def ms_ssim(
 
 class _SimilarityLoss(nn.Module):
     """1 - similarity, on images mapped from [-1, 1] to [0, 1] (the luminance term is not
-    shift-invariant, so the range must be the one SSIM is defined on)."""
+    shift-invariant, so the range must be the one SSIM is defined on). Subclasses set
+    `similarity` to ssim or ms_ssim."""
 
-    similarity = staticmethod(ssim)
+    similarity: Callable[..., torch.Tensor]
 
     def __init__(self, win_size: int = 11, sigma: float = 1.5) -> None:
         super().__init__()
