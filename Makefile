@@ -2,8 +2,6 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# A local CPU build of torch, used when present (saves a ~5 GB CUDA download on CPU boxes).
-TORCH_WHEELS ?= /opt/wheels
 DATA ?= ../shared/datasets
 
 .DEFAULT_GOAL := help
@@ -15,12 +13,8 @@ help: ## List the targets
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	@for whl in $(TORCH_WHEELS)/torch-*.whl; do \
-	  [ -f "$$whl" ] || continue; \
-	  $(PY) -c "import torch" 2>/dev/null && break; \
-	  $(PY) -m pip install -q "$$whl" 2>/dev/null && echo "installed local $$whl"; \
-	done; true
 	$(PY) -m pip install -q -e ".[dev]"
+	@$(PY) -c "import torch, torchvision" 2>/dev/null || { echo "make install: torch $$($(PY) -c 'import torch; print(torch.__version__)' 2>/dev/null) and torchvision do not load together; install a matching pair (pip install 'torch==2.14.*' 'torchvision==0.29.*')" >&2; exit 1; }
 	touch $@
 
 install: $(VENV)/.installed ## Create .venv and install percodec with its dev tools

@@ -8,6 +8,10 @@ skipped and counted, never a crash.
 Splits: CelebA uses list_eval_partition.txt (0 train, 1 valid, 2 test). MNIST: train is
 the first 55,000 images of the training file, valid the last 5,000, test the t10k file.
 A folder has a single split "all" (other split names are refused).
+
+torchvision.datasets.CelebA is not used: it insists on every annotation file of the full
+download and their checksums, while a CelebA subset (or a copy without the attribute
+files) only needs img_align_celeba/ and list_eval_partition.txt here.
 """
 
 from __future__ import annotations
@@ -107,7 +111,11 @@ def _mnist_dir(root: Path) -> Path:
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (optionally gzipped) as a numpy array."""
+    """Read an IDX file (optionally gzipped) as a numpy array.
+
+    Our own reader, not torchvision.datasets.MNIST: that class only reads the unpacked
+    files, so it would have to write them beside the read-only gzipped originals.
+    """
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as f:
         data = f.read()

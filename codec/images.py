@@ -10,7 +10,6 @@ usual centred 140x140 face crop. An image already at the model's size passes unc
 from __future__ import annotations
 
 import io
-import math
 import warnings
 from pathlib import Path
 from typing import BinaryIO
@@ -138,14 +137,8 @@ def uint8_to_pil(x: torch.Tensor) -> Image.Image:
     return Image.fromarray(arr.transpose(1, 2, 0), mode="RGB")
 
 
-def make_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> Image.Image:
-    """Tile a batch (B, C, H, W) in [-1, 1] into one PIL image, `nrow` images per row."""
-    b, c, h, w = images.shape
-    nrow = nrow or max(1, int(math.ceil(math.sqrt(b))))
-    rows = int(math.ceil(b / nrow))
-    canvas = torch.ones(c, rows * (h + pad) + pad, nrow * (w + pad) + pad)
-    for i in range(b):
-        r, k = divmod(i, nrow)
-        top, left = pad + r * (h + pad), pad + k * (w + pad)
-        canvas[:, top : top + h, left : left + w] = images[i].detach().cpu().float()
-    return to_pil(canvas)
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 8) -> None:
+    """Tile a batch (B, C, H, W) in [-1, 1] into one image file, `nrow` per row, white gaps."""
+    from torchvision.utils import save_image  # imported here: only grids need torchvision
+
+    save_image(images.detach().cpu().float(), path, nrow=nrow, normalize=True, value_range=(-1, 1), pad_value=1.0)

@@ -46,7 +46,7 @@ from codec.generator import (
     recalibrate_batchnorm,
     save_generator,
 )
-from codec.images import make_grid, uint8_to_float
+from codec.images import save_grid, uint8_to_float
 
 
 @dataclass
@@ -377,9 +377,8 @@ def train(cfg: TrainConfig) -> TrainResult:
             return
         netG.eval()
         with torch.no_grad():
-            grid = make_grid(netG(fixed_z.to(device)), nrow=8)
+            save_grid(netG(fixed_z.to(device)), out / "samples" / f"step_{step:07d}.png")
         netG.train()
-        grid.save(out / "samples" / f"step_{step:07d}.png")
 
     start_step, t0 = step, time.perf_counter()
     bar = None

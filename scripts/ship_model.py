@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from codec.generator import fingerprint, load_generator, save_generator
-from codec.images import make_grid
+from codec.images import save_grid
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 
@@ -33,7 +33,7 @@ def main() -> None:
     shipped, _ = load_generator(out)
     fixed_z = torch.randn(64, shipped.config.nz, generator=torch.Generator().manual_seed(1234))
     with torch.no_grad():
-        make_grid(shipped(fixed_z), nrow=8).save(MODELS / f"{args.name}.png", optimize=True)
+        save_grid(shipped(fixed_z), MODELS / f"{args.name}.png")
 
     c = shipped.config
     params = sum(p.numel() for p in shipped.parameters())

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from codec.errors import ImageError
-from codec.images import float_to_uint8, make_grid, open_image, to_tensor, uint8_to_float
+from codec.images import float_to_uint8, open_image, save_grid, to_tensor, uint8_to_float
 
 
 def _png_bytes(img: Image.Image, **kw) -> bytes:
@@ -81,6 +81,11 @@ def test_uint8_float_roundtrip_is_exact() -> None:
     assert torch.equal(float_to_uint8(to_tensor(img)), u)
 
 
-def test_make_grid_layout() -> None:
-    grid = make_grid(torch.zeros(5, 3, 8, 8), nrow=3, pad=2)
-    assert grid.size == (3 * 10 + 2, 2 * 10 + 2)
+def test_save_grid_maps_range_and_pads_white(tmp_path) -> None:
+    x = torch.full((5, 3, 8, 8), -1.0)
+    x[1] = 1.0
+    save_grid(x, tmp_path / "g.png", nrow=3)
+    grid = np.asarray(Image.open(tmp_path / "g.png"))
+    assert grid.shape == (2 * 10 + 2, 3 * 10 + 2, 3)
+    assert grid[2:10, 2:10].max() == 0 and grid[2:10, 12:20].min() == 255  # -1 -> black, 1 -> white
+    assert grid[0].min() == 255  # padding is white
