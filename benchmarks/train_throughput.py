@@ -2,7 +2,7 @@
 
     python benchmarks/train_throughput.py --data-root ../shared/datasets [--width 32] [--device cpu]
 
-Both loops call codec.train.gan_step with the same networks and batch size; the real one
+Both loops call codec.objectives.gan.gan_step with the same networks and batch size; the real one
 gets its batches from codec.train.make_batch over the cached CelebA train split (indexing,
 uint8 -> float, flips, transfer), the bare one from tensors made up front on the device.
 They run in alternating rounds so that machine load affects both alike. The data
@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from codec.data import load_dataset  # noqa: E402
 from codec.generator import Discriminator, Generator, ModelConfig  # noqa: E402
 from codec.images import CELEBA_CROP  # noqa: E402
-from codec.train import SampleStream, gan_step, make_batch, pick_device  # noqa: E402
+from codec.objectives.gan import gan_step  # noqa: E402
+from codec.train import SampleStream, make_batch, pick_device  # noqa: E402
 
 
 def main() -> None:
@@ -57,7 +58,8 @@ def main() -> None:
         sync()
         t = time.perf_counter()
         for s in range(step0, step0 + args.steps):
-            gan_step(G, D, optG, optD, *make_batch(images, stream, s, 0, 0, 100, True, dev))
+            x, gen = make_batch(images, stream, s, 0, 0, True, dev)
+            gan_step(G, D, optG, optD, x, torch.randn(len(x), 100, generator=gen).to(dev))
         sync()
         return args.steps * args.batch_size / (time.perf_counter() - t)
 

@@ -7,6 +7,7 @@ tables and headers held by the decoder: the fair analogue of percodec's shared g
 
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import dataclass
 from typing import Protocol
@@ -207,3 +208,81 @@ def fit_budget(make, img: np.ndarray, budget: int, lo: int = 0, hi: int = 100) -
         else:
             b = mid - 1
     return best[0], best[1], True
+
+
+@dataclass(frozen=True)
+class Eigenbasis:
+    """PCA of training faces: mean (D,), components (K, D) orthonormal, spread (K,) of each
+    coefficient over the training set; pixels in [0, 1], D = H*W*C."""
+
+    mean: np.ndarray
+    components: np.ndarray
+    spread: np.ndarray
+    shape: tuple[int, int, int]
+
+
+def fit_eigenfaces(images: np.ndarray, k: int = 512, seed: int = 0) -> Eigenbasis:
+    """PCA of uint8 faces (N, H, W, C) by randomised SVD (k components)."""
+    import torch
+
+    x = torch.from_numpy(images.reshape(len(images), -1)).float() / 255
+    mean = x.mean(0)
+    torch.manual_seed(seed)
+    _, s, v = torch.svd_lowrank(x - mean, q=k, niter=4)
+    spread = s / (len(images) - 1) ** 0.5
+    as64 = lambda t: t.double().numpy()  # noqa: E731
+    return Eigenbasis(as64(mean), as64(v.t().contiguous()), as64(spread), tuple(images.shape[1:]))
+
+
+class EigenfaceCodec:
+    """The classic domain-specific yardstick: PCA coefficients, each rounded with one step
+    and entropy-coded (constriction's ANS, as percodec's own files) under a Gaussian with
+    that coefficient's training spread. `quality` 0..100 sets the step, 2^(-quality/12)."""
+
+    family = "eigenface"
+
+    def __init__(self, basis: Eigenbasis, quality: int) -> None:
+        self.basis, self.quality = basis, quality
+        self.step = 2.0 ** (-quality / 12)
+
+    @property
+    def name(self) -> str:
+        return f"eigenface q={self.quality}"
+
+    @property
+    def setting(self) -> float:
+        return self.quality
+
+    def _tables(self):
+        return _eigen_tables(self.basis.spread.tobytes(), self.step)
+
+    def encode(self, img: np.ndarray) -> bytes:
+        b = self.basis
+        coef = b.components @ (img.reshape(-1) / 255 - b.mean)
+        t = self._tables()
+        sym = np.clip(np.round(coef / self.step).astype(np.int64), t.offsets, t.offsets + t.lengths - 1)
+        return t.encode(sym)
+
+    def decode(self, data: bytes) -> np.ndarray:
+        b = self.basis
+        coef = self._tables().decode(data) * self.step
+        x = b.mean + coef @ b.components
+        return np.clip(np.round(x * 255), 0, 255).astype(np.uint8).reshape(b.shape)
+
+
+@functools.lru_cache(maxsize=128)
+def _eigen_tables(spread: bytes, step: float):
+    """Integer tables of zero-mean Gaussians with the given spreads, quantised with `step`."""
+    import torch
+
+    from codec.entropy import LevelTables, _integer_pmf
+
+    sigma = np.frombuffer(spread, dtype=np.float64)
+    half = np.maximum(1, np.ceil(5.5 * sigma / step)).astype(np.int64)  # beyond ±5.5 sigma: clamped
+    lengths = 2 * half + 1
+    counts = np.zeros((len(sigma), int(lengths.max())), dtype=np.int32)
+    for d, (s, h) in enumerate(zip(sigma, half, strict=True)):
+        edges = (np.arange(-h, h + 2) - 0.5) * step / s
+        cdf = torch.special.ndtr(torch.from_numpy(edges)).numpy()
+        counts[d, : 2 * h + 1] = _integer_pmf(np.maximum(np.diff(cdf), 1e-12))
+    return LevelTables(step, -half, lengths, counts)

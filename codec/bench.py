@@ -28,7 +28,7 @@ from codec import metrics
 from codec.losses import LOSSES
 from codec.losses.watson import WatsonDistance
 
-METRICS = ("bytes", "bpp", "ratio", "psnr", "mse", "ssim", "ms_ssim", "watson_dft", "enc_ms", "dec_ms")
+METRICS = ("bytes", "bpp", "ratio", "psnr", "mse", "ssim", "ms_ssim", "watson_dft", "same_person", "enc_ms", "dec_ms")
 
 
 @dataclass
@@ -75,11 +75,31 @@ def load_images(cfg: BenchConfig, size: int, nc: int, crop: float) -> tuple[list
     return s.names, s.images.transpose(0, 2, 3, 1).copy()
 
 
+def eigenbasis(cfg: BenchConfig, size: int, nc: int, crop: float, k: int = 512) -> B.Eigenbasis:
+    """PCA of the dataset's *train* split (fitted once, cached in OUT/cache)."""
+    from codec.data import load_dataset
+
+    path = Path(cfg.out) / "cache" / f"eigenbasis-{_key(cfg.dataset, str(cfg.data_root), size, nc, crop, k)}.npz"
+    if path.is_file():
+        z = np.load(path)
+        return B.Eigenbasis(z["mean"], z["components"], z["spread"], tuple(int(v) for v in z["shape"]))
+    train = load_dataset(cfg.dataset, cfg.data_root or ".", "train", size=size, nc=nc, crop=crop,
+                         cache_dir=Path(cfg.out) / "cache")  # fmt: skip
+    basis = B.fit_eigenfaces(train.images.transpose(0, 2, 3, 1), k)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, mean=basis.mean, components=basis.components, spread=basis.spread, shape=np.array(basis.shape))
+    return basis
+
+
 class Scorer:
     """Per-image metrics of a decoded 8-bit image against its original."""
 
-    def __init__(self) -> None:
+    def __init__(self, channels: int = 3) -> None:
+        from codec import faces
+
         self.watson = WatsonDistance("dft").eval()
+        # Same person: dlib's descriptor within 0.6 of the original's (colour faces only).
+        self.same_person = faces.SamePerson() if channels == 3 and faces.available() else None
 
     def __call__(self, orig: np.ndarray, dec: np.ndarray, nbytes: int, png: int) -> dict[str, float]:
         a = torch.tensor(orig).permute(2, 0, 1)[None]
@@ -97,6 +117,7 @@ class Scorer:
             "ssim": metrics.ssim(b, a).item(),
             "ms_ssim": metrics.ms_ssim(b, a).item(),
             "watson_dft": wd,
+            **({"same_person": float(self.same_person(orig, dec))} if self.same_person else {}),
         }
 
 
@@ -141,7 +162,7 @@ def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
     names, images = load_images(cfg, g.config.size, g.config.nc, g.config.crop)
     mine = list(range(rank, len(names), world))
     cache = Cache(Path(cfg.out) / "cache", rank)
-    score = Scorer()
+    score = Scorer(g.config.nc)
     png = {names[i]: B.png_size(images[i]) for i in range(len(names))}
     nc = g.config.nc
     keys: list[str] = []
@@ -258,6 +279,9 @@ def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
         matched("jpeg scan-only", "jpeg-scan", lambda q: B.JpegScanOnly(q, nc, images.shape[1:3][::-1]), lo=1)
         if B.has_avif():
             matched("avif", "avif", lambda q: B.avif(q, nc))
+        if cfg.dataset == "celeba":
+            basis = eigenbasis(cfg, g.config.size, nc, g.config.crop)
+            matched("eigenface", "eigenface", lambda q: B.EigenfaceCodec(basis, q))
     fixed: list[B.Codec] = [
         B.jpeg(10, nc),
         B.jpeg(1, nc),
@@ -306,9 +330,9 @@ def summarize(records: list[dict]) -> list[dict]:
             "sweep": bool(rs[0].get("sweep")),
         }
         for m in METRICS:
-            v = np.array([r[m] for r in rs], dtype=float)
+            v = np.array([r.get(m, math.nan) for r in rs], dtype=float)
             finite = v[np.isfinite(v)]
-            row[m] = float(finite.mean()) if len(finite) else math.inf
+            row[m] = float(finite.mean()) if len(finite) else (math.nan if m == "same_person" else math.inf)
             row[m + "_ci"] = float(1.96 * finite.std(ddof=1) / math.sqrt(len(finite))) if len(finite) > 1 else 0.0
         if "reached" in rs[0]:
             row["reached"] = sum(bool(r["reached"]) for r in rs)
@@ -328,6 +352,7 @@ def table(summary: list[dict], markdown: bool = False) -> str:
         "SSIM",
         "MS-SSIM",
         "Watson-DFT",
+        "same person",
         "enc ms",
         "dec ms",
         "reached",
@@ -345,6 +370,7 @@ def table(summary: list[dict], markdown: bool = False) -> str:
                 f"{r['ssim']:.4f} ± {r['ssim_ci']:.4f}",
                 f"{r['ms_ssim']:.4f}",
                 f"{r['watson_dft']:.1f}",
+                "" if math.isnan(r["same_person"]) else f"{100 * r['same_person']:.0f}%",
                 f"{r['enc_ms']:.1f}",
                 f"{r['dec_ms']:.2f}",
                 f"{r['reached']}/{r['n']}" if "reached" in r else "",

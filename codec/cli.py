@@ -112,11 +112,50 @@ def main() -> None:
     type=click.Path(dir_okay=False, exists=True),
     help="Start a new run's generator from these weights (.safetensors), e.g. a shipped model.",
 )
+@click.option(
+    "--objective",
+    type=click.Choice(["gan", "rd"]),
+    default="gan",
+    show_default=True,
+    help="gan: DCGAN generator against its discriminator (the reference method); rd: encoder, learned "
+    "prior and generator trained as a compressor (rate + distortion [+ adversarial]), writes model.safetensors.",
+)
+@click.option(
+    "--distortion",
+    default="mse",
+    show_default=True,
+    help="rd: distortion from the loss registry, or a weighted mix such as 'ms-ssim=1,mse=0.1'.",
+)
+@click.option(
+    "--target-bytes",
+    type=click.FloatRange(min=12, min_open=True),
+    default=96.0,
+    show_default=True,
+    help="rd: mean file size (header included) at quality 4 that the rate weight is steered to.",
+)
+@click.option(
+    "--adv-weight",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="rd: weight of the adversarial term (DCGAN discriminator with DiffAugment); 0 turns it off.",
+)
+@click.option(
+    "--step-range",
+    type=(click.FloatRange(min=0, min_open=True), click.FloatRange(min=0, min_open=True)),
+    default=(0.5, 2.0),
+    show_default=True,
+    help="rd: quantisation steps drawn per image (log-uniform) so that one model serves every quality level.",
+)
+@click.option(
+    "--valid-every", type=click.IntRange(1), default=250, show_default=True, help="rd: steps between validations."
+)
 @click.option("--dry-run", is_flag=True, help="A few steps on fake data: a smoke test needing no dataset.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (logs still go to train.log.jsonl).")
 @friendly_errors
 def train_generator(no_progress: bool, **kwargs: Any) -> None:
-    """Train the DCGAN generator (the shared decoder) on CelebA, MNIST or an image folder.
+    """Train the shared decoder on CelebA, MNIST or an image folder: a DCGAN generator alone
+    (--objective gan) or inside a compressor (--objective rd).
 
     \b
     Runs on one CPU or GPU, or data-parallel under
@@ -136,7 +175,7 @@ def train_generator(no_progress: bool, **kwargs: Any) -> None:
         click.echo(
             f"trained to step {result.steps} ({result.images_seen:,} images seen); this run "
             f"{result.seconds:.0f} s at {result.images_per_second:.0f} images/s; "
-            f"generator: {result.out / 'generator.safetensors'}"
+            f"model: {result.model_path}"
         )
 
 
@@ -196,10 +235,14 @@ def _parse_size(text: str | None) -> tuple[int, int] | None:
 )
 @click.option(
     "--steps",
+    type=click.IntRange(0),
+    help="Most search steps per image [GAN model: 300, stopping early when the loss stalls; "
+    "rate-distortion model: 50 of refinement from the encoder's latent, 0 = encoder only].",
+)
+@click.option(
+    "--quality",
     type=click.IntRange(1),
-    default=300,
-    show_default=True,
-    help="Most search steps per image (it stops earlier when the loss stalls).",
+    help="Rate-distortion models: quality level, higher = more bytes [4].",
 )
 @click.option(
     "--restarts",
@@ -244,7 +287,6 @@ def encode(
     """
     import time
 
-    from codec.container import OVERHEAD_BYTES
     from codec.fileio import read_bytes, write_bytes
     from codec.pipeline import EncodeOptions, encode_batch
 
@@ -273,7 +315,7 @@ def encode(
         from tqdm import tqdm
 
         bar = tqdm(
-            total=opts["steps"] * -(-len(sources) // opts["batch_size"]),
+            total=(opts["steps"] or 0) * -(-len(sources) // opts["batch_size"]) or None,
             unit="step",
             desc="searching",
             leave=False,
@@ -295,9 +337,9 @@ def encode(
         write_bytes(dst, r.data, force=force)
         if not quiet:
             click.echo(
-                f"{src} -> {dst}: {r.num_bytes} bytes ({r.bpp:.3f} bpp; header {OVERHEAD_BYTES} + latent "
-                f"{r.num_bytes - OVERHEAD_BYTES}), PSNR {r.psnr:.2f} dB, SSIM {r.ssim:.3f} "
-                f"[{options.loss}, {r.bits} bits, {r.steps} steps]",
+                f"{src} -> {dst}: {r.num_bytes} bytes ({r.bpp:.3f} bpp), PSNR {r.psnr:.2f} dB, SSIM {r.ssim:.3f} "
+                f"[{options.loss}, {f'{r.bits} bits' if r.bits else f'quality {options.quality or 4}'}, "
+                f"{r.steps} steps]",
                 err=dst == "-",
             )
     if not quiet:
@@ -356,17 +398,26 @@ def info(src: str) -> None:
     data = read_bytes(src)
     c = container.from_bytes(data)
     name = find_shipped(c.fingerprint)
-    rows = [
-        (
-            "file",
-            f"{src} ({len(data)} bytes: header+checksum {container.OVERHEAD_BYTES}, "
-            f"latent {len(data) - container.OVERHEAD_BYTES})",
-        ),
-        ("format", f"percodec .pgz version {container.VERSION}"),
-        ("model", f"{name or 'not a shipped model'} (fingerprint {c.fingerprint.hex()})"),
-        ("quantiser", f"{container.QUANTIZERS[c.quantizer]}, {c.bits} bits x {c.nz} dimensions"),
-        ("image", f"{c.size}x{c.size}, {c.channels} channel(s); {8 * len(data) / c.size**2:.3f} bits per pixel"),
-    ]
+    model = f"{name or 'not a shipped model'} (fingerprint {c.fingerprint.hex()})"
+    if isinstance(c, container.CodedContainer):
+        rows = [
+            ("file", f"{src} ({len(data)} bytes: header+checksum {container.OVERHEAD_V2}, latent {len(c.payload)})"),
+            ("format", "percodec .pgz version 2 (entropy-coded latent)"),
+            ("model", model),
+            ("quality", str(c.level)),
+        ]
+    else:
+        rows = [
+            (
+                "file",
+                f"{src} ({len(data)} bytes: header+checksum {container.OVERHEAD_BYTES}, "
+                f"latent {len(data) - container.OVERHEAD_BYTES})",
+            ),
+            ("format", f"percodec .pgz version {container.VERSION}"),
+            ("model", model),
+            ("quantiser", f"{container.QUANTIZERS[c.quantizer]}, {c.bits} bits x {c.nz} dimensions"),
+            ("image", f"{c.size}x{c.size}, {c.channels} channel(s); {8 * len(data) / c.size**2:.3f} bits per pixel"),
+        ]
     for k, v in rows:
         click.echo(f"{k:>10}: {v}")
 

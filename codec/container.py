@@ -1,4 +1,7 @@
-"""The .pgz file format (version 1): see docs/FORMAT.md for the byte table.
+"""The .pgz file format, versions 1 and 2: see docs/FORMAT.md for the byte tables.
+
+Version 1 holds fixed-length symbols for a GAN-only generator (`Container`); version 2 an
+entropy-coded latent of a rate-distortion model at a quality level (`CodedContainer`).
 
 `to_bytes` / `from_bytes` convert between `Container` and bytes; `read` / `write` do files.
 Every malformed input raises `ContainerError` with a message naming the rule it broke.
@@ -25,6 +28,11 @@ HEADER_BYTES = _HEADER.size  # 10
 CHECKSUM_BYTES = 2
 OVERHEAD_BYTES = HEADER_BYTES + CHECKSUM_BYTES  # 12
 QUANTIZERS = {GAUSSIAN_CDF: "gaussian-cdf"}
+_HEADER_V2 = struct.Struct("<2sB4sB")  # magic, version, fingerprint, quality level
+#: Version 2 (entropy-coded latents): header + CRC-16 = 10 bytes; the payload is the rest.
+OVERHEAD_V2 = _HEADER_V2.size + CHECKSUM_BYTES
+#: Longest v2 payload accepted (the coder's 32-bit words; far above any real latent).
+MAX_PAYLOAD_V2 = 4096
 
 
 class ContainerError(PercodecError):
@@ -61,29 +69,57 @@ class Container:
             raise ValueError(f"unsupported image {self.size}x{self.size}x{self.channels}")
 
 
+@dataclass(frozen=True)
+class CodedContainer:
+    """A version-2 file: which model, which quality level, and the coder's payload."""
+
+    fingerprint: bytes
+    level: int
+    payload: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.fingerprint) != FINGERPRINT_BYTES:
+            raise ValueError(f"fingerprint must be {FINGERPRINT_BYTES} bytes")
+        if not 1 <= self.level <= 255:
+            raise ValueError(f"quality level must be 1..255, got {self.level}")
+        if len(self.payload) > MAX_PAYLOAD_V2 or len(self.payload) % 4:
+            raise ValueError(f"payload must be 0..{MAX_PAYLOAD_V2} bytes in whole 32-bit words")
+
+    @property
+    def total_bytes(self) -> int:
+        return OVERHEAD_V2 + len(self.payload)
+
+
 def crc16(data: bytes) -> int:
     """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF)."""
     return binascii.crc_hqx(data, 0xFFFF)
 
 
-def to_bytes(c: Container) -> bytes:
+def to_bytes(c: Container | CodedContainer) -> bytes:
     """Serialise a container (docs/FORMAT.md)."""
+    if isinstance(c, CodedContainer):
+        body = _HEADER_V2.pack(MAGIC, 2, c.fingerprint, c.level) + c.payload
+        return body + crc16(body).to_bytes(2, "little")
     image = (c.size.bit_length() - 1) << 4 | c.channels
     head = _HEADER.pack(MAGIC, VERSION, c.fingerprint, c.quantizer << 4 | (c.bits - 1), c.nz - 1, image)
     body = head + pack(np.asarray(c.symbols), c.bits)
     return body + crc16(body).to_bytes(2, "little")
 
 
-def from_bytes(data: bytes) -> Container:
+def from_bytes(data: bytes) -> Container | CodedContainer:
     """Parse and validate a .pgz file; raises ContainerError on any malformed input."""
     data = bytes(data)
+    if len(data) < OVERHEAD_V2:
+        raise ContainerError(f"truncated: {len(data)} bytes, a .pgz file has at least {OVERHEAD_V2}")
+    if data[:2] != MAGIC:
+        raise ContainerError(f"not a percodec file (magic {data[:2]!r}, expected {MAGIC!r})")
+    if data[2] == 2:
+        return _from_bytes_v2(data)
+    if data[2] != VERSION:
+        raise ContainerError(f"unsupported format version {data[2]} (this percodec reads versions 1 and 2)")
     if len(data) < OVERHEAD_BYTES:
-        raise ContainerError(f"truncated: {len(data)} bytes, a .pgz file has at least {OVERHEAD_BYTES}")
+        raise ContainerError(f"truncated: {len(data)} bytes, a version-1 file has at least {OVERHEAD_BYTES}")
     magic, version, fp, quant, nz1, image = _HEADER.unpack_from(data)
-    if magic != MAGIC:
-        raise ContainerError(f"not a percodec file (magic {magic!r}, expected {MAGIC!r})")
-    if version != VERSION:
-        raise ContainerError(f"unsupported format version {version} (this percodec reads version {VERSION})")
     qid, bits, nz = quant >> 4, (quant & 0x0F) + 1, nz1 + 1
     if qid not in QUANTIZERS:
         raise ContainerError(f"unknown quantiser id {qid}")
@@ -104,12 +140,24 @@ def from_bytes(data: bytes) -> Container:
     return Container(fp, bits, 1 << side_log2, channels, tuple(int(s) for s in symbols), qid)
 
 
-def read(path: str | Path) -> Container:
+def _from_bytes_v2(data: bytes) -> CodedContainer:
+    if crc16(data[:-2]) != int.from_bytes(data[-2:], "little"):
+        raise ContainerError("checksum mismatch: the file is corrupt or truncated")
+    _, _, fp, level = _HEADER_V2.unpack_from(data)
+    payload = data[_HEADER_V2.size : -2]
+    if len(payload) % 4 or len(payload) > MAX_PAYLOAD_V2:
+        raise ContainerError(f"payload of {len(payload)} bytes is not 0..{MAX_PAYLOAD_V2} bytes in 32-bit words")
+    if level == 0:
+        raise ContainerError("quality level 0 does not exist (levels count from 1)")
+    return CodedContainer(fp, level, payload)
+
+
+def read(path: str | Path) -> Container | CodedContainer:
     """Read and parse a .pgz file ('-' reads stdin)."""
     return from_bytes(read_bytes(path))
 
 
-def write(path: str | Path, c: Container, force: bool = False) -> int:
+def write(path: str | Path, c: Container | CodedContainer, force: bool = False) -> int:
     """Write a container atomically ('-' writes stdout); returns the bytes written."""
     data = to_bytes(c)
     write_bytes(path, data, force=force)

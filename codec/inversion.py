@@ -176,3 +176,49 @@ def invert(
     symbols = quantize(best_z, bits) if bits is not None else None
     z_out = dequantize(symbols, bits) if bits is not None else best_z
     return SearchResult(z_out.detach(), symbols, best_loss, t.long())
+
+
+def refine(
+    model: nn.Module,
+    targets: torch.Tensor,
+    loss_fn: nn.Module,
+    step: float,
+    steps: int,
+    lr: float = 0.05,
+    on_step: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """Encode-time search of a rate-distortion model: start from the encoder's latent and
+    refine it under `loss_fn` on the *rounded* latent (straight-through), with a penalty on
+    any rate above the encoder's start, so files do not grow. Returns the best rounded
+    latents' symbols (B, nz), clamped into the coding tables of quantisation `step`.
+
+    `model` is a codec.rdmodel.RDModel with `tables` for `step` (see `RDModel.tables`).
+    """
+    prior, g = model.prior, model.generator
+    table = next(t for t in model.tables.values() if t.step == step)
+    with torch.no_grad():
+        y = model.encoder(targets)
+        best_sym = table.clamp(prior.quantize(y, step))
+        if steps == 0:
+            return best_sym
+        start_bits = prior.bits(prior.dequantize(best_sym, step), step)
+        best = loss_fn(g(prior.dequantize(best_sym, step)), targets)
+    pixels = targets.shape[-1] * targets.shape[-2]
+    y = y.clone().requires_grad_(True)
+    opt = torch.optim.Adam([y], lr=lr)
+    for i in range(steps):
+        sym = table.clamp(prior.quantize(y.detach(), step))
+        y_hat = y + (prior.dequantize(sym, step) - y).detach()
+        with torch.enable_grad():
+            per = loss_fn(g(y_hat), targets)
+            over = (prior.bits(y_hat, step) - start_bits).clamp_min(0) / pixels
+            opt.zero_grad(set_to_none=True)
+            (per + over).sum().backward()
+        with torch.no_grad():  # keep a row's best rounded latent that is no larger than its start
+            better = (per < best) & (over <= 0)
+            best = torch.where(better, per.detach(), best)
+            best_sym = torch.where(better[:, None], sym, best_sym)
+        opt.step()
+        if on_step is not None:
+            on_step(i + 1, steps)
+    return best_sym

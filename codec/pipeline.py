@@ -17,17 +17,22 @@ import torch
 from PIL import Image
 
 from codec import container
-from codec.container import FINGERPRINT_BYTES, OVERHEAD_BYTES, Container, ContainerError
+from codec.container import FINGERPRINT_BYTES, OVERHEAD_BYTES, CodedContainer, Container, ContainerError
+from codec.entropy import CodingError
 from codec.generator import Generator, fingerprint, load_generator, resolve_model, shipped_models
 from codec.images import convert_mode, fit_to_model, float_to_uint8, open_image, to_tensor, uint8_to_pil
-from codec.inversion import SearchConfig, invert
+from codec.inversion import SearchConfig, invert, refine
 from codec.losses import make_loss
 from codec.metrics import bpp, psnr, ssim
 from codec.quantize import MAX_BITS, MIN_BITS, dequantize, payload_size
+from codec.rdmodel import RDModel, is_rd_file, load_rd
 
 DEFAULT_MODEL = "celeba64"
 DEFAULT_LOSS = "ssim"
 DEFAULT_BITS = 7
+#: Rate-distortion models: default quality level and refinement steps.
+DEFAULT_QUALITY = 4
+RD_STEPS = 50
 
 ImageLike = str | Path | bytes | BinaryIO | Image.Image
 
@@ -40,7 +45,8 @@ class EncodeOptions:
     loss: str = DEFAULT_LOSS
     bits: int | None = None
     max_bytes: int | None = None
-    steps: int = SearchConfig.steps
+    steps: int | None = None  # None: SearchConfig.steps (GAN model) or RD_STEPS (RD model)
+    quality: int | None = None
     restarts: int = SearchConfig.restarts
     lr: float = SearchConfig.lr
     prior: float = SearchConfig.prior
@@ -82,13 +88,17 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 @functools.lru_cache(maxsize=8)
-def _load(path: str, mtime: float, device: str) -> tuple[Generator, bytes]:
+def _load(path: str, mtime: float, device: str) -> tuple[Generator | RDModel, bytes]:
+    if is_rd_file(path):
+        m, _ = load_rd(path, device)
+        return m, m.fingerprint()
     g, _ = load_generator(path, device)
     return g, fingerprint(g)
 
 
-def load_model(model: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, bytes]:
-    """A generator by shipped name or path (cached), with its 8-byte fingerprint."""
+def load_model(model: str | Path, device: str | torch.device = "cpu") -> tuple[Generator | RDModel, bytes]:
+    """A model by shipped name or path (cached), with its 8-byte fingerprint: a GAN-only
+    `Generator` or a rate-distortion `RDModel`."""
     path = resolve_model(model)
     return _load(str(path), path.stat().st_mtime, str(device))
 
@@ -117,6 +127,10 @@ def encode_batch(
     o = options or EncodeOptions()
     device = pick_device(o.device)
     g, fp = load_model(o.model, device)
+    if isinstance(g, RDModel):
+        return _encode_rd(g, fp, images, o, device, on_step)
+    if o.quality is not None:
+        raise ValueError("--quality applies to rate-distortion models; this GAN-only model takes --bits")
     cfg = g.config
     bits = o.bits if o.bits is not None else (bits_for_budget(cfg.nz, o.max_bytes) if o.max_bytes else DEFAULT_BITS)
     if o.max_bytes is not None and OVERHEAD_BYTES + payload_size(cfg.nz, bits) > o.max_bytes:
@@ -126,7 +140,13 @@ def encode_batch(
         )
     # eval(): deterministic by default; the search passes Watson's grid shifts explicitly.
     loss_fn = make_loss(o.loss, channels=cfg.nc, **o.loss_params).to(device).eval()
-    search = SearchConfig(steps=o.steps, restarts=o.restarts, lr=o.lr, prior=o.prior, seed=o.seed)
+    search = SearchConfig(
+        steps=o.steps if o.steps is not None else SearchConfig.steps,
+        restarts=o.restarts,
+        lr=o.lr,
+        prior=o.prior,
+        seed=o.seed,
+    )
     crop = cfg.crop if o.crop is None else o.crop
     decoder, _ = load_model(o.model, "cpu")  # decode() runs on CPU: report exactly its output
     # Every input is read first, so a bad file is refused before any search runs.
@@ -156,12 +176,48 @@ def encode_batch(
     return results
 
 
+def _encode_rd(
+    m: RDModel,
+    fp: bytes,
+    images: Sequence[ImageLike],
+    o: EncodeOptions,
+    device: torch.device,
+    on_step: Callable[[int, int], None] | None,
+) -> list[EncodeResult]:
+    """Encoder start + rate-aware refinement + entropy coding (see inversion.refine)."""
+    if o.bits is not None or o.restarts != SearchConfig.restarts:
+        raise ValueError("--bits and --restarts apply to GAN-only models; a rate-distortion model takes --quality")
+    level = o.quality if o.quality is not None else DEFAULT_QUALITY
+    step = m.step_of(level)
+    cfg = m.config
+    loss_fn = make_loss(o.loss, channels=cfg.nc, **o.loss_params).to(device).eval()
+    decoder, _ = load_model(o.model, "cpu")
+    crop = cfg.crop if o.crop is None else o.crop
+    prepared = [prepare(im, cfg.size, cfg.nc, crop) for im in images]
+    steps = RD_STEPS if o.steps is None else o.steps
+    results: list[EncodeResult] = []
+    for start in range(0, len(images), o.batch_size):
+        x = torch.stack(prepared[start : start + o.batch_size])
+        sym = refine(m, x.to(device), loss_fn, step, steps, on_step=on_step).cpu()
+        with torch.no_grad():
+            decoded = float_to_uint8(decoder.generator(decoder.prior.dequantize(sym, step)))
+        original = float_to_uint8(x)
+        p, s = psnr(decoded, original), ssim(decoded, original)
+        for i in range(len(x)):
+            c = CodedContainer(fp[:FINGERPRINT_BYTES], level, m.tables[level].encode(sym[i].numpy()))
+            data = container.to_bytes(c)
+            if o.max_bytes is not None and len(data) > o.max_bytes:
+                raise ValueError(f"image {start + i + 1} needs {len(data)} bytes at quality {level}, over --max-bytes")
+            results.append(EncodeResult(data, original[i], decoded[i], float(p[i]), float(s[i]), 0.0, steps, 0))
+    return results
+
+
 def encode(image: ImageLike, **options: object) -> bytes:
     """Compress one image to .pgz bytes. Options: the fields of `EncodeOptions`."""
     return encode_batch([image], EncodeOptions(**options))[0].data  # type: ignore[arg-type]
 
 
-def model_for(c: Container, model: str | Path | None = None) -> tuple[Generator, str]:
+def model_for(c: Container | CodedContainer, model: str | Path | None = None) -> tuple[Generator | RDModel, str]:
     """The generator a container needs: `model` if given (checked), else the shipped match."""
     want = c.fingerprint.hex()
     if model is not None:
@@ -190,7 +246,20 @@ def find_shipped(fp: bytes) -> str | None:
 def decode_tensor(data: bytes, model: str | Path | None = None) -> torch.Tensor:
     """.pgz bytes -> uint8 tensor (C, H, W) at the model's size."""
     c = container.from_bytes(data)
-    g, _ = model_for(c, model)
+    g, name = model_for(c, model)
+    if isinstance(c, CodedContainer):
+        if not isinstance(g, RDModel) or c.level not in g.tables:
+            raise ContainerError(f"{name} cannot decode this version-2 file (quality {c.level})")
+        try:
+            symbols = g.tables[c.level].decode(c.payload)
+        except CodingError as exc:
+            raise ContainerError(f"corrupt payload: {exc}") from None
+        with torch.no_grad():
+            return float_to_uint8(g.generator(g.prior.dequantize(torch.from_numpy(symbols)[None], g.step_of(c.level))))[
+                0
+            ]
+    if not isinstance(g, Generator):
+        raise ContainerError(f"{name} is a rate-distortion model; this version-1 file needs a GAN-only generator")
     if (g.config.size, g.config.nc, g.config.nz) != (c.size, c.channels, c.nz):
         raise ContainerError(f"file describes {c.size}x{c.size}x{c.channels}, nz={c.nz}; the model does not match")
     with torch.no_grad():

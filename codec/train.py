@@ -34,19 +34,16 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.nn import functional as F
 
 from codec import __version__
 from codec.data import DEFAULTS, load_dataset
-from codec.generator import (
-    Discriminator,
-    Generator,
-    ModelConfig,
-    load_generator,
-    recalibrate_batchnorm,
-    save_generator,
-)
-from codec.images import save_grid, uint8_to_float
+from codec.generator import ModelConfig
+from codec.images import uint8_to_float
+from codec.objectives.gan import GanObjective
+from codec.objectives.rd import RDObjective
+
+#: The file each objective exports into the run folder.
+MODEL_FILES = {"GanObjective": "generator.safetensors", "RDObjective": "model.safetensors"}
 
 
 @dataclass
@@ -73,6 +70,13 @@ class TrainConfig:
     resume: bool = False
     init_generator: str | None = None
     dry_run: bool = False
+    objective: str = "gan"
+    distortion: str = "mse"
+    target_bytes: float = 96.0
+    adv_weight: float = 0.0
+    step_range: tuple[float, float] = (0.5, 2.0)
+    valid_every: int = 250
+    valid_images: int = 256
     sample_every: int = 500
     checkpoint_every: int = 1000
     log_every: int = 50
@@ -89,9 +93,12 @@ class TrainResult:
     seconds: float
     images_per_second: float
     out: Path
-    generator: Generator
-    discriminator: Discriminator
+    objective: GanObjective | RDObjective
     interrupted: bool = False
+
+    @property
+    def model_path(self) -> Path:
+        return self.out / MODEL_FILES[type(self.objective).__name__]
 
 
 def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
@@ -133,51 +140,16 @@ class SampleStream:
 
 
 def make_batch(
-    images: torch.Tensor,
-    stream: SampleStream,
-    step: int,
-    seed: int,
-    rank: int,
-    nz: int,
-    flip: bool,
-    device: torch.device,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """This rank's real images (float, [-1, 1], flipped at random) and latents for `step`."""
+    images: torch.Tensor, stream: SampleStream, step: int, seed: int, rank: int, flip: bool, device: torch.device
+) -> tuple[torch.Tensor, torch.Generator]:
+    """This rank's real images (float, [-1, 1], flipped at random) for `step`, and the
+    step's random generator, which the objective draws its own randomness from."""
     gen = _step_generator(seed, step, rank)
     x = uint8_to_float(images[torch.from_numpy(stream.indices(step))])
-    z = torch.randn(len(x), nz, generator=gen)
     if flip:
         mask = torch.rand(len(x), generator=gen) < 0.5
         x[mask] = x[mask].flip(-1)
-    return x.to(device, non_blocking=True), z.to(device, non_blocking=True)
-
-
-def gan_step(
-    G: nn.Module,
-    D: nn.Module,
-    optG: torch.optim.Optimizer,
-    optD: torch.optim.Optimizer,
-    x: torch.Tensor,
-    z: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One DCGAN update; returns D's logits on real and fake, and the D and G losses."""
-    ones, zeros = torch.ones(len(x), device=x.device), torch.zeros(len(x), device=x.device)
-    # Discriminator: real -> 1, fake -> 0 (separate batches, as BatchNorm expects).
-    optD.zero_grad(set_to_none=True)
-    fake = G(z)
-    d_real = D(x)
-    loss_real = F.binary_cross_entropy_with_logits(d_real, ones)
-    loss_real.backward()
-    d_fake = D(fake.detach())
-    loss_fake = F.binary_cross_entropy_with_logits(d_fake, zeros)
-    loss_fake.backward()
-    optD.step()
-    # Generator: the non-saturating loss, fake -> 1.
-    optG.zero_grad(set_to_none=True)
-    loss_g = F.binary_cross_entropy_with_logits(D(fake), ones)
-    loss_g.backward()
-    optG.step()
-    return d_real.detach(), d_fake.detach(), (loss_real + loss_fake).detach(), loss_g.detach()
+    return x.to(device, non_blocking=True), gen
 
 
 def _step_generator(seed: int, step: int, rank: int) -> torch.Generator:
@@ -254,8 +226,44 @@ def _code_version() -> str:
         return __version__
 
 
+def _load_images(cfg: TrainConfig, split: str, size: int, limit: int | None, progress: bool) -> tuple[np.ndarray, int]:
+    info = DEFAULTS[cfg.dataset]
+    if cfg.dry_run:
+        g = torch.Generator().manual_seed(cfg.seed + (split != cfg.split))
+        return torch.randint(0, 256, (256, info.nc, size, size), generator=g, dtype=torch.uint8).numpy(), 0
+    if cfg.data_root is None:
+        raise ValueError("--data-root is required (or use --dry-run for fake data)")
+    data = load_dataset(
+        cfg.dataset, cfg.data_root, split, size=size, limit=limit, cache_dir=Path(cfg.out) / "cache", progress=progress
+    )
+    return data.images, data.skipped
+
+
+def _make_objective(cfg: TrainConfig, mcfg: ModelConfig, device: torch.device, wrap, main: bool):
+    if cfg.objective == "gan":
+        return GanObjective(mcfg, device, wrap, lr=cfg.lr, beta1=cfg.beta1, init_generator=cfg.init_generator)
+    if cfg.objective != "rd":
+        raise ValueError(f"unknown objective {cfg.objective!r}: gan or rd")
+    if cfg.init_generator:
+        raise ValueError("--init-generator applies to --objective gan only")
+    split = "all" if cfg.dataset == "folder" else "valid"
+    valid, _ = _load_images(cfg, split, mcfg.size, cfg.valid_images, progress=cfg.progress and main)
+    return RDObjective(
+        mcfg,
+        device,
+        wrap,
+        lr=cfg.lr,
+        distortion=cfg.distortion,
+        target_bytes=cfg.target_bytes,
+        adv_weight=cfg.adv_weight,
+        step_range=cfg.step_range,
+        valid=torch.from_numpy(np.ascontiguousarray(valid)),
+    )
+
+
 def train(cfg: TrainConfig) -> TrainResult:
-    """Train (or resume) a DCGAN per `cfg`; returns throughput figures of this invocation."""
+    """Train (or resume) a model per `cfg` with its objective (gan or rd); returns this
+    invocation's throughput and the trained objective."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -274,23 +282,7 @@ def train(cfg: TrainConfig) -> TrainResult:
 
     info = DEFAULTS[cfg.dataset]
     size = cfg.size or info.size
-    if cfg.dry_run:
-        g = torch.Generator().manual_seed(cfg.seed)
-        images = torch.randint(0, 256, (256, info.nc, size, size), generator=g, dtype=torch.uint8).numpy()
-        skipped = 0
-    else:
-        if cfg.data_root is None:
-            raise ValueError("--data-root is required (or use --dry-run for fake data)")
-        data = load_dataset(
-            cfg.dataset,
-            cfg.data_root,
-            cfg.split,
-            size=size,
-            limit=cfg.limit,
-            cache_dir=out / "cache",
-            progress=cfg.progress and main,
-        )
-        images, skipped = data.images, data.skipped
+    images, skipped = _load_images(cfg, cfg.split, size, cfg.limit, progress=cfg.progress and main)
     n = len(images)
     if n < cfg.batch_size:
         raise ValueError(f"only {n} training images, fewer than one batch of {cfg.batch_size}")
@@ -304,56 +296,35 @@ def train(cfg: TrainConfig) -> TrainResult:
 
     mcfg = ModelConfig(nz=cfg.nz, ngf=cfg.ngf, ndf=cfg.ndf or cfg.ngf, nc=info.nc, size=size, crop=info.crop)
     torch.manual_seed(cfg.seed)  # weight init identical on every rank
-    netG, netD = Generator(mcfg).to(device), Discriminator(mcfg).to(device)
-    optG = torch.optim.Adam(netG.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-    optD = torch.optim.Adam(netD.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-    fixed_z = torch.randn(64, cfg.nz, generator=torch.Generator().manual_seed(1234))
+    objective = _make_objective(cfg, mcfg, device, _ddp if distributed else (lambda m: m), main)
+    model_path = out / MODEL_FILES[type(objective).__name__]
     step, elapsed_before = 0, 0.0
     if cfg.resume and ckpt_path.is_file():
         ck = torch.load(ckpt_path, map_location=device, weights_only=True)
         saved = ModelConfig.from_json(ck["model_config"])
-        if saved != mcfg:
-            raise ValueError(f"checkpoint {ckpt_path} was made with {saved}, not {mcfg}: pass the same settings")
-        netG.load_state_dict(ck["G"])
-        netD.load_state_dict(ck["D"])
-        optG.load_state_dict(ck["optG"])
-        optD.load_state_dict(ck["optD"])
+        if saved != mcfg or ck.get("objective", "gan") != cfg.objective:
+            raise ValueError(
+                f"checkpoint {ckpt_path} was made with {saved}, objective {ck.get('objective', 'gan')}; "
+                f"not {mcfg}, objective {cfg.objective}: pass the same settings"
+            )
+        objective.load_state_dict(ck)
         step, elapsed_before = int(ck["step"]), float(ck["elapsed"])
-    else:
-        if cfg.resume and main:
-            print(f"no checkpoint in {out}; starting from scratch", file=sys.stderr)
-        if cfg.init_generator:
-            # Warm start (e.g. from a shipped model when a run's checkpoint is lost): G's
-            # weights only; D and both optimisers start fresh.
-            init, _ = load_generator(cfg.init_generator)
-            shape = ("nz", "ngf", "nc", "size")
-            if any(getattr(init.config, k) != getattr(mcfg, k) for k in shape):
-                raise ValueError(f"{cfg.init_generator} was made with {init.config}, not {mcfg}")
-            netG.load_state_dict(init.state_dict(), strict=False)
+    elif cfg.resume and main:
+        print(f"no checkpoint in {out}; starting from scratch", file=sys.stderr)
 
-    G, D = (_ddp(netG), _ddp(netD)) if distributed else (netG, netD)
     stream = SampleStream(n, cfg.batch_size, cfg.seed, rank, world)
     if main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "samples").mkdir(exist_ok=True)
 
     def checkpoint(elapsed: float) -> None:
-        _sync_buffers(netG, netD)
+        _sync_buffers(*objective.modules().values())
         if not main:
             return
-        _atomic_save(
-            {
-                "G": netG.state_dict(),
-                "D": netD.state_dict(),
-                "optG": optG.state_dict(),
-                "optD": optD.state_dict(),
-                "step": step,
-                "elapsed": elapsed,
-                "model_config": mcfg.to_json(),
-                "train_config": json.dumps(asdict(cfg)),
-            },
-            ckpt_path,
-        )
+        state = objective.state_dict()
+        state.update(step=step, elapsed=elapsed, model_config=mcfg.to_json(), objective=cfg.objective)
+        state["train_config"] = json.dumps(asdict(cfg))
+        _atomic_save(state, ckpt_path)
         card = {
             "dataset": cfg.dataset,
             "split": cfg.split if not cfg.dry_run else "fake (dry run)",
@@ -367,18 +338,14 @@ def train(cfg: TrainConfig) -> TrainResult:
             "code_version": _code_version(),
             "hardware": _hardware(device, world),
             "wall_seconds": f"{elapsed:.0f}",
-            "parameters": str(sum(p.numel() for p in netG.parameters())),
             "date": time.strftime("%Y-%m-%d"),
         }
-        save_generator(recalibrate_batchnorm(netG, batches=8, batch_size=256), out / "generator.safetensors", card)
+        objective.export(model_path, card)
 
-    def sample_grid() -> None:
-        if not main:
-            return
-        netG.eval()
-        with torch.no_grad():
-            save_grid(netG(fixed_z.to(device)), out / "samples" / f"step_{step:07d}.png")
-        netG.train()
+    def log_record(rec: dict[str, float]) -> None:
+        if log:
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
 
     start_step, t0 = step, time.perf_counter()
     bar = None
@@ -390,34 +357,28 @@ def train(cfg: TrainConfig) -> TrainResult:
     with StopRequest() as stop:
         try:
             while step < total_steps and not stop.agreed(device):
-                x, z = make_batch(images_t, stream, step, cfg.seed, rank, cfg.nz, flip, device)
-                d_real, d_fake, loss_d, loss_g = gan_step(G, D, optG, optD, x, z)
+                x, gen = make_batch(images_t, stream, step, cfg.seed, rank, flip, device)
+                metrics = objective.step(x, gen)
                 step += 1
-
-                if bar is not None or (log and step % cfg.log_every == 0):
-                    rate = (step - start_step) * cfg.batch_size / max(time.perf_counter() - t0, 1e-9)
+                rate = (step - start_step) * cfg.batch_size / max(time.perf_counter() - t0, 1e-9)
                 if bar is not None:
                     bar.update(1)
                     if step % 10 == 0 or step == total_steps:
-                        bar.set_postfix(lossD=f"{loss_d.item():.3f}", lossG=f"{loss_g.item():.3f}", img_s=f"{rate:.0f}")
-                if log and step % cfg.log_every == 0:
-                    rec = {
-                        "step": step,
-                        "loss_d": loss_d.item(),
-                        "loss_g": loss_g.item(),
-                        "d_real": torch.sigmoid(d_real).mean().item(),
-                        "d_fake": torch.sigmoid(d_fake).mean().item(),
-                        "img_s": rate,
-                    }
-                    log.write(json.dumps(rec) + "\n")
-                    log.flush()
-                if step % cfg.sample_every == 0:
-                    sample_grid()
+                        bar.set_postfix({k: f"{v.item():.3g}" for k, v in metrics.items()} | {"img_s": f"{rate:.0f}"})
+                if step % cfg.log_every == 0:
+                    log_record({"step": step, **{k: v.item() for k, v in metrics.items()}, "img_s": rate})
+                if main and step % cfg.valid_every == 0:
+                    val = objective.validate()
+                    if val:
+                        log_record({"step": step, **val})
+                if main and step % cfg.sample_every == 0:
+                    objective.save_samples(out / "samples" / f"step_{step:07d}.png")
                 if step % cfg.checkpoint_every == 0 and step < total_steps:
                     checkpoint(elapsed_before + time.perf_counter() - t0)
             seconds = time.perf_counter() - t0
             checkpoint(elapsed_before + seconds)
-            sample_grid()
+            if main:
+                objective.save_samples(out / "samples" / f"step_{step:07d}.png")
         finally:
             if bar is not None:
                 bar.close()
@@ -430,8 +391,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         seconds,
         done * cfg.batch_size / max(seconds, 1e-9),
         out,
-        netG,
-        netD,
+        objective,
         interrupted=step < total_steps,
     )
 

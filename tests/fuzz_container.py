@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from codec.container import Container, ContainerError, from_bytes, to_bytes  # noqa: E402
+from codec.container import CodedContainer, Container, ContainerError, from_bytes, to_bytes  # noqa: E402
 
 
 def _seeds(rng: random.Random) -> list[bytes]:
@@ -23,6 +23,8 @@ def _seeds(rng: random.Random) -> list[bytes]:
         out.append(
             to_bytes(Container(rng.randbytes(4), bits, side, ch, tuple(rng.randrange(2**bits) for _ in range(nz))))
         )
+    for words in (1, 23, 1024):
+        out.append(to_bytes(CodedContainer(rng.randbytes(4), rng.randrange(1, 256), rng.randbytes(4 * words))))
     return out
 
 

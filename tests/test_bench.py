@@ -1,6 +1,7 @@
 import csv
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
@@ -145,3 +146,23 @@ def test_torchrun_shards_merge_to_the_single_process_result(tmp_path, tiny_model
 def test_bench_needs_data_root_for_celeba() -> None:
     r = CliRunner().invoke(main, ["bench", "--dataset", "celeba"])
     assert r.exit_code == 2 and "--data-root" in r.output
+
+
+def test_eigenface_codec_round_trips_and_trades_bytes_for_quality() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (1, 8, 8, 3)).astype(float)
+    faces = np.clip(base + rng.normal(0, 30, (200, 8, 8, 3)), 0, 255).astype(np.uint8)
+    basis = B.fit_eigenfaces(faces, k=16)
+    assert np.allclose(basis.components @ basis.components.T, np.eye(16), atol=1e-5)
+    img = faces[0]
+    sizes, errors = [], []
+    for q in (0, 30, 60):
+        codec = B.EigenfaceCodec(basis, q)
+        data = codec.encode(img)
+        dec = codec.decode(data)
+        assert dec.shape == img.shape and dec.dtype == np.uint8
+        assert np.array_equal(B.EigenfaceCodec(basis, q).decode(data), dec)  # deterministic
+        sizes.append(len(data))
+        errors.append(np.abs(dec.astype(float) - img).mean())
+    assert sizes[0] <= sizes[1] <= sizes[2] and sizes[0] < sizes[2]
+    assert errors[2] < errors[0]

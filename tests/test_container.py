@@ -5,6 +5,8 @@ from hypothesis import strategies as st
 
 from codec.container import (
     OVERHEAD_BYTES,
+    OVERHEAD_V2,
+    CodedContainer,
     Container,
     ContainerError,
     crc16,
@@ -66,7 +68,7 @@ def test_roundtrip(bits, nz, side_log2, channels, fp, data) -> None:
         (lambda b: b[:-1], "truncated"),
         (lambda b: b + b"\x00", "trailing"),
         (lambda b: b"XY" + b[2:], "not a percodec file"),
-        (lambda b: b[:2] + b"\x02" + b[3:], "version 2"),
+        (lambda b: b[:2] + b"\x03" + b[3:], "version 3"),
         (lambda b: b[:7] + bytes([0x16]) + b[8:], "quantiser id 1"),
         (lambda b: b[:20] + bytes([b[20] ^ 0x10]) + b[21:], "checksum"),
         (lambda b: b[:-1] + bytes([b[-1] ^ 1]), "checksum"),
@@ -116,3 +118,48 @@ def test_fuzz_script_smoke() -> None:
     from tests.fuzz_container import fuzz
 
     assert fuzz(2000, seed=1) == 2000
+
+
+# Version 2: header 50 47 02 | fingerprint | level, the payload words, CRC-16 little-endian.
+V2_LITERAL = bytes.fromhex("504702a1b2c3d40401000000020000003865")
+
+
+def test_v2_bytes_literal() -> None:
+    c = CodedContainer(bytes.fromhex("a1b2c3d4"), 4, bytes.fromhex("0100000002000000"))
+    data = to_bytes(c)
+    assert data == V2_LITERAL and int.from_bytes(data[-2:], "little") == crc16(data[:-2])
+    assert len(data) == OVERHEAD_V2 + 8 == c.total_bytes
+    assert from_bytes(data) == c
+
+
+@given(st.binary(min_size=4, max_size=4), st.integers(1, 255), st.integers(1, 64))
+@settings(max_examples=50, deadline=None)
+def test_v2_round_trip(fp: bytes, level: int, words: int) -> None:
+    c = CodedContainer(fp, level, bytes((7 * i) % 256 for i in range(4 * words)))
+    assert from_bytes(to_bytes(c)) == c
+
+
+@pytest.mark.parametrize(
+    "mutate,match",
+    [
+        (lambda b: b[:-3] + b[-2:], "checksum"),
+        (lambda b: b[:9], "truncated"),
+        (lambda b: b[:9] + b[-2:], "checksum"),
+        (lambda b: b[:7] + b"\x00" + b[8:], "checksum"),
+        (lambda b: b[:12] + bytes([b[12] ^ 4]) + b[13:], "checksum"),
+    ],
+)
+def test_v2_malformed_inputs(mutate, match) -> None:
+    good = to_bytes(CodedContainer(bytes.fromhex("a1b2c3d4"), 4, bytes.fromhex("0100000002000000")))
+    with pytest.raises(ContainerError, match=match):
+        from_bytes(mutate(good))
+
+
+def test_v2_header_rules_hold_even_with_a_valid_checksum() -> None:
+    def sealed(body: bytes) -> bytes:
+        return body + crc16(body).to_bytes(2, "little")
+
+    with pytest.raises(ContainerError, match="32-bit words"):
+        from_bytes(sealed(bytes.fromhex("504702a1b2c3d404010000")))
+    with pytest.raises(ContainerError, match="level 0"):
+        from_bytes(sealed(bytes.fromhex("504702a1b2c3d40001000000")))

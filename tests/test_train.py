@@ -60,9 +60,11 @@ def test_resume_continues_exactly(tmp_path) -> None:
     straight = train(_cfg(tmp_path / "a", steps=4))
     train(_cfg(tmp_path / "b", steps=2))
     resumed = train(_cfg(tmp_path / "b", steps=4, resume=True))
-    for a, b in zip(straight.generator.state_dict().values(), resumed.generator.state_dict().values(), strict=True):
+    for a, b in zip(
+        straight.objective.netG.state_dict().values(), resumed.objective.netG.state_dict().values(), strict=True
+    ):
         assert torch.equal(a, b)
-    for a, b in zip(straight.discriminator.parameters(), resumed.discriminator.parameters(), strict=True):
+    for a, b in zip(straight.objective.netD.parameters(), resumed.objective.netD.parameters(), strict=True):
         assert torch.equal(a, b)
 
 
@@ -104,7 +106,7 @@ def test_mnist_training_on_fake_files(fake_mnist, tmp_path) -> None:
             tmp_path / "run", dataset="mnist", dry_run=False, data_root=str(fake_mnist), size=32, batch_size=4, steps=2
         )
     )
-    assert res.generator.config.nc == 1 and res.generator.config.size == 32
+    assert res.objective.netG.config.nc == 1 and res.objective.netG.config.size == 32
 
 
 DDP_WORKER = """
@@ -114,8 +116,8 @@ out = sys.argv[1]
 res = train(TrainConfig(dataset="celeba", out=out, dry_run=True, ngf=4, ndf=4, nz=8, size=16, batch_size=8,
                         steps=3, device="cpu", progress=False, sample_every=100, checkpoint_every=100))
 rank = os.environ["RANK"]
-state = {**{"G." + k: v for k, v in res.generator.state_dict().items()},
-         **{"D." + k: v for k, v in res.discriminator.state_dict().items()}}
+state = {**{"G." + k: v for k, v in res.objective.netG.state_dict().items()},
+         **{"D." + k: v for k, v in res.objective.netD.state_dict().items()}}
 torch.save(state, os.path.join(out, f"rank{rank}.pt"))
 """
 
@@ -130,7 +132,7 @@ def test_two_process_ddp_ends_with_identical_weights(tmp_path) -> None:
     assert r0.keys() == r1.keys()
     for k in r0:
         assert torch.allclose(r0[k].float(), r1[k].float(), atol=1e-6), k
-    init = train(_cfg(tmp_path / "init", steps=1)).generator  # training moved the weights
+    init = train(_cfg(tmp_path / "init", steps=1)).objective.netG  # training moved the weights
     assert not torch.equal(r0["G.main.0.weight"], init.state_dict()["main.0.weight"])
     assert (tmp_path / "run" / "generator.safetensors").is_file()
 
@@ -138,7 +140,7 @@ def test_two_process_ddp_ends_with_identical_weights(tmp_path) -> None:
 def test_init_generator_warm_starts_from_a_model_file(tmp_path, tiny_model_file, tiny_generator) -> None:
     cfg = _cfg(tmp_path, ngf=4, nz=8, size=16, steps=1, lr=0.0, init_generator=str(tiny_model_file))
     res = train(cfg)
-    for a, b in zip(res.generator.parameters(), tiny_generator.parameters(), strict=True):
+    for a, b in zip(res.objective.netG.parameters(), tiny_generator.parameters(), strict=True):
         assert torch.equal(a, b)  # lr 0: the loaded weights are untouched by the one step
     with pytest.raises(ValueError, match="was made with"):
         train(_cfg(tmp_path / "other", ngf=8, steps=1, init_generator=str(tiny_model_file)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 
@@ -63,6 +64,49 @@ def make_loss(name: str, channels: int | None = None, **params: object) -> nn.Mo
     if channels is not None and channels not in spec.channels:
         raise ValueError(f"loss {name!r} supports {spec.channels} channels, not {channels}")
     return spec.factory(**params)
+
+
+class WeightedSum(nn.Module):
+    """sum_i w_i * loss_i(input, target): a mix such as 'ms-ssim=1,mse=0.1'."""
+
+    def __init__(self, parts: dict[str, nn.Module], weights: dict[str, float]) -> None:
+        super().__init__()
+        self.parts = nn.ModuleDict(parts)
+        self.weights = dict(weights)
+        self.random_shift = any(getattr(p, "random_shift", False) for p in parts.values())
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor, **kwargs: object) -> torch.Tensor:
+        total = 0
+        for name, loss in self.parts.items():
+            extra = kwargs if getattr(loss, "random_shift", False) else {}
+            total = total + self.weights[name] * loss(input, target, **extra)
+        return total
+
+
+def parse_mix(spec: str) -> dict[str, float]:
+    """'ms-ssim=1,mse=0.1' -> {'ms-ssim': 1.0, 'mse': 0.1}; a bare name has weight 1."""
+    out: dict[str, float] = {}
+    for item in spec.split(","):
+        name, _, weight = item.strip().partition("=")
+        if name not in LOSSES:
+            raise ValueError(f"unknown loss {name!r} in {spec!r}: choose from {', '.join(LOSSES)}")
+        if name in out:
+            raise ValueError(f"loss {name!r} appears twice in {spec!r}")
+        try:
+            out[name] = float(weight) if weight else 1.0
+        except ValueError:
+            raise ValueError(f"weight {weight!r} of {name!r} in {spec!r} is not a number") from None
+        if not out[name] > 0:
+            raise ValueError(f"weight of {name!r} in {spec!r} must be positive")
+    return out
+
+
+def make_mix(spec: str, channels: int | None = None) -> nn.Module:
+    """A loss or a weighted mix of registered losses from its text form (see `parse_mix`)."""
+    weights = parse_mix(spec)
+    if len(weights) == 1 and next(iter(weights.values())) == 1.0:
+        return make_loss(next(iter(weights)), channels)
+    return WeightedSum({n: make_loss(n, channels) for n in weights}, weights)
 
 
 # Importing the modules fills the registry; their order is the order of --loss choices.

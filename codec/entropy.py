@@ -1,0 +1,128 @@
+"""Entropy coding of a latent vector under the learned prior, with constriction's ANS coder.
+
+The prior's density is turned into integer probability tables once, when a model is
+exported (`build_tables`), and the tables are stored in the model file; coding then only
+reads integers, so encoder and decoder agree bit for bit on any machine. Per quality level
+(a quantisation step) and latent dimension, a table covers the symbols whose bins hold all
+but `TAIL` of the mass; symbols outside are clamped into it (the search sees the clamp).
+
+constriction (a maintained Rust coder with numpy-only Python bindings) does the coding:
+each dimension is one categorical symbol, pushed onto an ANS stack; the payload is its
+32-bit words, little-endian.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import torch
+
+from codec.prior import FactorizedPrior
+
+#: Probability mass left outside a table, split between the two tails.
+TAIL = 1e-6
+#: Tables hold integer counts summing to 2^PRECISION, each at least 1.
+PRECISION = 16
+#: Widest table (symbols per dimension and level).
+MAX_SYMBOLS = 1024
+
+
+class CodingError(ValueError):
+    """A payload that does not decode to exactly one latent vector."""
+
+
+@dataclass(frozen=True)
+class LevelTables:
+    """Integer tables of one quantisation step: symbol k of dimension d (offset[d] <= k <
+    offset[d] + len) has probability counts[d, k - offset[d]] / 2^PRECISION; columns past
+    a dimension's `lengths[d]` are zero."""
+
+    step: float
+    offsets: np.ndarray  # (nz,) int64
+    lengths: np.ndarray  # (nz,) int64
+    counts: np.ndarray  # (nz, K) int32
+
+    @cached_property
+    def _models(self) -> list:
+        import constriction  # native module: its submodules are attributes, not importable paths
+
+        return [
+            constriction.stream.model.Categorical(self.counts[d, : self.lengths[d]].astype(np.float64), perfect=False)
+            for d in range(len(self.offsets))
+        ]
+
+    def clamp(self, symbols: torch.Tensor) -> torch.Tensor:
+        lo = torch.as_tensor(self.offsets, device=symbols.device)
+        return torch.minimum(torch.maximum(symbols, lo), lo + torch.as_tensor(self.lengths, device=symbols.device) - 1)
+
+    def encode(self, symbols: np.ndarray) -> bytes:
+        """One latent's symbols (nz,) -> payload bytes (must lie inside the tables)."""
+        import constriction
+
+        idx = np.asarray(symbols, dtype=np.int64) - self.offsets
+        if (idx < 0).any() or (idx >= self.lengths).any():
+            raise ValueError("symbol outside its table: clamp first")
+        coder = constriction.stream.stack.AnsCoder()
+        for d in reversed(range(len(idx))):  # a stack: push in reverse so decoding pops in order
+            coder.encode_reverse(np.array([idx[d]], dtype=np.int32), self._models[d])
+        return coder.get_compressed().astype("<u4").tobytes()
+
+    def decode(self, payload: bytes) -> np.ndarray:
+        """Payload bytes -> the nz symbols; CodingError unless the payload is exactly one latent."""
+        import constriction
+
+        if len(payload) % 4:
+            raise CodingError(f"payload of {len(payload)} bytes is not a whole number of 32-bit words")
+        words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
+        if len(words) and words[-1] == 0:
+            raise CodingError("payload does not end in a valid coder state")
+        coder = constriction.stream.stack.AnsCoder(words)
+        out = np.empty(len(self.offsets), dtype=np.int64)
+        try:
+            for d in range(len(out)):
+                out[d] = coder.decode(self._models[d], 1)[0]
+        except Exception as exc:  # constriction raises its own errors on exhausted data
+            raise CodingError(f"payload does not decode ({exc})") from None
+        if not coder.is_empty():
+            raise CodingError("payload holds more data than one latent")
+        return out + self.offsets
+
+    def bits(self, symbols: torch.Tensor) -> torch.Tensor:
+        """Ideal code length in bits of each row of (clamped) symbols (B, nz) -> (B,)."""
+        idx = (symbols.cpu() - torch.as_tensor(self.offsets)).numpy()
+        c = np.take_along_axis(self.counts, idx.T, axis=1).T
+        return torch.from_numpy((PRECISION - np.log2(c)).sum(1))
+
+
+@torch.no_grad()
+def build_tables(prior: FactorizedPrior, step: float) -> LevelTables:
+    """Integer tables of the prior at quantisation `step` (see module docstring)."""
+    prior = copy.deepcopy(prior).double().cpu()
+    half = MAX_SYMBOLS // 2
+    k = torch.arange(-half, half, dtype=torch.float64)  # candidate symbols
+    v = prior.dequantize(k[:, None].expand(-1, prior.nz).long(), step)  # (K, nz)
+    p = prior.likelihood(v, step).t().numpy()  # (nz, K)
+    cdf = np.cumsum(p, axis=1) / p.sum(1, keepdims=True)
+    first = (cdf < TAIL / 2).sum(1)
+    last = np.minimum((cdf < 1 - TAIL / 2).sum(1), p.shape[1] - 1)
+    lengths = last - first + 1
+    counts = np.zeros((prior.nz, int(lengths.max())), dtype=np.int32)
+    for d in range(prior.nz):
+        counts[d, : lengths[d]] = _integer_pmf(p[d, first[d] : last[d] + 1])
+    return LevelTables(float(step), (first - half).astype(np.int64), lengths.astype(np.int64), counts)
+
+
+def _integer_pmf(p: np.ndarray) -> np.ndarray:
+    """Probabilities -> integer counts >= 1 summing to 2^PRECISION (largest-remainder rounding)."""
+    total = 1 << PRECISION
+    if len(p) > total // 2:
+        raise ValueError("table too wide for the coder precision")
+    free = total - len(p)  # one count each is reserved
+    share = p / p.sum() * free
+    counts = np.floor(share).astype(np.int64)
+    rest = free - counts.sum()
+    counts[np.argsort(-(share - counts), kind="stable")[:rest]] += 1
+    return counts + 1

@@ -1,0 +1,126 @@
+"""The rate-distortion model: encoder E, learned prior and DCGAN generator G, in one file.
+
+A model file (safetensors, no pickle) holds the three networks under the prefixes
+`encoder.`, `prior.` and `generator.`, the integer coding tables of every quality level
+(`tables.<level>.offsets|lengths|counts`), and metadata: the `ModelConfig`, the quality
+levels' quantisation steps and a model card. The fingerprint covers what decoding needs
+(generator weights and coding tables), so a file made for another generator or prior is
+refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from codec.encoder import Encoder
+from codec.entropy import LevelTables, build_tables
+from codec.errors import ModelError
+from codec.generator import Generator, ModelConfig, fingerprint
+from codec.prior import FactorizedPrior
+
+KIND = "rd"
+
+#: Quantisation step of each quality level (1 = coarsest). Frozen once a model ships: a
+#: file stores its level, and the level's tables decode it.
+DEFAULT_STEPS = (2.0, 1.6, 1.25, 1.0, 0.8, 0.63, 0.5, 0.4)
+
+
+class RDModel(nn.Module):
+    """E, prior and G together; `steps[level - 1]` is the quantisation step of a level."""
+
+    def __init__(self, config: ModelConfig, steps: tuple[float, ...] = DEFAULT_STEPS) -> None:
+        super().__init__()
+        self.config = config
+        self.steps = tuple(steps)
+        self.encoder = Encoder(config)
+        self.prior = FactorizedPrior(config.nz)
+        self.generator = Generator(config)
+        self.tables: dict[int, LevelTables] = {}
+
+    def build_tables(self) -> None:
+        """Integer coding tables of every level from the prior as it is now."""
+        self.tables = {lv: build_tables(self.prior, s) for lv, s in enumerate(self.steps, start=1)}
+
+    def step_of(self, level: int) -> float:
+        if not 1 <= level <= len(self.steps):
+            raise ValueError(f"quality {level} is out of range: this model has levels 1..{len(self.steps)}")
+        return self.steps[level - 1]
+
+    def fingerprint(self) -> bytes:
+        """8 bytes over the generator's fingerprint and every level's tables."""
+        h = hashlib.sha256(fingerprint(self.generator))
+        for lv, t in sorted(self.tables.items()):
+            h.update(f"{lv}:{t.step!r}".encode())
+            for a in (t.offsets, t.lengths, t.counts):
+                h.update(np.ascontiguousarray(a, dtype="<i8").tobytes())  # dtype-independent
+        return h.digest()[:8]
+
+
+def save_rd(model: RDModel, path: str | Path, card: dict[str, str] | None = None) -> None:
+    """Write the model (float32 weights, tables built now) atomically."""
+    path = Path(path)
+    model.build_tables()
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if "num_batches" not in k}
+    for lv, t in model.tables.items():
+        state[f"tables.{lv}.offsets"] = torch.from_numpy(t.offsets)
+        state[f"tables.{lv}.lengths"] = torch.from_numpy(t.lengths)
+        state[f"tables.{lv}.counts"] = torch.from_numpy(t.counts)
+    meta = {
+        "percodec_model": KIND,
+        "config": model.config.to_json(),
+        "steps": json.dumps(model.steps),
+        "card": json.dumps(card or {}, sort_keys=True),
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(tmp), metadata=meta)
+    os.chmod(tmp, 0o644)
+    tmp.replace(path)
+
+
+def is_rd_file(path: str | Path) -> bool:
+    """Whether a safetensors file holds an RD model (else: a GAN-only generator)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return (f.metadata() or {}).get("percodec_model") == KIND
+    except Exception:
+        return False
+
+
+def load_rd(path: str | Path, device: str | torch.device = "cpu") -> tuple[RDModel, dict[str, str]]:
+    """Load an RD model (eval mode, frozen) with its tables and card."""
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except FileNotFoundError:
+        raise ModelError(f"{path}: no such model file") from None
+    except Exception as exc:
+        raise ModelError(f"{path}: not a readable safetensors model ({exc})") from None
+    if meta.get("percodec_model") != KIND:
+        raise ModelError(f"{path}: not a percodec rate-distortion model")
+    model = RDModel(ModelConfig.from_json(meta["config"]), tuple(json.loads(meta["steps"])))
+    tables = {k: v for k, v in state.items() if k.startswith("tables.")}
+    weights = {k: v.float() for k, v in state.items() if not k.startswith("tables.")}
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    missing = [k for k in missing if "num_batches" not in k]
+    if missing or unexpected:
+        raise ModelError(f"{path}: weights do not match the config (missing {missing}, unexpected {unexpected})")
+    for lv, step in enumerate(model.steps, start=1):
+        try:
+            offsets, lengths, counts = (tables[f"tables.{lv}.{n}"].numpy() for n in ("offsets", "lengths", "counts"))
+        except KeyError:
+            raise ModelError(f"{path}: coding tables of level {lv} are missing") from None
+        model.tables[lv] = LevelTables(step, offsets.astype(np.int64), lengths.astype(np.int64), counts)
+    model.eval().requires_grad_(False).to(device)
+    return model, json.loads(meta.get("card", "{}"))

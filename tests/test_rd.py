@@ -1,0 +1,143 @@
+"""The rate-distortion model: prior, coding tables, model file, encode/decode, training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from codec import container
+from codec.augment import diff_augment
+from codec.container import CodedContainer, ContainerError
+from codec.entropy import PRECISION, CodingError, _integer_pmf, build_tables
+from codec.losses import make_mix, parse_mix
+from codec.pipeline import EncodeOptions, decode_tensor, encode_batch
+from codec.prior import FactorizedPrior
+from codec.rdmodel import RDModel, load_rd, save_rd
+from codec.train import TrainConfig, train
+from tests.conftest import tiny_config
+
+
+@pytest.fixture
+def tiny_rd_file(tmp_path):
+    torch.manual_seed(0)
+    m = RDModel(tiny_config(nz=8)).eval()
+    with torch.no_grad():  # a narrower prior than the initial one: tables of a few symbols
+        m.prior.matrices[0].add_(2.0)
+    path = tmp_path / "rd.safetensors"
+    save_rd(m, path, {"dataset": "none"})
+    return path
+
+
+def test_prior_bins_are_probabilities_summing_to_one() -> None:
+    torch.manual_seed(0)
+    p = FactorizedPrior(3)
+    k = torch.arange(-2000, 2000, dtype=torch.float32)[:, None].expand(-1, 3)
+    for step in (0.5, 1.0, 2.0):
+        mass = p.likelihood(p.dequantize(k.long(), step), step).sum(0)
+        assert torch.allclose(mass, torch.ones(3), atol=1e-3)
+
+
+def test_integer_pmf_keeps_every_symbol_and_sums_exactly() -> None:
+    c = _integer_pmf(np.array([0.5, 1e-12, 0.3, 0.2]))
+    assert c.sum() == 1 << PRECISION and c.min() >= 1 and c[0] > c[2] > c[3]
+
+
+def test_tables_code_and_decode_exactly_and_refuse_corrupt_payloads() -> None:
+    torch.manual_seed(1)
+    t = build_tables(FactorizedPrior(12), 1.0)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        s = t.offsets + rng.integers(0, t.lengths)
+        payload = t.encode(s)
+        assert (t.decode(payload) == s).all()
+        ideal = t.bits(torch.from_numpy(s)[None]).item()
+        assert ideal - 32 <= len(payload) * 8 <= ideal + 64  # ANS: about one 32-bit state word of overhead
+    for bad in (payload[:-4], payload + payload[:4], b"\0\0\0\0", payload[:3]):
+        with pytest.raises(CodingError):
+            t.decode(bad)
+    with pytest.raises(ValueError, match="clamp"):
+        t.encode(t.offsets - 1)
+    assert (t.clamp(torch.from_numpy(t.offsets - 5)).numpy() == t.offsets).all()
+
+
+def test_model_file_round_trip_and_fingerprint(tiny_rd_file) -> None:
+    m, card = load_rd(tiny_rd_file)
+    m2, _ = load_rd(tiny_rd_file)
+    assert card["dataset"] == "none" and m.fingerprint() == m2.fingerprint()
+    t = m.tables[4]
+    m2.tables[4] = type(t)(t.step, t.offsets, t.lengths, np.roll(t.counts, 1, axis=1))
+    assert m.fingerprint() != m2.fingerprint()  # the tables are part of what decoding needs
+
+
+def test_encode_decode_through_the_v2_container(tiny_rd_file, tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    img = torch.from_numpy(rng.integers(0, 256, (3, 16, 16), dtype=np.uint8)).permute(1, 2, 0).numpy()
+    from PIL import Image
+
+    src = tmp_path / "x.png"
+    Image.fromarray(img).save(src)
+    for steps, quality in ((0, 4), (3, 4), (0, 1), (2, 8)):
+        (r,) = encode_batch([src], EncodeOptions(model=tiny_rd_file, steps=steps, quality=quality, loss="mse"))
+        c = container.from_bytes(r.data)
+        assert isinstance(c, CodedContainer) and c.level == quality and len(r.data) == c.total_bytes
+        assert torch.equal(decode_tensor(r.data, tiny_rd_file), r.decoded)  # decode reproduces what encode reports
+    flipped = bytearray(r.data)
+    flipped[9] ^= 0x40
+    with pytest.raises(ContainerError):
+        decode_tensor(bytes(flipped), tiny_rd_file)
+    with pytest.raises(ValueError, match="quality 9 is out of range"):
+        encode_batch([src], EncodeOptions(model=tiny_rd_file, quality=9))
+    with pytest.raises(ValueError, match="--bits"):
+        encode_batch([src], EncodeOptions(model=tiny_rd_file, bits=7))
+
+
+def test_v2_file_with_a_gan_model_is_refused(tiny_rd_file, tiny_model_file, tmp_path) -> None:
+    m, _ = load_rd(tiny_rd_file)
+    data = container.to_bytes(CodedContainer(m.fingerprint()[:4], 4, m.tables[4].encode(m.tables[4].offsets)))
+    with pytest.raises(ContainerError):
+        decode_tensor(data, tiny_model_file)
+    assert decode_tensor(data, tiny_rd_file).shape == (3, 16, 16)
+
+
+def test_distortion_mix_parses_and_weighs() -> None:
+    assert parse_mix("ms-ssim=1,mse=0.1") == {"ms-ssim": 1.0, "mse": 0.1}
+    assert parse_mix("mse") == {"mse": 1.0}
+    for bad, msg in (("nope", "unknown loss"), ("mse=x", "not a number"), ("mse,mse", "twice"), ("mse=0", "positive")):
+        with pytest.raises(ValueError, match=msg):
+            parse_mix(bad)
+    x, y = torch.rand(2, 3, 16, 16) * 2 - 1, torch.rand(2, 3, 16, 16) * 2 - 1
+    mixed = make_mix("mse=2,l1=0.5")(x, y)
+    assert torch.allclose(mixed, 2 * (x - y).square().flatten(1).mean(1) + 0.5 * (x - y).abs().flatten(1).mean(1))
+
+
+def test_diff_augment_is_seeded_and_differentiable() -> None:
+    x = torch.rand(4, 3, 16, 16, requires_grad=True)
+    a = diff_augment(x, torch.Generator().manual_seed(0))
+    b = diff_augment(x, torch.Generator().manual_seed(0))
+    assert torch.equal(a, b) and a.shape == x.shape
+    a.sum().backward()
+    assert x.grad is not None and (x.grad == 0).any() and (x.grad == 1).any()  # cut out / kept pixels
+
+
+def _rd_cfg(out, **kw) -> TrainConfig:
+    base = dict(dataset="celeba", out=str(out), dry_run=True, objective="rd", ngf=4, nz=8, size=16, batch_size=8)
+    base.update(device="cpu", progress=False, sample_every=2, checkpoint_every=2, valid_every=2, valid_images=8)
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("adv", [0.0, 0.1])
+def test_rd_training_resumes_exactly(tmp_path, adv) -> None:
+    straight = train(_rd_cfg(tmp_path / "a", steps=4, adv_weight=adv))
+    train(_rd_cfg(tmp_path / "b", steps=2, adv_weight=adv))
+    resumed = train(_rd_cfg(tmp_path / "b", steps=4, adv_weight=adv, resume=True))
+    pairs = zip(
+        straight.objective.model.state_dict().values(), resumed.objective.model.state_dict().values(), strict=True
+    )
+    for a, b in pairs:
+        assert torch.equal(a, b)
+    assert (tmp_path / "b" / "model.safetensors").is_file() and any((tmp_path / "b" / "samples").iterdir())
+    log = (tmp_path / "b" / "train.log.jsonl").read_text()
+    assert "val_psnr" in log
+    with pytest.raises(ValueError, match="adversarial"):
+        train(_rd_cfg(tmp_path / "b", steps=6, adv_weight=0.2 if adv == 0 else 0.0, resume=True))
