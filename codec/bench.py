@@ -41,7 +41,8 @@ class BenchConfig:
     limit: int | None = None
     losses: tuple[str, ...] = tuple(LOSSES)
     bits: tuple[int, ...] = (7,)
-    steps: int = 300
+    qualities: tuple[int, ...] = (4,)
+    steps: int | None = None
     restarts: int = 4
     model: str = "celeba64"
     device: str = "auto"
@@ -156,6 +157,7 @@ def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
     """Compute (or load from cache) every row for every image; returns per-image records."""
     from codec.images import uint8_to_pil
     from codec.pipeline import EncodeOptions, decode_tensor, encode_batch, load_model
+    from codec.rdmodel import RDModel
 
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     g, fp = load_model(cfg.model)
@@ -205,23 +207,24 @@ def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
     from codec.pipeline import find_shipped
 
     find_shipped(fp[:4])  # load and fingerprint the shipped models now, not inside a timed decode
-    # percodec: one row per (loss, bits); the first loss at the first bits sets the byte budget.
+    # percodec: one row per (loss, bits) or, for a rate-distortion model, per (loss, quality);
+    # the first row sets the byte budget of the matched rows. A rate-distortion model's other
+    # levels are swept for the plot.
+    rd = isinstance(g, RDModel)
+    settings = [(q, False) for q in cfg.qualities] if rd else [(b, False) for b in cfg.bits]
+    if rd and cfg.sweep:
+        settings += [(q, True) for q in g.tables if q not in cfg.qualities]
     budget: dict[str, int] = {}
-    for bits in cfg.bits:
-        for loss in cfg.losses:
-            key = _key(f"percodec {loss} {bits}b", fp.hex(), cfg.steps, cfg.restarts, cfg.seed)
+    for setting, is_sweep in settings:
+        for loss in cfg.losses[:1] if is_sweep else cfg.losses:
+            label = f"percodec {loss}" + (f" q={setting}" if rd else (f" {setting}b" if len(cfg.bits) > 1 else ""))
+            key = _key(label, fp.hex(), cfg.steps, cfg.restarts, cfg.seed, setting)
             keys.append(key)
             done = cache.load(key)
             todo = [i for i in mine if names[i] not in done]
+            knob = {"quality": setting} if rd else {"bits": setting, "restarts": cfg.restarts, "seed": cfg.seed}
             opts = EncodeOptions(
-                model=cfg.model,
-                loss=loss,
-                bits=bits,
-                steps=cfg.steps,
-                restarts=cfg.restarts,
-                seed=cfg.seed,
-                device=cfg.device,
-                batch_size=cfg.batch_size,
+                model=cfg.model, loss=loss, steps=cfg.steps, device=cfg.device, batch_size=cfg.batch_size, **knob
             )
             for start in range(0, len(todo), cfg.batch_size):
                 chunk = todo[start : start + cfg.batch_size]
@@ -236,13 +239,14 @@ def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
                     recs.append(
                         {
                             "image": names[i],
-                            "codec": f"percodec {loss}" + (f" {bits}b" if len(cfg.bits) > 1 else ""),
-                            "family": f"percodec-{loss}",
-                            "setting": bits,
+                            "codec": label,
+                            "family": f"percodec-{loss}" + ("-rd" if rd else ""),
+                            "setting": setting,
                             **score(images[i], dec.permute(1, 2, 0).numpy(), r.num_bytes, png[names[i]]),
                             "enc_ms": enc_ms,
                             "dec_ms": dec_ms,
                             "data": r.data.hex(),
+                            **({"sweep": True} if is_sweep else {}),
                         }
                     )
                 cache.append(key, recs)
@@ -411,7 +415,7 @@ def write_outputs(cfg: BenchConfig, records: list[dict]) -> dict[str, Path]:
     n = summary[0]["n"] if summary else 0
     paths["md"].write_text(
         f"{n} images, dataset {cfg.dataset} ({cfg.split}), model {cfg.model}, "
-        f"{cfg.steps} steps\n\n" + table(summary, markdown=True) + "\n"
+        f"{cfg.steps if cfg.steps is not None else 'default'} steps\n\n" + table(summary, markdown=True) + "\n"
     )
     plot_rd(summary, paths["rd"])
     plot_grid(cfg, records, paths["grid"])
@@ -461,8 +465,15 @@ def plot_grid(cfg: BenchConfig, records: list[dict], path: Path, rows: int = 6) 
 
     g, _ = load_model(cfg.model)
     names, images = load_images(cfg, g.config.size, g.config.nc, g.config.crop)
-    cols = [f"percodec {loss}" for loss in cfg.losses] + ["webp @ percodec bytes", "jpeg q=1", "k-means K=4"]
+    cols = [r["codec"] for r in records if r["codec"].startswith("percodec") and not r.get("sweep")]
+    cols = list(dict.fromkeys(cols)) + [
+        "webp @ percodec bytes",
+        "eigenface @ percodec bytes",
+        "jpeg q=1",
+        "k-means K=4",
+    ]
     cols = [c for c in cols if any(r["codec"] == c for r in records)]
+    basis = eigenbasis(cfg, g.config.size, g.config.nc, g.config.crop) if cfg.dataset == "celeba" else None
     pick = list(range(min(rows, len(names))))
     fig, axes = plt.subplots(len(pick), 1 + len(cols), figsize=(1.5 * (1 + len(cols)), 1.75 * len(pick)), squeeze=False)
     by = {(r["codec"], r["image"]): r for r in records}
@@ -473,7 +484,7 @@ def plot_grid(cfg: BenchConfig, records: list[dict], path: Path, rows: int = 6) 
             r = by.get((c, names[i]))
             if r is None:
                 continue
-            axes[a][b].imshow(reconstruct(r, images[i], cfg.model).squeeze(), cmap="gray")
+            axes[a][b].imshow(reconstruct(r, images[i], cfg.model, basis).squeeze(), cmap="gray")
             if a == 0:
                 axes[a][b].set_title(c.replace(" @ percodec bytes", " (same B)"), fontsize=7)
             axes[a][b].set_xlabel(f"{int(r['bytes'])} B, {r['ssim']:.2f}", fontsize=6)
@@ -485,7 +496,7 @@ def plot_grid(cfg: BenchConfig, records: list[dict], path: Path, rows: int = 6) 
     plt.close(fig)
 
 
-def reconstruct(record: dict, img: np.ndarray, model: str) -> np.ndarray:
+def reconstruct(record: dict, img: np.ndarray, model: str, basis: B.Eigenbasis | None = None) -> np.ndarray:
     """A row's decoded image: percodec records keep their file's bytes; classic rows are
     deterministic given family and setting, so they are encoded again."""
     from codec.pipeline import decode_tensor
@@ -500,5 +511,6 @@ def reconstruct(record: dict, img: np.ndarray, model: str) -> np.ndarray:
         "avif": lambda: B.avif(q, nc),
         "kmeans": lambda: B.KMeansPalette(q, nc),
         "jpeg-scan": lambda: B.JpegScanOnly(q, nc, img.shape[1::-1]),
+        "eigenface": lambda: B.EigenfaceCodec(basis, q),
     }[family]()
     return make.decode(make.encode(img))

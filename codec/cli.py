@@ -338,7 +338,7 @@ def encode(
         if not quiet:
             click.echo(
                 f"{src} -> {dst}: {r.num_bytes} bytes ({r.bpp:.3f} bpp), PSNR {r.psnr:.2f} dB, SSIM {r.ssim:.3f} "
-                f"[{options.loss}, {f'{r.bits} bits' if r.bits else f'quality {options.quality or 4}'}, "
+                f"[{options.loss}, {f'{r.bits} bits' if r.bits else f'quality {r.level}'}, "
                 f"{r.steps} steps]",
                 err=dst == "-",
             )
@@ -447,7 +447,16 @@ def info(src: str) -> None:
     type=click.IntRange(1, 16),
     help="Bits per latent dimension, repeatable for a rate curve [7].",
 )
-@click.option("--steps", type=click.IntRange(1), default=300, show_default=True)
+@click.option(
+    "--steps", type=click.IntRange(0), help="Search steps per image [GAN model 300; rate-distortion model 50]."
+)
+@click.option(
+    "--quality",
+    "qualities",
+    type=click.IntRange(1),
+    multiple=True,
+    help="Rate-distortion model: quality level(s), one percodec row each [4]; every level is swept for the plot.",
+)
 @click.option("--restarts", type=click.IntRange(1), default=4, show_default=True)
 @click.option("--model", default=None, help="Model name or path [celeba64; mnist32 for --dataset mnist].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
@@ -462,7 +471,13 @@ def info(src: str) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @friendly_errors
 def bench(
-    losses: tuple[str, ...], bits: tuple[int, ...], model: str | None, no_sweep: bool, quiet: bool, **kwargs: Any
+    losses: tuple[str, ...],
+    bits: tuple[int, ...],
+    qualities: tuple[int, ...],
+    model: str | None,
+    no_sweep: bool,
+    quiet: bool,
+    **kwargs: Any,
 ) -> None:
     """Compare percodec with JPEG, WebP, AVIF and k-means on a dataset.
 
@@ -482,6 +497,7 @@ def bench(
     cfg = BenchConfig(
         losses=losses or tuple(LOSSES),
         bits=bits or (7,),
+        qualities=qualities or (4,),
         sweep=not no_sweep,
         model=model or ("mnist32" if kwargs["dataset"] == "mnist" else "celeba64"),
         **kwargs,

@@ -68,7 +68,8 @@ class EncodeResult:
     ssim: float
     search_loss: float
     steps: int
-    bits: int
+    bits: int  # GAN-only models: bits per dimension (0 for rate-distortion models)
+    level: int | None = None  # rate-distortion models: the quality level
 
     @property
     def num_bytes(self) -> int:
@@ -184,11 +185,16 @@ def _encode_rd(
     device: torch.device,
     on_step: Callable[[int, int], None] | None,
 ) -> list[EncodeResult]:
-    """Encoder start + rate-aware refinement + entropy coding (see inversion.refine)."""
+    """Encoder start + rate-aware refinement + entropy coding (see inversion.refine).
+
+    The level is --quality, or with --max-bytes alone the highest level whose
+    encoder-only file fits, per image; a refined file that outgrows the budget falls back
+    to the encoder's own latent.
+    """
     if o.bits is not None or o.restarts != SearchConfig.restarts:
         raise ValueError("--bits and --restarts apply to GAN-only models; a rate-distortion model takes --quality")
-    level = o.quality if o.quality is not None else DEFAULT_QUALITY
-    step = m.step_of(level)
+    if o.quality is not None:
+        m.step_of(o.quality)  # range check before any work
     cfg = m.config
     loss_fn = make_loss(o.loss, channels=cfg.nc, **o.loss_params).to(device).eval()
     decoder, _ = load_model(o.model, "cpu")
@@ -198,18 +204,56 @@ def _encode_rd(
     results: list[EncodeResult] = []
     for start in range(0, len(images), o.batch_size):
         x = torch.stack(prepared[start : start + o.batch_size])
-        sym = refine(m, x.to(device), loss_fn, step, steps, on_step=on_step).cpu()
-        with torch.no_grad():
-            decoded = float_to_uint8(decoder.generator(decoder.prior.dequantize(sym, step)))
-        original = float_to_uint8(x)
-        p, s = psnr(decoded, original), ssim(decoded, original)
-        for i in range(len(x)):
-            c = CodedContainer(fp[:FINGERPRINT_BYTES], level, m.tables[level].encode(sym[i].numpy()))
-            data = container.to_bytes(c)
-            if o.max_bytes is not None and len(data) > o.max_bytes:
-                raise ValueError(f"image {start + i + 1} needs {len(data)} bytes at quality {level}, over --max-bytes")
-            results.append(EncodeResult(data, original[i], decoded[i], float(p[i]), float(s[i]), 0.0, steps, 0))
+        levels = _pick_levels(m, x.to(device), o.quality, o.max_bytes, start)
+        sym = torch.zeros(len(x), cfg.nz, dtype=torch.long)
+        for level in sorted(set(levels)):
+            rows = [i for i, lv in enumerate(levels) if lv == level]
+            sym[rows] = refine(m, x[rows].to(device), loss_fn, m.step_of(level), steps, on_step=on_step).cpu()
+        for i, level in enumerate(levels):
+            data = _file(m, fp, level, sym[i])
+            if o.max_bytes is not None and len(data) > o.max_bytes:  # refinement outgrew the budget
+                sym[i] = refine(m, x[i : i + 1].to(device), loss_fn, m.step_of(level), 0)[0].cpu()
+            results.append(_rd_result(decoder, fp, level, sym[i], x[i], steps))
     return results
+
+
+def _file(m: RDModel, fp: bytes, level: int, symbols: torch.Tensor) -> bytes:
+    payload = m.tables[level].encode(symbols.numpy())
+    return container.to_bytes(CodedContainer(fp[:FINGERPRINT_BYTES], level, payload))
+
+
+def _pick_levels(m: RDModel, x: torch.Tensor, quality: int | None, max_bytes: int | None, first: int) -> list[int]:
+    """Per image: `quality`, or the highest level whose encoder-only file fits max_bytes."""
+    fp = bytes(FINGERPRINT_BYTES)
+    with torch.no_grad():
+        y = m.encoder(x)
+    candidates = [quality] if quality is not None else list(m.tables)[::-1]
+    if max_bytes is None:
+        return [quality or DEFAULT_QUALITY] * len(x)
+    out = []
+    for i in range(len(x)):
+        sizes = {}
+        for level in candidates:
+            step = m.step_of(level)
+            sym = m.tables[level].clamp(m.prior.quantize(y[i : i + 1], step))[0].cpu()
+            sizes[level] = len(_file(m, fp, level, sym))
+            if sizes[level] <= max_bytes:
+                out.append(level)
+                break
+        else:
+            level, need = min(sizes.items(), key=lambda kv: kv[1])
+            raise ValueError(
+                f"image {first + i + 1} needs {need} bytes at quality {level}, over --max-bytes {max_bytes}"
+            )
+    return out
+
+
+def _rd_result(decoder: RDModel, fp: bytes, level: int, sym: torch.Tensor, x: torch.Tensor, steps: int) -> EncodeResult:
+    with torch.no_grad():
+        decoded = float_to_uint8(decoder.generator(decoder.prior.dequantize(sym[None], decoder.step_of(level))))[0]
+    original = float_to_uint8(x)
+    p, s = psnr(decoded, original), ssim(decoded, original)
+    return EncodeResult(_file(decoder, fp, level, sym), original, decoded, float(p), float(s), 0.0, steps, 0, level)
 
 
 def encode(image: ImageLike, **options: object) -> bytes:

@@ -141,3 +141,28 @@ def test_rd_training_resumes_exactly(tmp_path, adv) -> None:
     assert "val_psnr" in log
     with pytest.raises(ValueError, match="adversarial"):
         train(_rd_cfg(tmp_path / "b", steps=6, adv_weight=0.2 if adv == 0 else 0.0, resume=True))
+
+
+def test_max_bytes_picks_the_highest_level_that_fits(tiny_rd_file, tmp_path) -> None:
+    from PIL import Image
+
+    src = tmp_path / "x.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(src)
+    sizes = {
+        q: len(encode_batch([src], EncodeOptions(model=tiny_rd_file, steps=0, quality=q))[0].data) for q in range(1, 9)
+    }
+    budget = sorted(set(sizes.values()))[len(set(sizes.values())) // 2]
+    (r,) = encode_batch([src], EncodeOptions(model=tiny_rd_file, steps=2, max_bytes=budget, loss="mse"))
+    assert r.num_bytes <= budget and r.level == max(q for q, n in sizes.items() if n <= budget)
+    with pytest.raises(ValueError, match="over --max-bytes"):
+        encode_batch([src], EncodeOptions(model=tiny_rd_file, max_bytes=min(sizes.values()) - 1))
+
+
+def test_bench_rows_of_a_rate_distortion_model(tiny_rd_file, tmp_path) -> None:
+    from codec.bench import BenchConfig, run, summarize
+
+    cfg = BenchConfig(dataset="samples", model=str(tiny_rd_file), losses=("mse",), steps=1, out=str(tmp_path / "b"))
+    rows = {r["codec"]: r for r in summarize(run(cfg, progress=False))}
+    assert not rows["percodec mse q=4"]["sweep"] and rows["percodec mse q=8"]["sweep"]
+    assert rows["percodec mse q=1"]["bytes"] <= rows["percodec mse q=8"]["bytes"]
+    assert rows["webp @ percodec bytes"]["n"] == rows["percodec mse q=4"]["n"]
