@@ -27,6 +27,7 @@ from codec.inversion import SearchConfig, invert  # noqa: E402
 from codec.losses import make_loss  # noqa: E402
 from codec.metrics import psnr, ssim  # noqa: E402
 from codec.pipeline import DEFAULT_BITS, DEFAULT_LOSS, EncodeOptions, decode_tensor, encode_batch, load_model  # noqa: E402
+from codec.rdmodel import RDModel  # noqa: E402
 
 
 def main() -> None:
@@ -46,6 +47,9 @@ def main() -> None:
     g, _ = load_model(args.model, dev)
     threads = torch.get_num_threads()
     print(f"model {args.model}, loss {args.loss}, device {dev} ({threads} threads), CelebA valid images")
+    if isinstance(g, RDModel):
+        rd_speed(args, pils, skip)
+        return
 
     if "speed" not in skip:
         opts = EncodeOptions(model=args.model, loss=args.loss, device=args.device)
@@ -88,6 +92,35 @@ def main() -> None:
             sec = (time.perf_counter() - t) / len(x)
             p, s = quality(res)
             print(f"{steps:6d} {p:8.2f} {s:7.4f} {sec:8.2f}")
+
+
+def rd_speed(args: argparse.Namespace, pils: list, skip: set[str]) -> None:
+    """A rate-distortion model: encoder-only, default and refined encodes; decode."""
+
+    def timed(images: list, **kw) -> tuple[list, float]:
+        t = time.perf_counter()
+        res = encode_batch(images, EncodeOptions(model=args.model, loss=args.loss, device=args.device, **kw))
+        return res, (time.perf_counter() - t) / len(images) * 1000
+
+    if "speed" not in skip:
+        timed(pils[:4])  # warm-up: model load, tables
+        _, enc0 = timed(pils[:32], steps=0)
+        res, enc = timed(pils[:32])
+        t = time.perf_counter()
+        for r in res * 4:
+            decode_tensor(r.data, args.model)
+        dec = (time.perf_counter() - t) / (len(res) * 4) * 1000
+        print(f"batch of 32: encoder only {enc0:.1f} ms/image, default encode {enc:.1f} ms/image")
+        print(f"decode: {dec:.2f} ms/image")
+    if "steps" not in skip:
+        print(f"{'steps':>6} {'bytes':>6} {'PSNR dB':>8} {'SSIM':>7} {'ms/image':>9}")
+        for steps in (int(s) for s in args.steps_list.split(",")):
+            res, ms = timed(pils[: args.images], steps=steps)
+            n = len(res)
+            print(
+                f"{steps:6d} {sum(r.num_bytes for r in res) / n:6.1f} {sum(r.psnr for r in res) / n:8.2f} "
+                f"{sum(r.ssim for r in res) / n:7.4f} {ms:9.1f}"
+            )
 
 
 if __name__ == "__main__":
