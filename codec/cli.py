@@ -258,7 +258,21 @@ def _parse_size(text: str | None) -> tuple[int, int] | None:
 @click.option(
     "--crop",
     type=click.FloatRange(0, 1, min_open=True),
-    help="Centre-crop fraction of the shorter side [the model's: 0.787 for CelebA faces].",
+    help="With --no-align: centre-crop fraction of the shorter side [the model's: 0.787 for CelebA faces].",
+)
+@click.option(
+    "--no-align",
+    "no_align",
+    is_flag=True,
+    help="Do not look for the face: centre-crop instead (photos larger than the model's size are "
+    "otherwise searched for a face and framed like the training faces).",
+)
+@click.option("--face", type=click.IntRange(1), default=1, show_default=True, help="Which face, by size (1 = largest).")
+@click.option("--require-face", is_flag=True, help="Refuse an input with no face instead of coding its centre crop.")
+@click.option(
+    "--save-crop",
+    type=click.Path(),
+    help="Write the exact model-sized image that was compressed (a file for one input, a folder for many).",
 )
 @click.option(
     "--batch-size",
@@ -271,7 +285,14 @@ def _parse_size(text: str | None) -> tuple[int, int] | None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no report.")
 @friendly_errors
 def encode(
-    inputs: tuple[str, ...], out_dir: str | None, loss_params: str | None, force: bool, quiet: bool, **opts: Any
+    inputs: tuple[str, ...],
+    out_dir: str | None,
+    loss_params: str | None,
+    force: bool,
+    quiet: bool,
+    no_align: bool,
+    save_crop: str | None,
+    **opts: Any,
 ) -> None:
     """Compress images to .pgz files of about a hundred bytes.
 
@@ -290,6 +311,9 @@ def encode(
     from codec.fileio import read_bytes, write_bytes
     from codec.pipeline import EncodeOptions, encode_batch
 
+    if opts["crop"] is not None and not no_align:
+        raise click.UsageError("--crop sets the centre crop, which only --no-align uses: add --no-align")
+    opts["align"] = not no_align
     if out_dir is None:
         if len(inputs) != 2:
             raise click.UsageError("give IN and OUT, or several inputs with -o OUTDIR")
@@ -333,17 +357,35 @@ def encode(
     seconds = time.perf_counter() - t0
     if bar is not None:
         bar.close()
-    for src, dst, r in zip(sources, targets, results, strict=True):
+    crops = _crop_paths(save_crop, sources)
+    for src, dst, r, crop_path in zip(sources, targets, results, crops, strict=True):
         write_bytes(dst, r.data, force=force)
+        if crop_path is not None:
+            from codec.images import uint8_to_pil
+
+            uint8_to_pil(r.original).save(crop_path)
+        for note in r.notes:
+            click.echo(f"{src}: note: {note}", err=True)
         if not quiet:
             click.echo(
                 f"{src} -> {dst}: {r.num_bytes} bytes ({r.bpp:.3f} bpp), PSNR {r.psnr:.2f} dB, SSIM {r.ssim:.3f} "
                 f"[{options.loss}, {f'{r.bits} bits' if r.bits else f'quality {r.level}'}, "
-                f"{r.steps} steps]",
+                f"{r.steps} steps; {r.where}]",
                 err=dst == "-",
             )
     if not quiet:
         click.echo(f"encoded {len(results)} image(s) in {seconds:.1f} s", err=True)
+
+
+def _crop_paths(save_crop: str | None, sources: list[str]) -> list[Path | None]:
+    """Where --save-crop writes each input's model-sized crop (PNG)."""
+    if save_crop is None:
+        return [None] * len(sources)
+    if len(sources) == 1 and Path(save_crop).suffix:
+        return [Path(save_crop)]
+    folder = Path(save_crop)
+    folder.mkdir(parents=True, exist_ok=True)
+    return [folder / (Path(s).stem + ".crop.png") for s in sources]
 
 
 @main.command()

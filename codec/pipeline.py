@@ -16,9 +16,10 @@ from typing import BinaryIO
 import torch
 from PIL import Image
 
-from codec import container
+from codec import align, container
 from codec.container import FINGERPRINT_BYTES, OVERHEAD_BYTES, CodedContainer, Container, ContainerError
 from codec.entropy import CodingError
+from codec.errors import ImageError
 from codec.generator import Generator, fingerprint, load_generator, resolve_model, shipped_models
 from codec.images import convert_mode, fit_to_model, float_to_uint8, open_image, to_tensor, uint8_to_pil
 from codec.inversion import SearchConfig, invert, refine
@@ -53,6 +54,9 @@ class EncodeOptions:
     seed: int = 0
     device: str = "auto"
     crop: float | None = None
+    align: bool = True  # find and align the face in inputs larger than the model's size
+    face: int = 1  # which face, by box area (1 = largest)
+    require_face: bool = False  # no face found: error instead of the centre crop
     batch_size: int = 32
     loss_params: dict[str, object] = field(default_factory=dict)
 
@@ -70,6 +74,8 @@ class EncodeResult:
     steps: int
     bits: int  # GAN-only models: bits per dimension (0 for rate-distortion models)
     level: int | None = None  # rate-distortion models: the quality level
+    where: str = "centre crop"  # how the input was framed (see `frame`)
+    notes: tuple[str, ...] = ()
 
     @property
     def num_bytes(self) -> int:
@@ -114,9 +120,48 @@ def bits_for_budget(nz: int, max_bytes: int) -> int:
 
 
 def prepare(image: ImageLike, size: int, channels: int, crop: float) -> torch.Tensor:
-    """Any supported image -> the model's input tensor (C, size, size) in [-1, 1]."""
-    img = convert_mode(image, channels) if isinstance(image, Image.Image) else open_image(image, channels)
-    return to_tensor(fit_to_model(img, size, crop))
+    """Any supported image -> the model's input tensor (C, size, size) in [-1, 1], centre-cropped."""
+    return to_tensor(fit_to_model(_open(image, channels), size, crop))
+
+
+def _open(image: ImageLike, channels: int) -> Image.Image:
+    return convert_mode(image, channels) if isinstance(image, Image.Image) else open_image(image, channels)
+
+
+@dataclass
+class Framed:
+    """A model-sized input and how it was framed (for the summary and --save-crop)."""
+
+    tensor: torch.Tensor
+    where: str  # e.g. "face 1 of 2 at (120, 80)-(260, 220), angle 4.1 deg" or "centre crop"
+    notes: tuple[str, ...] = ()
+
+
+def frame(image: ImageLike, model_path: Path, size: int, channels: int, o: EncodeOptions) -> Framed:
+    """Read an input and make the model-sized crop: the face found and aligned as the
+    model's training faces (when the model has a framing and the input is larger than the
+    model's size), else the centre crop."""
+    img = _open(image, channels)
+    crop = o.crop if o.crop is not None else _crop_of(model_path)
+    framing = align.read_framing(model_path) if o.align and channels == 3 and img.size != (size, size) else None
+    if framing is None:
+        return Framed(to_tensor(fit_to_model(img, size, crop)), "centre crop")
+    a = align.align(img, framing, size, o.face)
+    if a.face is None:
+        if o.require_face:
+            raise ImageError(f"{getattr(image, 'name', image) if not isinstance(image, Image.Image) else 'image'}: "
+                             "no face found (--require-face)")  # fmt: skip
+        return Framed(
+            to_tensor(fit_to_model(img, size, crop)), "centre crop", ("no face found: coded the centre crop",)
+        )
+    box = a.face.box
+    where = f"face {o.face} of {a.found} at ({box[0]}, {box[1]})-({box[2]}, {box[3]}), angle {a.face.angle:.1f} deg"
+    return Framed(to_tensor(a.image), where, a.warnings)
+
+
+def _crop_of(model_path: Path) -> float:
+    g, _ = load_model(model_path)
+    return g.config.crop
 
 
 def encode_batch(
@@ -148,10 +193,10 @@ def encode_batch(
         prior=o.prior,
         seed=o.seed,
     )
-    crop = cfg.crop if o.crop is None else o.crop
     decoder, _ = load_model(o.model, "cpu")  # decode() runs on CPU: report exactly its output
     # Every input is read first, so a bad file is refused before any search runs.
-    prepared = [prepare(im, cfg.size, cfg.nc, crop) for im in images]
+    framed = [frame(im, resolve_model(o.model), cfg.size, cfg.nc, o) for im in images]
+    prepared = [f.tensor for f in framed]
     results: list[EncodeResult] = []
     for start in range(0, len(images), o.batch_size):
         x = torch.stack(prepared[start : start + o.batch_size])
@@ -174,7 +219,7 @@ def encode_batch(
                     bits,
                 )
             )
-    return results
+    return _with_framing(results, framed)
 
 
 def _encode_rd(
@@ -198,8 +243,8 @@ def _encode_rd(
     cfg = m.config
     loss_fn = make_loss(o.loss, channels=cfg.nc, **o.loss_params).to(device).eval()
     decoder, _ = load_model(o.model, "cpu")
-    crop = cfg.crop if o.crop is None else o.crop
-    prepared = [prepare(im, cfg.size, cfg.nc, crop) for im in images]
+    framed = [frame(im, resolve_model(o.model), cfg.size, cfg.nc, o) for im in images]
+    prepared = [f.tensor for f in framed]
     steps = RD_STEPS if o.steps is None else o.steps
     results: list[EncodeResult] = []
     for start in range(0, len(images), o.batch_size):
@@ -214,6 +259,12 @@ def _encode_rd(
             if o.max_bytes is not None and len(data) > o.max_bytes:  # refinement outgrew the budget
                 sym[i] = refine(m, x[i : i + 1].to(device), loss_fn, m.step_of(level), 0)[0].cpu()
             results.append(_rd_result(decoder, fp, level, sym[i], x[i], steps))
+    return _with_framing(results, framed)
+
+
+def _with_framing(results: list[EncodeResult], framed: list[Framed]) -> list[EncodeResult]:
+    for r, f in zip(results, framed, strict=True):
+        r.where, r.notes = f.where, f.notes
     return results
 
 
