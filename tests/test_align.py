@@ -1,0 +1,87 @@
+"""Face finding and framing: synthetic photos made from CelebA faces (skipped without them)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from codec.cli import main
+from tests.conftest import DATASETS, SAMPLES
+
+align = pytest.importorskip("codec.align")
+pytest.importorskip("dlib")
+CELEBA = DATASETS / "celeba" / "img_align_celeba"
+needs_celeba = pytest.mark.skipif(not CELEBA.is_dir(), reason="CelebA not in ../shared/datasets")
+
+
+def _paste(face: Image.Image, scale: float, angle: float, size: tuple[int, int], at: tuple[int, int]) -> Image.Image:
+    """A 'photo': a textured background with the face scaled, rotated and placed at `at`."""
+    rng = np.random.default_rng(0)
+    bg = Image.fromarray(rng.integers(60, 200, (size[1] // 16, size[0] // 16, 3), dtype=np.uint8)).resize(size)
+    f = face.resize((round(face.width * scale), round(face.height * scale)), Image.Resampling.BICUBIC)
+    f = f.rotate(angle, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=(128, 128, 128))
+    bg.paste(f, at)
+    return bg
+
+
+def _framing() -> np.ndarray:
+    from codec.generator import resolve_model
+
+    framing = align.read_framing(resolve_model("celeba64"))
+    assert framing is not None and framing.shape == (68, 2)
+    return framing
+
+
+def test_similarity_recovers_a_known_transform() -> None:
+    rng = np.random.default_rng(0)
+    src = rng.normal(size=(68, 2)) * 50
+    c, s = np.cos(0.3), np.sin(0.3)
+    dst = 1.7 * src @ np.array([[c, -s], [s, c]]).T + [10, -4]
+    m = align.similarity(src, dst)
+    assert np.allclose(np.hstack([src, np.ones((68, 1))]) @ m.T, dst, atol=1e-9)
+
+
+@needs_celeba
+def test_a_pasted_face_is_found_and_framed_like_its_crop() -> None:
+    face = Image.open(sorted(CELEBA.iterdir())[0]).convert("RGB")
+    direct = align.align(face, _framing(), 64)
+    photo = _paste(face, 2.0, 12, (900, 700), (300, 100))
+    pasted = align.align(photo, _framing(), 64)
+    assert pasted.face is not None and pasted.found == 1 and abs(pasted.face.angle) > 5
+    a, b = (np.asarray(x.image, dtype=float) for x in (direct, pasted))
+    assert np.abs(a - b).mean() < 12  # same framing up to resampling
+
+
+def test_no_face_is_a_note_or_an_error(tmp_path) -> None:
+    noise = Image.fromarray(np.random.default_rng(1).integers(0, 256, (300, 400, 3), dtype=np.uint8))
+    noise.save(tmp_path / "noise.png")
+    out = CliRunner().invoke(main, ["encode", str(tmp_path / "noise.png"), str(tmp_path / "n.pgz"), "--steps", "2"])
+    assert out.exit_code == 0 and "no face found" in out.output
+    out = CliRunner().invoke(
+        main, ["encode", str(tmp_path / "noise.png"), str(tmp_path / "m.pgz"), "--steps", "2", "--require-face"]
+    )
+    assert out.exit_code != 0 and "no face found" in out.output and not (tmp_path / "m.pgz").exists()
+
+
+def test_crop_needs_no_align_and_model_sized_inputs_pass_unchanged(tmp_path) -> None:
+    args = ["encode", str(SAMPLES / "astronaut.png"), str(tmp_path / "a.pgz"), "--steps", "2"]
+    out = CliRunner().invoke(main, [*args, "--crop", "0.5"])
+    assert out.exit_code == 2 and "--no-align" in out.output
+    out = CliRunner().invoke(main, [*args, "--save-crop", str(tmp_path / "crop.png")])
+    assert out.exit_code == 0 and "centre crop" in out.output
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "crop.png")), np.asarray(Image.open(args[1]).convert("RGB")))
+
+
+@needs_celeba
+def test_several_faces_largest_first_and_face_n_picks_another() -> None:
+    files = sorted(CELEBA.iterdir())
+    big, small = (Image.open(f).convert("RGB") for f in files[:2])
+    photo = _paste(big, 2.0, 0, (1200, 700), (50, 100))
+    photo.paste(small.resize((267, 327)), (800, 200))
+    first, second = align.align(photo, _framing(), 64), align.align(photo, _framing(), 64, face_index=2)
+    assert first.found == second.found == 2 and any("2 faces" in w for w in first.warnings)
+    assert first.face.box[0] < 600 < second.face.box[0]
+    with pytest.raises(Exception, match="only 2 face"):
+        align.align(photo, _framing(), 64, face_index=3)
