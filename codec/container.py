@@ -31,7 +31,7 @@ QUANTIZERS = {GAUSSIAN_CDF: "gaussian-cdf"}
 _HEADER_V2 = struct.Struct("<2sB4sB")  # magic, version, fingerprint, quality level
 #: Version 2 (entropy-coded latents): header + CRC-16 = 10 bytes; the payload is the rest.
 OVERHEAD_V2 = _HEADER_V2.size + CHECKSUM_BYTES
-#: Longest v2 payload accepted (the coder's 32-bit words; far above any real latent).
+#: Longest v2 payload accepted (far above any real latent).
 MAX_PAYLOAD_V2 = 4096
 
 
@@ -82,8 +82,8 @@ class CodedContainer:
             raise ValueError(f"fingerprint must be {FINGERPRINT_BYTES} bytes")
         if not 1 <= self.level <= 255:
             raise ValueError(f"quality level must be 1..255, got {self.level}")
-        if len(self.payload) > MAX_PAYLOAD_V2 or len(self.payload) % 4:
-            raise ValueError(f"payload must be 0..{MAX_PAYLOAD_V2} bytes in whole 32-bit words")
+        if len(self.payload) > MAX_PAYLOAD_V2:
+            raise ValueError(f"payload must be at most {MAX_PAYLOAD_V2} bytes")
 
     @property
     def total_bytes(self) -> int:
@@ -145,8 +145,8 @@ def _from_bytes_v2(data: bytes) -> CodedContainer:
         raise ContainerError("checksum mismatch: the file is corrupt or truncated")
     _, _, fp, level = _HEADER_V2.unpack_from(data)
     payload = data[_HEADER_V2.size : -2]
-    if len(payload) % 4 or len(payload) > MAX_PAYLOAD_V2:
-        raise ContainerError(f"payload of {len(payload)} bytes is not 0..{MAX_PAYLOAD_V2} bytes in 32-bit words")
+    if len(payload) > MAX_PAYLOAD_V2:
+        raise ContainerError(f"payload of {len(payload)} bytes is over the {MAX_PAYLOAD_V2}-byte limit")
     if level == 0:
         raise ContainerError("quality level 0 does not exist (levels count from 1)")
     return CodedContainer(fp, level, payload)

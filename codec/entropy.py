@@ -8,7 +8,8 @@ but `TAIL` of the mass; symbols outside are clamped into it (the search sees the
 
 constriction (a maintained Rust coder with numpy-only Python bindings) does the coding:
 each dimension is one categorical symbol, pushed onto an ANS stack; the payload is its
-32-bit words, little-endian.
+32-bit words, little-endian, less the zero bytes at the very end (the top of the coder's
+final state, whose last word is never zero): the decoder puts them back.
 """
 
 from __future__ import annotations
@@ -68,17 +69,16 @@ class LevelTables:
         coder = constriction.stream.stack.AnsCoder()
         for d in reversed(range(len(idx))):  # a stack: push in reverse so decoding pops in order
             coder.encode_reverse(np.array([idx[d]], dtype=np.int32), self._models[d])
-        return coder.get_compressed().astype("<u4").tobytes()
+        return coder.get_compressed().astype("<u4").tobytes().rstrip(b"\0")
 
     def decode(self, payload: bytes) -> np.ndarray:
         """Payload bytes -> the nz symbols; CodingError unless the payload is exactly one latent."""
         import constriction
 
-        if len(payload) % 4:
-            raise CodingError(f"payload of {len(payload)} bytes is not a whole number of 32-bit words")
-        words = np.frombuffer(payload, dtype="<u4").astype(np.uint32)
-        if len(words) and words[-1] == 0:
-            raise CodingError("payload does not end in a valid coder state")
+        if payload.endswith(b"\0"):
+            raise CodingError("payload ends in a zero byte, which the encoder never writes")
+        padded = payload + bytes(-len(payload) % 4)
+        words = np.frombuffer(padded, dtype="<u4").astype(np.uint32)
         coder = constriction.stream.stack.AnsCoder(words)
         out = np.empty(len(self.offsets), dtype=np.int64)
         try:
