@@ -19,12 +19,12 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed ## Create .venv and install percodec with its dev tools
 
-demo: install ## Encode and decode a sample face with the shipped model
+demo: install ## Find the face in a sample photo, encode it with the shipped model, decode it
 	@mkdir -p runs/demo
-	$(VENV)/bin/percodec encode samples/astronaut.png runs/demo/astronaut.pgz --force
+	$(VENV)/bin/percodec encode samples/astronaut_photo.jpg runs/demo/astronaut.pgz --force --save-crop runs/demo/astronaut_crop.png
 	$(VENV)/bin/percodec info runs/demo/astronaut.pgz
 	$(VENV)/bin/percodec decode runs/demo/astronaut.pgz runs/demo/astronaut_decoded.png --force
-	@echo "decoded image: runs/demo/astronaut_decoded.png"
+	@echo "what was encoded: runs/demo/astronaut_crop.png; decoded image: runs/demo/astronaut_decoded.png"
 
 test: install ## Run the fast test suite (what CI runs)
 	$(PY) -m pytest

@@ -15,6 +15,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -53,27 +54,53 @@ class BenchConfig:
 
 
 def load_images(cfg: BenchConfig, size: int, nc: int, crop: float) -> tuple[list[str], np.ndarray]:
-    """Names and uint8 images (N, H, W, C) at the model's size, with the shared preprocessing."""
+    """Names and uint8 images (N, H, W, C) at the model's size. CelebA and MNIST take the shared
+    centre crop (CelebA's images are aligned already); folder images and the samples are
+    framed as `encode` frames them: the face found and aligned when the model has a framing."""
     from codec.data import load_dataset
+
+    if cfg.dataset in ("samples", "folder"):
+        return _framed_folder(cfg, size, nc)
+    s = load_dataset(
+        cfg.dataset,
+        cfg.data_root or ".",
+        cfg.split,
+        size=size,
+        nc=nc,
+        crop=crop,
+        limit=cfg.limit,
+        cache_dir=Path(cfg.out) / "cache",
+    )
+    return s.names, s.images.transpose(0, 2, 3, 1).copy()
+
+
+def _framed_folder(cfg: BenchConfig, size: int, nc: int) -> tuple[list[str], np.ndarray]:
+    from codec.data import folder_files
+    from codec.errors import ImageError
+    from codec.generator import resolve_model
+    from codec.images import float_to_uint8
+    from codec.pipeline import EncodeOptions, frame
 
     if cfg.dataset == "samples":
         root = Path(cfg.data_root) if cfg.data_root else Path(__file__).resolve().parent.parent / "samples"
-        if not root.is_dir():
-            root = Path("samples")
-        s = load_dataset("folder", root, "all", size=size, nc=nc, crop=crop, limit=cfg.limit)
+        root = root if root.is_dir() else Path("samples")
     else:
-        split = "all" if cfg.dataset == "folder" else cfg.split
-        s = load_dataset(
-            cfg.dataset,
-            cfg.data_root or ".",
-            split,
-            size=size,
-            nc=nc,
-            crop=crop,
-            limit=cfg.limit,
-            cache_dir=Path(cfg.out) / "cache",
-        )
-    return s.names, s.images.transpose(0, 2, 3, 1).copy()
+        root = Path(cfg.data_root or ".")
+    names, images, faces = [], [], 0
+    model = resolve_model(cfg.model)
+    for path in folder_files(root)[: cfg.limit]:
+        try:
+            f = frame(path, model, size, nc, EncodeOptions(model=cfg.model))
+        except ImageError:
+            continue  # unreadable files are skipped, as in every dataset
+        faces += f.where.startswith("face")
+        names.append(str(path.relative_to(root)))
+        images.append(float_to_uint8(f.tensor).permute(1, 2, 0).numpy())
+    if not images:
+        raise ValueError(f"no readable images in {root}")
+    msg = f"{cfg.dataset}: {len(images)} images; a face found and aligned in {faces}, the rest model-sized or centred"
+    print(msg, file=sys.stderr)
+    return names, np.stack(images)
 
 
 def eigenbasis(cfg: BenchConfig, size: int, nc: int, crop: float, k: int = 512) -> B.Eigenbasis:

@@ -3,7 +3,9 @@
 astronaut.png: Eileen Collins (NASA, public domain), from scikit-image's data folder.
 grace_hopper.png: Grace Hopper (US Navy, public domain), from matplotlib's sample data.
 Each is a square crop around the face, framed like CelebA's aligned faces, resized to
-64x64 with the same bicubic filter percodec uses. Run: python samples/make_samples.py
+64x64 with the same bicubic filter percodec uses. astronaut_photo.jpg is the whole,
+uncropped 512x512 astronaut portrait (face off-centre), for `make demo`: percodec finds and
+frames the face itself. Run: python samples/make_samples.py
 """
 
 from __future__ import annotations
@@ -26,3 +28,6 @@ if __name__ == "__main__":
         img = Image.open(src).convert("RGB").crop(box).resize((64, 64), Image.Resampling.BICUBIC)
         img.save(HERE / name, optimize=True)
         print(f"wrote {HERE / name}")
+    photo = SOURCES["astronaut.png"][0]
+    Image.open(photo).convert("RGB").save(HERE / "astronaut_photo.jpg", quality=90, optimize=True)
+    print(f"wrote {HERE / 'astronaut_photo.jpg'}")
