@@ -35,8 +35,8 @@ def main() -> None:
     decoded = decode_tensor(r.data, args.model)
     fig, axes = plt.subplots(1, 3, figsize=(9, 3.3))
     axes[0].imshow(photo)
-    l, t, rt, b = face.box
-    axes[0].add_patch(Rectangle((l, t), rt - l, b - t, fill=False, color="yellow", lw=2))
+    left, top, right, bottom = face.box
+    axes[0].add_patch(Rectangle((left, top), right - left, bottom - top, fill=False, color="yellow", lw=2))
     axes[0].plot(*face.landmarks.T, ".", color="cyan", ms=2)
     axes[0].set_title(f"photo {photo.width}x{photo.height}: face found", fontsize=9)
     axes[1].imshow(r.original.permute(1, 2, 0).numpy())
