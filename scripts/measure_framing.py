@@ -2,7 +2,8 @@
 
     python scripts/measure_framing.py models/celeba64.safetensors --data-root ../shared/datasets [--images 2000]
 
-The framing is where dlib's 68 landmarks sit, on average, in the training crops (CelebA:
+The framing is where the face's key points (eye centres, mouth corners, from dlib's 68
+landmarks) sit, on average, in the training crops (CelebA:
 the centred 140x140 square of the aligned 178x218 images, the crop `fit_to_model` takes).
 `encode` warps a photo so that its face's landmarks land there. It is metadata outside the
 fingerprint: files made before keep decoding.
