@@ -164,17 +164,8 @@ def read_framing(model_path: str | Path) -> np.ndarray | None:
 
 def write_framing(model_path: str | Path, framing: np.ndarray, faces_used: int) -> None:
     """Store a framing in a model file's metadata; weights (and so the fingerprint) unchanged."""
-    import os
+    from codec.generator import read_model_file, write_model_file
 
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
-    path = Path(model_path)
-    with safe_open(str(path), framework="pt") as f:
-        meta = dict(f.metadata() or {})
-        state = {k: f.get_tensor(k) for k in f.keys()}
+    meta, state = read_model_file(model_path)
     meta["framing"] = json.dumps({"landmarks": np.round(framing, 5).tolist(), "faces": faces_used})
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata=meta)
-    os.chmod(tmp, 0o644)
-    tmp.replace(path)
+    write_model_file(model_path, state, meta)

@@ -186,6 +186,12 @@ def save_generator(g: Generator, path: str | Path, card: dict[str, str] | None =
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     meta = {"percodec_model": FORMAT_VERSION, "config": g.config.to_json()}
     meta["card"] = json.dumps(card or {}, sort_keys=True)
+    write_model_file(path, state, meta)
+
+
+def write_model_file(path: str | Path, state: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
+    """Atomically write tensors and string metadata as safetensors, readable by everyone."""
+    path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(tmp), metadata=meta)
@@ -193,17 +199,21 @@ def save_generator(g: Generator, path: str | Path, card: dict[str, str] | None =
     tmp.replace(path)
 
 
-def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, dict[str, str]]:
-    """Load a generator (eval mode, float32, frozen) and its model card from safetensors."""
-    path = Path(path)
+def read_model_file(path: str | Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """(metadata, tensors) of a safetensors file; ModelError when missing or unreadable."""
     try:
         with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
+            return dict(f.metadata() or {}), {k: f.get_tensor(k) for k in f.keys()}
     except FileNotFoundError:
         raise ModelError(f"{path}: no such model file") from None
     except Exception as exc:  # safetensors raises its own error types
         raise ModelError(f"{path}: not a readable safetensors model ({exc})") from None
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, dict[str, str]]:
+    """Load a generator (eval mode, float32, frozen) and its model card from safetensors."""
+    path = Path(path)
+    meta, state = read_model_file(path)
     if meta.get("percodec_model") != FORMAT_VERSION or "config" not in meta:
         raise ModelError(f"{path}: not a percodec generator (missing percodec metadata)")
     config = ModelConfig.from_json(meta["config"])

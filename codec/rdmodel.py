@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 
 from codec.encoder import Encoder
 from codec.entropy import LevelTables, build_tables
 from codec.errors import ModelError
-from codec.generator import Generator, ModelConfig, fingerprint
+from codec.generator import Generator, ModelConfig, fingerprint, read_model_file, write_model_file
 from codec.prior import FactorizedPrior
 
 KIND = "rd"
@@ -80,11 +78,7 @@ def save_rd(model: RDModel, path: str | Path, card: dict[str, str] | None = None
         "steps": json.dumps(model.steps),
         "card": json.dumps(card or {}, sort_keys=True),
     }
-    tmp = path.with_name(path.name + ".tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(tmp), metadata=meta)
-    os.chmod(tmp, 0o644)
-    tmp.replace(path)
+    write_model_file(path, state, meta)
 
 
 def is_rd_file(path: str | Path) -> bool:
@@ -99,14 +93,7 @@ def is_rd_file(path: str | Path) -> bool:
 def load_rd(path: str | Path, device: str | torch.device = "cpu") -> tuple[RDModel, dict[str, str]]:
     """Load an RD model (eval mode, frozen) with its tables and card."""
     path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except FileNotFoundError:
-        raise ModelError(f"{path}: no such model file") from None
-    except Exception as exc:
-        raise ModelError(f"{path}: not a readable safetensors model ({exc})") from None
+    meta, state = read_model_file(path)
     if meta.get("percodec_model") != KIND:
         raise ModelError(f"{path}: not a percodec rate-distortion model")
     model = RDModel(ModelConfig.from_json(meta["config"]), tuple(json.loads(meta["steps"])))
