@@ -182,3 +182,24 @@ def test_sigint_stops_after_a_checkpoint(tmp_path) -> None:
     assert "continue with --resume" in err
     ck = torch.load(out / "checkpoint.pt", weights_only=True)
     assert 1 <= ck["step"] < 100000
+
+
+RD_DDP_WORKER = """
+import os, sys, torch
+from codec.train import TrainConfig, train
+out = sys.argv[1]
+res = train(TrainConfig(dataset="celeba", out=out, dry_run=True, objective="rd", ngf=4, nz=8, size=16, batch_size=8,
+                        steps=3, device="cpu", progress=False, sample_every=100, checkpoint_every=100, valid_images=8))
+torch.save(res.objective.model.state_dict(), os.path.join(out, f"rank{os.environ['RANK']}.pt"))
+"""
+
+
+def test_two_process_rd_training_ends_with_identical_models(tmp_path) -> None:
+    worker = tmp_path / "worker.py"
+    worker.write_text(RD_DDP_WORKER)
+    done = run_torchrun([str(worker), str(tmp_path / "run")])
+    assert done.returncode == 0, done.stderr[-3000:]
+    r0, r1 = (torch.load(tmp_path / "run" / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    for k in r0:  # encoder, generator, prior and its centres
+        assert torch.allclose(r0[k].float(), r1[k].float(), atol=1e-6), k
+    assert (tmp_path / "run" / "model.safetensors").is_file()

@@ -20,6 +20,7 @@ import math
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
 
@@ -32,6 +33,14 @@ from codec.metrics import psnr, ssim
 from codec.rdmodel import RDModel, save_rd
 
 BETA_RATE = 0.02  # multiplicative β update per step, per unit of relative rate error
+
+
+def _average_across_ranks(t: torch.Tensor) -> torch.Tensor:
+    """Mean over torchrun ranks, in place (no-op in a single process), so all ranks agree."""
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(t)
+        t /= dist.get_world_size()
+    return t
 
 
 class RDObjective:
@@ -92,11 +101,13 @@ class RDObjective:
         self.opt.zero_grad(set_to_none=True)
         self.opt_prior.zero_grad(set_to_none=True)
         loss.backward()
+        for p in prior.parameters():  # the prior is not DDP-wrapped (it has no forward)
+            _average_across_ranks(p.grad)
         self.opt.step()
         self.opt_prior.step()
-        prior.track_centre(y)
+        prior.track_centre(_average_across_ranks(y.detach().mean(0, keepdim=True)))
         with torch.no_grad():  # β steers the coded rate (rounded, Δ = 1) to the target
-            ref_bits = prior.bits(prior.dequantize(prior.quantize(y.detach()))).mean()
+            ref_bits = _average_across_ranks(prior.bits(prior.dequantize(prior.quantize(y.detach()))).mean())
             self.log_beta += BETA_RATE * (ref_bits.cpu() / self.target_bits - 1)
             self.log_beta.clamp_(-12, 6)
         out.update(distortion=dist.detach(), bits=bits.mean().detach(), bits_ref=ref_bits, beta=self.log_beta.exp())
