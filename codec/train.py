@@ -207,6 +207,14 @@ def _ddp(module: nn.Module) -> nn.Module:
     return nn.parallel.DistributedDataParallel(module, **{key: False})
 
 
+def _unwrap(objective: object) -> None:
+    """Drop the DDP wrappers the objective trained through: a returned objective that keeps
+    them alive until interpreter exit aborts there (gloo's threads outlive the group)."""
+    for name, value in vars(objective).items():
+        if isinstance(value, nn.parallel.DistributedDataParallel):
+            setattr(objective, name, value.module)
+
+
 def _atomic_save(obj: object, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -384,6 +392,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                 bar.close()
             if log:
                 log.close()
+    _unwrap(objective)
     done = step - start_step
     return TrainResult(
         step,
