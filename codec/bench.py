@@ -442,11 +442,29 @@ def write_outputs(cfg: BenchConfig, records: list[dict]) -> dict[str, Path]:
     n = summary[0]["n"] if summary else 0
     paths["md"].write_text(
         f"{n} images, dataset {cfg.dataset} ({cfg.split}), model {cfg.model}, "
-        f"{cfg.steps if cfg.steps is not None else 'default'} steps\n\n" + table(summary, markdown=True) + "\n"
+        f"{cfg.steps if cfg.steps is not None else 'default'} steps\n\n"
+        + table(summary, markdown=True)
+        + "\n"
+        + different_people_line(cfg)
     )
     plot_rd(summary, paths["rd"])
     plot_grid(cfg, records, paths["grid"])
     return paths
+
+
+def different_people_line(cfg: BenchConfig) -> str:
+    """The same-person column's sanity line: how often two *different* test faces pass."""
+    from codec import faces
+    from codec.pipeline import load_model
+
+    g, _ = load_model(cfg.model)
+    if g.config.nc != 3 or not faces.available():
+        return ""
+    _, images = load_images(cfg, g.config.size, g.config.nc, g.config.crop)
+    if len(images) < 2:
+        return ""
+    rate = faces.different_people_rate(images)
+    return f"\nSame person, sanity line: two different faces of this set pass {100 * rate:.0f}% of the time.\n"
 
 
 def plot_rd(summary: list[dict], path: Path) -> None:

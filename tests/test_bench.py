@@ -76,6 +76,10 @@ def test_outputs_and_table(bench_run) -> None:
     } <= codecs
     assert all(r["n"] == 3 for r in summary)  # the two 64x64 faces and the astronaut photo
     assert "| percodec mse |" in (out / "results.md").read_text()
+    from codec import faces
+
+    if faces.available():
+        assert "sanity line" in (out / "results.md").read_text()
 
 
 def test_byte_accounting_matches_real_files(bench_run) -> None:
