@@ -208,8 +208,7 @@ def _ddp(module: nn.Module) -> nn.Module:
 
 
 def _unwrap(objective: object) -> None:
-    """Drop the DDP wrappers the objective trained through: a returned objective that keeps
-    them alive until interpreter exit aborts there (gloo's threads outlive the group)."""
+    """Drop the DDP wrappers the objective trained through, so the process group can go."""
     for name, value in vars(objective).items():
         if isinstance(value, nn.parallel.DistributedDataParallel):
             setattr(objective, name, value.module)
@@ -277,7 +276,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     distributed = world > 1
     device = pick_device(cfg.device, local_rank)
-    if distributed and not dist.is_initialized():
+    owns_group = distributed and not dist.is_initialized()
+    if owns_group:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
         torch.cuda.set_device(device)
@@ -393,6 +393,11 @@ def train(cfg: TrainConfig) -> TrainResult:
             if log:
                 log.close()
     _unwrap(objective)
+    if owns_group:  # a group left to interpreter exit can abort there (gloo's threads)
+        import gc
+
+        gc.collect()  # the DDP reducers go before their group
+        dist.destroy_process_group()
     done = step - start_step
     return TrainResult(
         step,
