@@ -60,7 +60,7 @@ def load_images(cfg: BenchConfig, size: int, nc: int, crop: float) -> tuple[list
     from codec.data import load_dataset
 
     if cfg.dataset in ("samples", "folder"):
-        return _framed_folder(cfg, size, nc)
+        return _framed_folder(cfg, size, nc, crop)
     s = load_dataset(
         cfg.dataset,
         cfg.data_root or ".",
@@ -74,7 +74,7 @@ def load_images(cfg: BenchConfig, size: int, nc: int, crop: float) -> tuple[list
     return s.names, s.images.transpose(0, 2, 3, 1).copy()
 
 
-def _framed_folder(cfg: BenchConfig, size: int, nc: int) -> tuple[list[str], np.ndarray]:
+def _framed_folder(cfg: BenchConfig, size: int, nc: int, crop: float) -> tuple[list[str], np.ndarray]:
     from codec.data import folder_files
     from codec.errors import ImageError
     from codec.generator import resolve_model
@@ -90,7 +90,7 @@ def _framed_folder(cfg: BenchConfig, size: int, nc: int) -> tuple[list[str], np.
     model = resolve_model(cfg.model)
     for path in folder_files(root)[: cfg.limit]:
         try:
-            f = frame(path, model, size, nc, EncodeOptions(model=cfg.model))
+            f = frame(path, model, size, nc, crop, EncodeOptions(model=cfg.model))
         except ImageError:
             continue  # unreadable files are skipped, as in every dataset
         faces += f.where.startswith("face")

@@ -48,18 +48,12 @@ def _dlib_models():
     return dlib, shape, rec
 
 
-def descriptor_pairs(originals: np.ndarray, decoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Descriptors (N, 128) of originals and decoded faces, both (N, H, W, 3) uint8, with the
-    original's landmarks (found in the whole-image box) used for both."""
+def _describe(face: np.ndarray) -> tuple[object, np.ndarray]:
+    """Landmarks found in the whole-image box of a face (H, W, 3) uint8, and its descriptor."""
     dlib, shape_model, rec = _dlib_models()
-    a, b = [], []
-    for orig, dec in zip(originals, decoded, strict=True):
-        orig, dec = np.ascontiguousarray(orig), np.ascontiguousarray(dec)
-        box = dlib.rectangle(0, 0, orig.shape[1] - 1, orig.shape[0] - 1)
-        shape = shape_model(orig, box)
-        a.append(np.asarray(rec.compute_face_descriptor(orig, shape)))
-        b.append(np.asarray(rec.compute_face_descriptor(dec, shape)))
-    return np.stack(a), np.stack(b)
+    face = np.ascontiguousarray(face)
+    shape = shape_model(face, dlib.rectangle(0, 0, face.shape[1] - 1, face.shape[0] - 1))
+    return shape, np.asarray(rec.compute_face_descriptor(face, shape))
 
 
 class SamePerson:
@@ -70,12 +64,10 @@ class SamePerson:
         self._orig: dict[bytes, tuple[object, np.ndarray]] = {}
 
     def __call__(self, orig: np.ndarray, dec: np.ndarray) -> bool:
-        dlib, shape_model, rec = _dlib_models()
+        _, _, rec = _dlib_models()
         key = orig.tobytes()
         if key not in self._orig:
-            o = np.ascontiguousarray(orig)
-            shape = shape_model(o, dlib.rectangle(0, 0, o.shape[1] - 1, o.shape[0] - 1))
-            self._orig[key] = (shape, np.asarray(rec.compute_face_descriptor(o, shape)))
+            self._orig[key] = _describe(orig)
         shape, want = self._orig[key]
         got = np.asarray(rec.compute_face_descriptor(np.ascontiguousarray(dec), shape))
         return bool(np.linalg.norm(want - got) < SAME_PERSON)
@@ -92,12 +84,12 @@ def available() -> bool:
 
 def same_person(originals: np.ndarray, decoded: np.ndarray) -> np.ndarray:
     """Per face: whether the decoded face is recognised as the original's person (bool (N,))."""
-    a, b = descriptor_pairs(originals, decoded)
-    return np.linalg.norm(a - b, axis=1) < SAME_PERSON
+    score = SamePerson()
+    return np.array([score(a, b) for a, b in zip(originals, decoded, strict=True)])
 
 
 def different_people_rate(originals: np.ndarray) -> float:
     """Sanity line: the share of pairs of *different* faces (each with the next one) that
     the recogniser calls the same person; 0 would be perfect."""
-    a, _ = descriptor_pairs(originals, originals)
+    a = np.stack([_describe(face)[1] for face in originals])
     return float((np.linalg.norm(a - np.roll(a, 1, axis=0), axis=1) < SAME_PERSON).mean())

@@ -182,7 +182,7 @@ def refine(
     model: nn.Module,
     targets: torch.Tensor,
     loss_fn: nn.Module,
-    step: float,
+    level: int,
     steps: int,
     lr: float = 0.05,
     on_step: Callable[[int, int], None] | None = None,
@@ -190,12 +190,12 @@ def refine(
     """Encode-time search of a rate-distortion model: start from the encoder's latent and
     refine it under `loss_fn` on the *rounded* latent (straight-through), with a penalty on
     any rate above the encoder's start, so files do not grow. Returns the best rounded
-    latents' symbols (B, nz), clamped into the coding tables of quantisation `step`.
+    latents' symbols (B, nz), clamped into the coding tables of quality `level`.
 
-    `model` is a codec.rdmodel.RDModel with `tables` for `step` (see `RDModel.tables`).
+    `model` is a codec.rdmodel.RDModel (with its coding tables).
     """
     prior, g = model.prior, model.generator
-    table = next(t for t in model.tables.values() if t.step == step)
+    table, step = model.tables[level], model.step_of(level)
     with torch.no_grad():
         y = model.encoder(targets)
         best_sym = table.clamp(prior.quantize(y, step))

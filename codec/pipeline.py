@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from codec import align, container
-from codec.container import FINGERPRINT_BYTES, OVERHEAD_BYTES, CodedContainer, Container, ContainerError
+from codec.container import FINGERPRINT_BYTES, OVERHEAD_BYTES, OVERHEAD_V2, CodedContainer, Container, ContainerError
 from codec.entropy import CodingError
 from codec.errors import ImageError
 from codec.generator import Generator, fingerprint, load_generator, resolve_model, shipped_models
@@ -137,12 +137,12 @@ class Framed:
     notes: tuple[str, ...] = ()
 
 
-def frame(image: ImageLike, model_path: Path, size: int, channels: int, o: EncodeOptions) -> Framed:
+def frame(image: ImageLike, model_path: Path, size: int, channels: int, crop: float, o: EncodeOptions) -> Framed:
     """Read an input and make the model-sized crop: the face found and aligned as the
     model's training faces (when the model has a framing and the input is larger than the
     model's size), else the centre crop."""
     img = _open(image, channels)
-    crop = o.crop if o.crop is not None else _crop_of(model_path)
+    crop = o.crop if o.crop is not None else crop
     framing = align.read_framing(model_path) if o.align and channels == 3 and img.size != (size, size) else None
     if framing is None:
         return Framed(to_tensor(fit_to_model(img, size, crop)), "centre crop")
@@ -157,11 +157,6 @@ def frame(image: ImageLike, model_path: Path, size: int, channels: int, o: Encod
     box = a.face.box
     where = f"face {o.face} of {a.found} at ({box[0]}, {box[1]})-({box[2]}, {box[3]}), angle {a.face.angle:.1f} deg"
     return Framed(to_tensor(a.image), where, a.warnings)
-
-
-def _crop_of(model_path: Path) -> float:
-    g, _ = load_model(model_path)
-    return g.config.crop
 
 
 def encode_batch(
@@ -195,7 +190,7 @@ def encode_batch(
     )
     decoder, _ = load_model(o.model, "cpu")  # decode() runs on CPU: report exactly its output
     # Every input is read first, so a bad file is refused before any search runs.
-    framed = [frame(im, resolve_model(o.model), cfg.size, cfg.nc, o) for im in images]
+    framed = [frame(im, resolve_model(o.model), cfg.size, cfg.nc, cfg.crop, o) for im in images]
     prepared = [f.tensor for f in framed]
     results: list[EncodeResult] = []
     for start in range(0, len(images), o.batch_size):
@@ -243,7 +238,7 @@ def _encode_rd(
     cfg = m.config
     loss_fn = make_loss(o.loss, channels=cfg.nc, **o.loss_params).to(device).eval()
     decoder, _ = load_model(o.model, "cpu")
-    framed = [frame(im, resolve_model(o.model), cfg.size, cfg.nc, o) for im in images]
+    framed = [frame(im, resolve_model(o.model), cfg.size, cfg.nc, cfg.crop, o) for im in images]
     prepared = [f.tensor for f in framed]
     steps = RD_STEPS if o.steps is None else o.steps
     results: list[EncodeResult] = []
@@ -253,11 +248,11 @@ def _encode_rd(
         sym = torch.zeros(len(x), cfg.nz, dtype=torch.long)
         for level in sorted(set(levels)):
             rows = [i for i, lv in enumerate(levels) if lv == level]
-            sym[rows] = refine(m, x[rows].to(device), loss_fn, m.step_of(level), steps, on_step=on_step).cpu()
+            sym[rows] = refine(m, x[rows].to(device), loss_fn, level, steps, on_step=on_step).cpu()
         for i, level in enumerate(levels):
             data = _file(m, fp, level, sym[i])
             if o.max_bytes is not None and len(data) > o.max_bytes:  # refinement outgrew the budget
-                sym[i] = refine(m, x[i : i + 1].to(device), loss_fn, m.step_of(level), 0)[0].cpu()
+                sym[i] = refine(m, x[i : i + 1].to(device), loss_fn, level, 0)[0].cpu()
             results.append(_rd_result(decoder, fp, level, sym[i], x[i], steps))
     return _with_framing(results, framed)
 
@@ -275,7 +270,6 @@ def _file(m: RDModel, fp: bytes, level: int, symbols: torch.Tensor) -> bytes:
 
 def _pick_levels(m: RDModel, x: torch.Tensor, quality: int | None, max_bytes: int | None, first: int) -> list[int]:
     """Per image: `quality`, or the highest level whose encoder-only file fits max_bytes."""
-    fp = bytes(FINGERPRINT_BYTES)
     with torch.no_grad():
         y = m.encoder(x)
     candidates = [quality] if quality is not None else list(m.tables)[::-1]
@@ -287,7 +281,7 @@ def _pick_levels(m: RDModel, x: torch.Tensor, quality: int | None, max_bytes: in
         for level in candidates:
             step = m.step_of(level)
             sym = m.tables[level].clamp(m.prior.quantize(y[i : i + 1], step))[0].cpu()
-            sizes[level] = len(_file(m, fp, level, sym))
+            sizes[level] = OVERHEAD_V2 + len(m.tables[level].encode(sym.numpy()))
             if sizes[level] <= max_bytes:
                 out.append(level)
                 break
