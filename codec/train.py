@@ -62,12 +62,14 @@ class TrainConfig:
     ndf: int | None = None
     size: int | None = None
     lr: float = 2e-4
+    lr_drop: int | None = None
     beta1: float = 0.5
     device: str = "auto"
     seed: int = 0
     flip: bool | None = None
     limit: int | None = None
     resume: bool = False
+    force: bool = False  # start over in an --out that holds another run's files
     init_generator: str | None = None
     dry_run: bool = False
     objective: str = "gan"
@@ -99,6 +101,34 @@ class TrainResult:
     @property
     def model_path(self) -> Path:
         return self.out / MODEL_FILES[type(self.objective).__name__]
+
+
+#: Learning rates are multiplied by this from `--lr-drop` on (the usual end phase of
+#: learned-compression training: the last few tenths of a dB come from small steps).
+LR_DROP = 0.1
+
+
+def set_lr_scale(optimizers: list[torch.optim.Optimizer], scale: float) -> None:
+    """Every group's rate = its starting rate x scale. A function of the step alone, so a
+    resumed run follows the same schedule (the starting rate travels in the checkpoint)."""
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group["lr"] = group.setdefault("base_lr", group["lr"]) * scale
+
+
+def _check_out(out: Path, resume: bool, force: bool) -> None:
+    """Never replace another run's work unasked: a checkpoint needs --resume (or --force to
+    start over); a model file without a checkpoint to continue needs --force."""
+    ckpt = out / "checkpoint.pt"
+    models = [out / name for name in dict.fromkeys(MODEL_FILES.values()) if (out / name).is_file()]
+    if force:
+        return
+    if ckpt.is_file() and not resume:
+        raise FileExistsError(f"{ckpt} exists: pass --resume to continue it, --force to start over, or another --out")
+    if models and not ckpt.is_file():
+        raise FileExistsError(
+            f"{models[0]} exists and there is no checkpoint to continue: pass --force to replace it, or another --out"
+        )
 
 
 def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
@@ -285,8 +315,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     main = rank == 0
     out = Path(cfg.out)
     ckpt_path = out / "checkpoint.pt"
-    if ckpt_path.is_file() and not cfg.resume:
-        raise FileExistsError(f"{ckpt_path} exists: pass --resume to continue it, or choose another --out")
+    _check_out(out, cfg.resume, cfg.force)
 
     info = DEFAULTS[cfg.dataset]
     size = cfg.size or info.size
@@ -361,11 +390,14 @@ def train(cfg: TrainConfig) -> TrainResult:
         from tqdm import tqdm
 
         bar = tqdm(total=total_steps, initial=step, unit="step", desc="training", dynamic_ncols=True, disable=None)
-    log = open(out / "train.log.jsonl", "a") if main else None  # noqa: SIM115
+    # A fresh run (step 0) starts a fresh log, a resumed one continues its own.
+    log = open(out / "train.log.jsonl", "a" if step else "w") if main else None  # noqa: SIM115
     with StopRequest() as stop:
         try:
             while step < total_steps and not stop.agreed(device):
                 x, gen = make_batch(images_t, stream, step, cfg.seed, rank, flip, device)
+                dropped = cfg.lr_drop is not None and step >= cfg.lr_drop
+                set_lr_scale(objective.optimizers(), LR_DROP if dropped else 1.0)
                 metrics = objective.step(x, gen)
                 step += 1
                 rate = (step - start_step) * cfg.batch_size / max(time.perf_counter() - t0, 1e-9)

@@ -71,6 +71,9 @@ class GanObjective:
             "d_fake": torch.sigmoid(d_fake).mean(),
         }
 
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self.optG, self.optD]
+
     def modules(self) -> dict[str, nn.Module]:
         return {"G": self.netG, "D": self.netD}
 

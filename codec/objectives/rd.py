@@ -125,6 +125,9 @@ class RDObjective:
 
     # --- what the training loop saves, shows and exports -------------------------------------
 
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return [o for o in (self.opt, self.opt_prior, self.opt_d) if o is not None]
+
     def modules(self) -> dict[str, nn.Module]:
         out = {"model": self.model}
         if self.D is not None:
