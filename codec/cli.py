@@ -7,16 +7,18 @@ traceback.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
-from codec.errors import PercodecError
+from codec.errors import PercodecError, WriteError
 
 
 def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -28,6 +30,10 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except (PercodecError, ValueError, FileExistsError, FileNotFoundError) as exc:
             click.echo(f"percodec: error: {exc}", err=True)
+            sys.exit(1)
+        except OSError as exc:  # unreadable input, permissions: name the file, no traceback
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"percodec: error: {where}{exc.strerror or exc}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("percodec: interrupted", err=True)
@@ -89,6 +95,12 @@ def main() -> None:
 @click.option("--size", type=click.IntRange(8), help="Image side [celeba/folder 64, mnist 32].")
 @click.option("--lr", type=float, default=2e-4, show_default=True)
 @click.option(
+    "--lr-drop",
+    type=click.IntRange(0),
+    metavar="STEP",
+    help="From this step on, every learning rate x0.1 (the usual final phase of compression training).",
+)
+@click.option(
     "--device",
     type=click.Choice(["auto", "cpu", "cuda"]),
     default="auto",
@@ -107,6 +119,7 @@ def main() -> None:
 )
 @click.option("--checkpoint-every", type=click.IntRange(1), default=1000, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue exactly from --out/checkpoint.pt.")
+@click.option("--force", is_flag=True, help="Start over in an --out that holds another run's checkpoint or model.")
 @click.option(
     "--init-generator",
     type=click.Path(dir_okay=False, exists=True),
@@ -185,19 +198,36 @@ def _loss_names() -> list[str]:
     return list(LOSSES)
 
 
-def _expand_inputs(inputs: tuple[str, ...]) -> list[str]:
+def _expand_inputs(inputs: tuple[str, ...], kind: str = "images") -> list[str]:
+    """Files as given, folders replaced by the images (or .pgz files) under them."""
     from codec.data import folder_files
 
     files: list[str] = []
     for item in inputs:
         if item != "-" and Path(item).is_dir():
-            found = [str(p) for p in folder_files(item)]
+            found = folder_files(item) if kind == "images" else sorted(Path(item).rglob("*.pgz"))
             if not found:
-                raise PercodecError(f"{item}: folder holds no images")
-            files += found
+                raise PercodecError(f"{item}: folder holds no {kind}")
+            files += [str(p) for p in found]
         else:
             files.append(item)
     return files
+
+
+def _sources_and_targets(
+    inputs: tuple[str, ...], out_dir: str | None, suffix: str, kind: str
+) -> tuple[list[str], list[str]]:
+    """IN OUT, or many inputs (files, folders) written into out_dir as NAME + suffix."""
+    from codec.batch import targets_in
+
+    if out_dir is None:
+        if len(inputs) != 2:
+            raise click.UsageError("give IN and OUT, or several inputs with -o OUTDIR")
+        return [inputs[0]], [inputs[1]]
+    sources = _expand_inputs(inputs, kind)
+    if "-" in sources:
+        raise click.UsageError("'-' (stdin) needs the IN OUT form, not -o")
+    return sources, targets_in(out_dir, sources, suffix)
 
 
 def _parse_size(text: str | None) -> tuple[int, int] | None:
@@ -210,6 +240,60 @@ def _parse_size(text: str | None) -> tuple[int, int] | None:
     if not (0 < w <= 8192 and 0 < h <= 8192):
         raise click.BadParameter("sides must be 1..8192", param_hint="--size")
     return w, h
+
+
+@contextlib.contextmanager
+def _batch_run(report: str | None, rows: list, todo: int, verb: str, hint: str) -> Iterator[None]:
+    """SIGTERM acts as Ctrl-C; either ends the run with exit 130 and a count of what was
+    kept. The --report file is written however the run ends."""
+    from codec.batch import write_report
+
+    def terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    except KeyboardInterrupt:
+        done = sum(1 for r in rows if not r.error)
+        click.echo(f"percodec: interrupted: {done} of {todo} {verb}, finished files kept{hint}", err=True)
+        sys.exit(130)
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        if report is not None:
+            write_report(report, rows)
+
+
+def _summary(verb: str, done: int, failed: int, skipped: int, seconds: float) -> str:
+    parts = [f"{verb} {done} file(s)"]
+    if failed:
+        parts.append(f"{failed} failed")
+    if skipped:
+        parts.append(f"{skipped} skipped (already done)")
+    return ", ".join(parts) + f" in {seconds:.1f} s"
+
+
+_BATCH_OPTIONS = [
+    click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs."),
+    click.option(
+        "-k",
+        "--keep-going",
+        is_flag=True,
+        help="Report a bad input by name and go on with the rest (exit code 1 at the end if any failed).",
+    ),
+    click.option(
+        "--report",
+        type=click.Path(dir_okay=False),
+        help="Write one row per input (input, output, bytes, bpp, PSNR, SSIM, steps, seconds, error) "
+        "to this .csv or .json file, also with -q.",
+    ),
+]
+
+
+def _batch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_BATCH_OPTIONS):
+        fn = option(fn)
+    return fn
 
 
 @main.command()
@@ -279,16 +363,25 @@ def _parse_size(text: str | None) -> tuple[int, int] | None:
     type=click.IntRange(1),
     default=32,
     show_default=True,
-    help="Images searched together (where a GPU pays off).",
+    help="Images searched together (where a GPU pays off); each batch's files are written when it finishes.",
 )
-@click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no report.")
+@click.option(
+    "--skip-existing",
+    is_flag=True,
+    help="Leave outputs that already hold a valid file for this model and rate setting (finish an "
+    "interrupted run); an existing invalid one is refused unless --force.",
+)
+@_batch_options
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no per-file lines (errors still show).")
 @friendly_errors
 def encode(
     inputs: tuple[str, ...],
     out_dir: str | None,
     loss_params: str | None,
     force: bool,
+    keep_going: bool,
+    report: str | None,
+    skip_existing: bool,
     quiet: bool,
     no_align: bool,
     save_crop: str | None,
@@ -300,46 +393,79 @@ def encode(
     Examples:
       percodec encode face.png face.pgz
       percodec encode --loss ms-ssim --max-bytes 64 face.jpg small.pgz
-      percodec encode photos/ more.png -o encoded/
+      percodec encode photos/ more.png -o encoded/ --keep-going --report encoded/report.csv
       cat face.png | percodec encode - - > face.pgz
 
     Prints each file's size, bits per pixel, and the PSNR/SSIM of exactly what
-    `percodec decode` will produce, measured against the model-sized input.
+    `percodec decode` will produce, measured against the model-sized input. Files are
+    written as their batch finishes: after Ctrl-C, rerun with --skip-existing to finish.
     """
-    import time
-
-    from codec.fileio import read_bytes, write_bytes
-    from codec.pipeline import EncodeOptions, encode_batch
+    from codec.batch import check_outputs, check_report_path, make_folders
+    from codec.pipeline import EncodeOptions
 
     if opts["crop"] is not None and not no_align:
         raise click.UsageError("--crop sets the centre crop, which only --no-align uses: add --no-align")
     opts["align"] = not no_align
-    if out_dir is None:
-        if len(inputs) != 2:
-            raise click.UsageError("give IN and OUT, or several inputs with -o OUTDIR")
-        sources, targets = [inputs[0]], [inputs[1]]
-    else:
-        sources = _expand_inputs(inputs)
-        if "-" in sources:
-            raise click.UsageError("'-' (stdin) needs the IN OUT form, not -o")
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
-        targets = [str(Path(out_dir) / (Path(s).stem + ".pgz")) for s in sources]
-        dupes = {t for t in targets if targets.count(t) > 1}
-        if dupes:
-            raise PercodecError(f"several inputs would write {sorted(dupes)[0]}: rename them or encode separately")
-    for t in targets:  # refuse before any work is done
-        if t != "-" and Path(t).exists() and not force:
-            raise PercodecError(f"{t} exists: pass --force to overwrite it")
-    loaded = [read_bytes(s) if s == "-" else s for s in sources]
+    sources, targets = _sources_and_targets(inputs, out_dir, ".pgz", "images")
+    crops = _crop_paths(save_crop, sources)
     options = EncodeOptions(**opts)
     if loss_params:
         options.loss_params = {"params_file": loss_params}
+    # Every output is checked before the model is loaded or any search runs.
+    check_report_path(report, force)
+    existing = {t for t in targets if skip_existing and t != "-" and Path(t).is_file()}
+    kept_crops = {str(c) for t, c in zip(targets, crops, strict=True) if t in existing and c is not None}
+    check_outputs([*targets, *crops], force=force, keep=existing | kept_crops)
+    skip = _reusable(existing, options, force)
+    make_folders([*targets, *crops])
+    todo = [i for i, t in enumerate(targets) if t not in skip]
+    _encode_files(
+        [sources[i] for i in todo], [targets[i] for i in todo], [crops[i] for i in todo], options, force=force,
+        keep_going=keep_going, report=report, quiet=quiet, skipped=len(skip),
+    )  # fmt: skip
+
+
+def _reusable(existing: set[str], options: Any, force: bool) -> set[str]:
+    """The existing outputs --skip-existing may keep; an invalid one is an error without --force."""
+    from codec.fileio import read_bytes
+    from codec.pipeline import reusable
+
+    keep = set()
+    for t in sorted(existing):
+        why = reusable(read_bytes(t), options)
+        if why is None:
+            keep.add(t)
+        elif not force:
+            raise PercodecError(f"{t} exists but {why}: pass --force to replace it")
+    return keep
+
+
+def _encode_files(
+    sources: list[str],
+    targets: list[str],
+    crops: list[Path | None],
+    options: Any,
+    *,
+    force: bool,
+    keep_going: bool,
+    report: str | None,
+    quiet: bool,
+    skipped: int,
+) -> None:
+    """Encode and write each file as its batch finishes (see `encode`)."""
+    import time
+
+    from codec.batch import Row
+    from codec.fileio import read_bytes, write_bytes
+    from codec.images import uint8_to_pil
+    from codec.pipeline import encode_iter
+
     bar = None
     if not quiet:
         from tqdm import tqdm
 
         bar = tqdm(
-            total=(opts["steps"] or 0) * -(-len(sources) // opts["batch_size"]) or None,
+            total=(options.steps or 0) * -(-len(sources) // options.batch_size) or None,
             unit="step",
             desc="searching",
             leave=False,
@@ -352,29 +478,36 @@ def encode(
         if bar is not None:
             bar.update(1)
 
+    rows: list[Row] = []
     t0 = time.perf_counter()
-    results = encode_batch(loaded, options, on_step)
-    seconds = time.perf_counter() - t0
+    loaded = [read_bytes(s) if s == "-" else s for s in sources]
+    with _batch_run(report, rows, len(sources), "encoded", "; rerun with --skip-existing to finish"):
+        for i, r in encode_iter(loaded, options, on_step, keep_going=keep_going):
+            src, dst = sources[i], targets[i]
+            if isinstance(r, PercodecError):
+                rows.append(Row(src, error=str(r)))
+                click.echo(f"percodec: skipped: {r}", err=True)
+                continue
+            write_bytes(dst, r.data, force=True)  # overwriting was allowed (or refused) up front
+            if crops[i] is not None:
+                uint8_to_pil(r.original).save(crops[i])
+            rows.append(Row(src, dst, r.num_bytes, r.bpp, r.psnr, r.ssim, r.steps, r.seconds))
+            for note in r.notes:
+                click.echo(f"{src}: note: {note}", err=True)
+            if not quiet:
+                click.echo(
+                    f"{src} -> {dst}: {r.num_bytes} bytes ({r.bpp:.3f} bpp), PSNR {r.psnr:.2f} dB, SSIM {r.ssim:.3f} "
+                    f"[{options.loss}, {f'{r.bits} bits' if r.bits else f'quality {r.level}'}, "
+                    f"{r.steps} steps; {r.where}]",
+                    err=dst == "-",
+                )
     if bar is not None:
         bar.close()
-    crops = _crop_paths(save_crop, sources)
-    for src, dst, r, crop_path in zip(sources, targets, results, crops, strict=True):
-        write_bytes(dst, r.data, force=force)
-        if crop_path is not None:
-            from codec.images import uint8_to_pil
-
-            uint8_to_pil(r.original).save(crop_path)
-        for note in r.notes:
-            click.echo(f"{src}: note: {note}", err=True)
-        if not quiet:
-            click.echo(
-                f"{src} -> {dst}: {r.num_bytes} bytes ({r.bpp:.3f} bpp), PSNR {r.psnr:.2f} dB, SSIM {r.ssim:.3f} "
-                f"[{options.loss}, {f'{r.bits} bits' if r.bits else f'quality {r.level}'}, "
-                f"{r.steps} steps; {r.where}]",
-                err=dst == "-",
-            )
+    failed = sum(1 for r in rows if r.error)
     if not quiet:
-        click.echo(f"encoded {len(results)} image(s) in {seconds:.1f} s", err=True)
+        click.echo(_summary("encoded", len(rows) - failed, failed, skipped, time.perf_counter() - t0), err=True)
+    if failed:
+        sys.exit(1)
 
 
 def _crop_paths(save_crop: str | None, sources: list[str]) -> list[Path | None]:
@@ -383,85 +516,188 @@ def _crop_paths(save_crop: str | None, sources: list[str]) -> list[Path | None]:
         return [None] * len(sources)
     if len(sources) == 1 and Path(save_crop).suffix:
         return [Path(save_crop)]
-    folder = Path(save_crop)
-    folder.mkdir(parents=True, exist_ok=True)
-    return [folder / (Path(s).stem + ".crop.png") for s in sources]
+    return [Path(save_crop) / (Path(s).stem + ".crop.png") for s in sources]
+
+
+def _image_format(dst: str | None, fmt: str | None) -> tuple[str, str]:
+    """(Pillow format, file suffix) from --format or OUT's extension [PNG]."""
+    from PIL import Image
+
+    exts = Image.registered_extensions()
+    if fmt is not None:
+        fmt = fmt.upper()
+        suffix = next((e for e, f in exts.items() if f == fmt), None)
+        if suffix is None:
+            raise click.UsageError(f"unknown image format {fmt!r}: use png, jpeg, webp ...")
+        return fmt, ".jpg" if fmt == "JPEG" else suffix
+    if dst is None or dst == "-" or not Path(dst).suffix:
+        return "PNG", ".png"
+    ext = Path(dst).suffix.lower()
+    if ext not in exts:
+        raise click.UsageError(f"unknown image extension {ext!r}: use .png, .jpg, .webp ... or --format")
+    return exts[ext], ext
 
 
 @main.command()
-@click.argument("src", metavar="IN")
-@click.argument("dst", metavar="OUT")
+@click.argument("inputs", nargs=-1, required=True, metavar="IN... [OUT]")
+@click.option(
+    "-o",
+    "--out-dir",
+    type=click.Path(file_okay=False),
+    help="Decode every IN (.pgz files or folders of them) into this folder as NAME.png (or --format); "
+    "without it, give exactly IN and OUT.",
+)
 @click.option("--model", help="Model name or .safetensors path [the shipped model the file was made for].")
 @click.option("--size", help="Resize the output to WxH (bicubic), e.g. 128x128 [the model's size].")
-@click.option("--format", "fmt", help="Image format when OUT is '-' or has no known extension [png].")
-@click.option("-f", "--force", is_flag=True, help="Overwrite an existing OUT.")
+@click.option("--format", "fmt", help="Image format when OUT is '-' or has no known extension, or for -o [png].")
+@_batch_options
+@click.option("-q", "--quiet", is_flag=True, help="No per-file lines (errors still show).")
 @friendly_errors
-def decode(src: str, dst: str, model: str | None, size: str | None, fmt: str | None, force: bool) -> None:
-    """Regenerate an image from a .pgz file; the format follows OUT's extension.
+def decode(
+    inputs: tuple[str, ...],
+    out_dir: str | None,
+    model: str | None,
+    size: str | None,
+    fmt: str | None,
+    force: bool,
+    keep_going: bool,
+    report: str | None,
+    quiet: bool,
+) -> None:
+    """Regenerate images from .pgz files; the format follows OUT's extension.
 
     \b
     Examples:
       percodec decode face.pgz face.png
       percodec decode face.pgz big.jpg --size 256x256
+      percodec decode encoded/ -o decoded/ --format webp --keep-going
     """
-    import io
+    import time
 
-    from PIL import Image
-
-    from codec.fileio import read_bytes, write_bytes
-    from codec.pipeline import decode as decode_image
+    from codec.batch import Row, check_outputs, check_report_path, make_folders
 
     wh = _parse_size(size)
-    if fmt is None:
-        ext = Path(dst).suffix.lower()
-        fmt = "PNG" if dst == "-" or not ext else Image.registered_extensions().get(ext)
-        if fmt is None:
-            raise click.UsageError(f"unknown image extension {ext!r}: use .png, .jpg, .webp ... or --format")
-    if dst != "-" and Path(dst).exists() and not force:
-        raise PercodecError(f"{dst} exists: pass --force to overwrite it")
-    img = decode_image(read_bytes(src), model=model, size=wh)
+    pil_format, suffix = _image_format(inputs[-1] if out_dir is None and len(inputs) == 2 else None, fmt)
+    sources, targets = _sources_and_targets(inputs, out_dir, suffix, ".pgz files")
+    check_report_path(report, force)
+    check_outputs(targets, force=force)
+    make_folders(targets)
+    rows: list[Row] = []
+    t0 = time.perf_counter()
+    with _batch_run(report, rows, len(sources), "decoded", ""):
+        for src, dst in zip(sources, targets, strict=True):
+            try:
+                rows.append(_decode_one(src, dst, model, wh, pil_format))
+            except PercodecError as exc:
+                rows.append(Row(src, error=str(exc)))
+                if not keep_going or isinstance(exc, WriteError):
+                    raise
+                click.echo(f"percodec: skipped: {src}: {exc}", err=True)
+                continue
+            if not quiet and dst != "-":
+                click.echo(f"{src} -> {dst}", err=True)
+    failed = sum(1 for r in rows if r.error)
+    if not quiet and len(sources) > 1:
+        click.echo(_summary("decoded", len(rows) - failed, failed, 0, time.perf_counter() - t0), err=True)
+    if failed:
+        sys.exit(1)
+
+
+def _decode_one(src: str, dst: str, model: str | None, wh: tuple[int, int] | None, fmt: str) -> Any:
+    """Decode one file and write it; its report row."""
+    import io
+    import time
+
+    from codec.batch import Row
+    from codec.fileio import read_bytes, write_bytes
+    from codec.metrics import bpp
+    from codec.pipeline import decode as decode_image
+
+    t0 = time.perf_counter()
+    data = read_bytes(src)
+    img = decode_image(data, model=model, size=wh)
     buf = io.BytesIO()
     try:
-        img.save(buf, format=fmt.upper())
+        img.save(buf, format=fmt)
     except (KeyError, ValueError, OSError) as exc:
         raise PercodecError(f"cannot write {fmt} images: {exc}") from None
-    write_bytes(dst, buf.getvalue(), force=force)
+    write_bytes(dst, buf.getvalue(), force=True)  # overwriting was allowed (or refused) up front
+    return Row(src, dst, len(data), bpp(len(data), img.height, img.width), seconds=time.perf_counter() - t0)
 
 
-@main.command()
-@click.argument("src", metavar="IN")
-@friendly_errors
-def info(src: str) -> None:
-    """Show a .pgz file's header: model, quantiser, sizes."""
+def describe(src: str) -> dict[str, Any]:
+    """What a .pgz file's header says, as plain fields (`percodec info --json`)."""
     from codec import container
     from codec.fileio import read_bytes
     from codec.pipeline import find_shipped
 
     data = read_bytes(src)
     c = container.from_bytes(data)
-    name = find_shipped(c.fingerprint)
-    model = f"{name or 'not a shipped model'} (fingerprint {c.fingerprint.hex()})"
+    out: dict[str, Any] = {"file": src, "bytes": len(data), "model": find_shipped(c.fingerprint)}
+    out["fingerprint"] = c.fingerprint.hex()
     if isinstance(c, container.CodedContainer):
-        rows = [
-            ("file", f"{src} ({len(data)} bytes: header+checksum {container.OVERHEAD_V2}, latent {len(c.payload)})"),
-            ("format", "percodec .pgz version 2 (entropy-coded latent)"),
-            ("model", model),
-            ("quality", str(c.level)),
-        ]
+        out.update(version=2, header_bytes=container.OVERHEAD_V2, latent_bytes=len(c.payload), quality=c.level)
     else:
-        rows = [
-            (
-                "file",
-                f"{src} ({len(data)} bytes: header+checksum {container.OVERHEAD_BYTES}, "
-                f"latent {len(data) - container.OVERHEAD_BYTES})",
-            ),
-            ("format", f"percodec .pgz version {container.VERSION}"),
-            ("model", model),
-            ("quantiser", f"{container.QUANTIZERS[c.quantizer]}, {c.bits} bits x {c.nz} dimensions"),
-            ("image", f"{c.size}x{c.size}, {c.channels} channel(s); {8 * len(data) / c.size**2:.3f} bits per pixel"),
-        ]
-    for k, v in rows:
-        click.echo(f"{k:>10}: {v}")
+        out.update(
+            version=container.VERSION,
+            header_bytes=container.OVERHEAD_BYTES,
+            latent_bytes=len(data) - container.OVERHEAD_BYTES,
+            quantizer=container.QUANTIZERS[c.quantizer],
+            bits=c.bits,
+            nz=c.nz,
+            size=c.size,
+            channels=c.channels,
+            bpp=8 * len(data) / c.size**2,
+        )
+    return out
+
+
+def _info_lines(d: dict[str, Any]) -> list[tuple[str, str]]:
+    model = f"{d['model'] or 'not a shipped model'} (fingerprint {d['fingerprint']})"
+    rows = [
+        ("file", f"{d['file']} ({d['bytes']} bytes: header+checksum {d['header_bytes']}, latent {d['latent_bytes']})"),
+    ]
+    if d["version"] == 2:
+        return [*rows, ("format", "percodec .pgz version 2 (entropy-coded latent)"), ("model", model),
+                ("quality", str(d["quality"]))]  # fmt: skip
+    return [
+        *rows,
+        ("format", f"percodec .pgz version {d['version']}"),
+        ("model", model),
+        ("quantiser", f"{d['quantizer']}, {d['bits']} bits x {d['nz']} dimensions"),
+        ("image", f"{d['size']}x{d['size']}, {d['channels']} channel(s); {d['bpp']:.3f} bits per pixel"),
+    ]
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, metavar="IN...")
+@click.option("--json", "as_json", is_flag=True, help="One JSON list of objects (one per file) for scripts.")
+@friendly_errors
+def info(inputs: tuple[str, ...], as_json: bool) -> None:
+    """Show .pgz files' headers: model, quality or quantiser, sizes. Folders are searched for
+    .pgz files; a bad file is reported and the others still shown (exit code 1)."""
+    import json
+
+    blocks: list[dict[str, Any]] = []
+    failed = 0
+    for src in _expand_inputs(inputs, ".pgz files"):
+        try:
+            blocks.append(describe(src))
+        except PercodecError as exc:
+            failed += 1
+            blocks.append({"file": src, "error": str(exc)})
+            click.echo(f"percodec: error: {src}: {exc}", err=True)
+    if as_json:
+        click.echo(json.dumps(blocks, indent=1))
+    else:
+        good = [b for b in blocks if "error" not in b]
+        for n, b in enumerate(good):
+            if n:
+                click.echo("")
+            for k, v in _info_lines(b):
+                click.echo(f"{k:>10}: {v}")
+    if failed:
+        sys.exit(1)
 
 
 @main.command()

@@ -17,3 +17,8 @@ class ModelError(PercodecError):
 
 class DataError(PercodecError):
     """A dataset root is missing, has the wrong layout, or holds no usable images."""
+
+
+class WriteError(PercodecError):
+    """An output cannot be written (full disk, read-only folder, name too long): a batch
+    run stops here even with --keep-going, since the next output would fail alike."""

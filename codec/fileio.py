@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from codec.errors import PercodecError
+from codec.errors import PercodecError, WriteError
 
 
 def read_bytes(path: str | Path) -> bytes:
@@ -42,7 +42,11 @@ def write_bytes(path: str | Path, data: bytes, force: bool = False) -> None:
         raise PercodecError(f"{p} is a folder")
     if not p.parent.is_dir():
         raise PercodecError(f"folder {p.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        # A short temporary name: a target whose name is at the file system's limit still fits.
+        fd, tmp = tempfile.mkstemp(prefix=".percodec-", suffix=".tmp", dir=p.parent)
+    except OSError as exc:
+        raise WriteError(f"{p}: cannot write ({exc.strerror})") from None
     try:
         # mkstemp makes the file private (0600); give it the mode a plain open() would:
         # the replaced file's, or 0666 less the umask.
@@ -50,6 +54,9 @@ def write_bytes(path: str | Path, data: bytes, force: bool = False) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, p)
+    except OSError as exc:  # full disk, quota, name too long: no partial file, one line
+        Path(tmp).unlink(missing_ok=True)
+        raise WriteError(f"{p}: cannot write ({exc.strerror or exc})") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

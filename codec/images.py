@@ -27,14 +27,44 @@ MAX_PIXELS = 64 * 1024 * 1024
 CELEBA_CROP = 140 / 178
 
 
-def open_image(source: str | Path | bytes | BinaryIO, channels: int = 3) -> Image.Image:
-    """Read an image file (PNG, JPEG, WebP, ...) as 8-bit RGB (channels=3) or L (channels=1).
+def open_image(source: str | Path | bytes | BinaryIO | Image.Image, channels: int = 3) -> Image.Image:
+    """Read an image (a file, its bytes, or a PIL image) as 8-bit RGB (channels=3) or L.
 
-    EXIF orientation is applied; palette, alpha and grey modes are converted (transparent
-    areas are composited on white). Raises ImageError for missing, empty, corrupt or
-    oversized files, with nothing else touched.
+    EXIF orientation is applied; palette, alpha, grey, CMYK, 16-bit and float modes are
+    converted (transparent areas are composited on white). Raises ImageError for missing,
+    empty, corrupt, oversized or unconvertible images, with nothing else touched.
     """
-    name = "<bytes>" if isinstance(source, bytes | bytearray) else str(getattr(source, "name", source))
+    return read_input(source, channels)[0]
+
+
+def read_input(
+    source: str | Path | bytes | BinaryIO | Image.Image, channels: int = 3
+) -> tuple[Image.Image, tuple[str, ...]]:
+    """`open_image`, plus notes a user should see (only the first frame of an animation
+    is used; an image smaller than a model wants is upscaled)."""
+    if isinstance(source, Image.Image):
+        img = source
+    else:
+        img = _read_file(source)
+    notes = []
+    frames = getattr(img, "n_frames", 1)
+    if frames > 1:
+        notes.append(f"animated image: coded its first frame of {frames}")
+    try:
+        img = ImageOps.exif_transpose(img)
+        return convert_mode(img, channels), tuple(notes)
+    except (OSError, ValueError) as exc:
+        raise ImageError(f"{_name(source)}: cannot convert a {img.mode} image to 8 bits ({exc})") from None
+
+
+def _name(source: object) -> str:
+    if isinstance(source, Image.Image):
+        return "image"
+    return "<bytes>" if isinstance(source, bytes | bytearray) else str(getattr(source, "name", source))
+
+
+def _read_file(source: str | Path | bytes | BinaryIO) -> Image.Image:
+    name = _name(source)
     try:
         if isinstance(source, bytes | bytearray):
             if not source:
@@ -56,7 +86,6 @@ def open_image(source: str | Path | bytes | BinaryIO, channels: int = 3) -> Imag
                     f"{MAX_PIXELS / 1e6:.0f} MP limit (possible decompression bomb)"
                 )
             img.load()
-            img = ImageOps.exif_transpose(img)
     except ImageError:
         raise
     except Image.DecompressionBombError as exc:
@@ -65,21 +94,35 @@ def open_image(source: str | Path | bytes | BinaryIO, channels: int = 3) -> Imag
         raise ImageError(f"{name}: refused as a possible decompression bomb ({exc})") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{name}: not a readable image ({exc})") from None
-    return convert_mode(img, channels)
+    return img
 
 
 def convert_mode(img: Image.Image, channels: int) -> Image.Image:
-    """Any PIL mode -> 8-bit RGB (channels=3) or L; transparency is composited on white."""
+    """Any PIL mode -> 8-bit RGB (channels=3) or L; transparency is composited on white.
+
+    Integer modes wider than 8 bits are scaled from 16 bits (0..65535) when any value
+    exceeds 255; float images are read as 0..1 (or 0..255 when values exceed 1), and
+    anything else (negative, NaN, over 255) is refused rather than guessed at.
+    """
     if img.mode in ("P", "PA") or (img.mode in ("L", "RGB") and "transparency" in img.info):
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "RGBa", "La"):
         background = Image.new("RGBA", img.size, (255, 255, 255, 255))
         img = Image.alpha_composite(background, img.convert("RGBA"))
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img, dtype=np.float64)
         hi = 65535.0 if arr.max() > 255 else 255.0
         img = Image.fromarray(np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    elif img.mode == "F":
+        img = Image.fromarray(_float_to_8bit(np.asarray(img, dtype=np.float64)))
     return img.convert("RGB" if channels == 3 else "L")
+
+
+def _float_to_8bit(arr: np.ndarray) -> np.ndarray:
+    if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 255:
+        raise ValueError("float values must be finite and within 0..1 (or 0..255)")
+    hi = 1.0 if arr.max() <= 1.0 else 255.0
+    return np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
 def fit_to_model(img: Image.Image, size: int, crop: float = 1.0) -> Image.Image:

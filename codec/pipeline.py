@@ -8,7 +8,8 @@ bytes -> container.from_bytes -> quantize.dequantize -> G(z) -> 8-bit image
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -19,9 +20,9 @@ from PIL import Image
 from codec import align, container
 from codec.container import FINGERPRINT_BYTES, OVERHEAD_BYTES, OVERHEAD_V2, CodedContainer, Container, ContainerError
 from codec.entropy import CodingError
-from codec.errors import ImageError
+from codec.errors import ImageError, PercodecError
 from codec.generator import Generator, fingerprint, load_generator, resolve_model, shipped_models
-from codec.images import convert_mode, fit_to_model, float_to_uint8, open_image, to_tensor, uint8_to_pil
+from codec.images import fit_to_model, float_to_uint8, open_image, read_input, to_tensor, uint8_to_pil
 from codec.inversion import SearchConfig, invert, refine
 from codec.losses import make_loss
 from codec.metrics import bpp, psnr, ssim
@@ -76,6 +77,7 @@ class EncodeResult:
     level: int | None = None  # rate-distortion models: the quality level
     where: str = "centre crop"  # how the input was framed (see `frame`)
     notes: tuple[str, ...] = ()
+    seconds: float = 0.0  # wall time, the batch's shared out evenly
 
     @property
     def num_bytes(self) -> int:
@@ -121,11 +123,7 @@ def bits_for_budget(nz: int, max_bytes: int) -> int:
 
 def prepare(image: ImageLike, size: int, channels: int, crop: float) -> torch.Tensor:
     """Any supported image -> the model's input tensor (C, size, size) in [-1, 1], centre-cropped."""
-    return to_tensor(fit_to_model(_open(image, channels), size, crop))
-
-
-def _open(image: ImageLike, channels: int) -> Image.Image:
-    return convert_mode(image, channels) if isinstance(image, Image.Image) else open_image(image, channels)
+    return to_tensor(fit_to_model(open_image(image, channels), size, crop))
 
 
 @dataclass
@@ -141,22 +139,62 @@ def frame(image: ImageLike, model_path: Path, size: int, channels: int, crop: fl
     """Read an input and make the model-sized crop: the face found and aligned as the
     model's training faces (when the model has a framing and the input is larger than the
     model's size), else the centre crop."""
-    img = _open(image, channels)
+    img, notes = read_input(image, channels)
+    if min(img.size) < size:
+        notes += (f"image is {img.size[0]}x{img.size[1]}, smaller than the model's {size}x{size}: upscaled",)
     crop = o.crop if o.crop is not None else crop
     framing = align.read_framing(model_path) if o.align and channels == 3 and img.size != (size, size) else None
     if framing is None:
-        return Framed(to_tensor(fit_to_model(img, size, crop)), "centre crop")
+        return Framed(to_tensor(fit_to_model(img, size, crop)), "centre crop", notes)
     a = align.align(img, framing, size, o.face)
     if a.face is None:
         if o.require_face:
             raise ImageError(f"{getattr(image, 'name', image) if not isinstance(image, Image.Image) else 'image'}: "
                              "no face found (--require-face)")  # fmt: skip
         return Framed(
-            to_tensor(fit_to_model(img, size, crop)), "centre crop", ("no face found: coded the centre crop",)
+            to_tensor(fit_to_model(img, size, crop)), "centre crop", (*notes, "no face found: coded the centre crop")
         )
     box = a.face.box
     where = f"face {o.face} of {a.found} at ({box[0]}, {box[1]})-({box[2]}, {box[3]}), angle {a.face.angle:.1f} deg"
-    return Framed(to_tensor(a.image), where, a.warnings)
+    return Framed(to_tensor(a.image), where, (*notes, *a.warnings))
+
+
+def encode_iter(
+    images: Sequence[ImageLike],
+    options: EncodeOptions | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+    keep_going: bool = False,
+) -> Iterator[tuple[int, EncodeResult | PercodecError]]:
+    """Encode images `options.batch_size` at a time, yielding (index, result) in input
+    order as each batch finishes, so a caller can keep every finished result.
+
+    Inputs are read one batch at a time. A bad input raises its PercodecError, or with
+    `keep_going` is yielded in place of its result while the rest go on. Options are
+    checked (and the model loaded) before the first input is read.
+    """
+    o = options or EncodeOptions()
+    device = pick_device(o.device)
+    g, fp = load_model(o.model, device)
+    code = _rd_coder(g, fp, o, device, on_step) if isinstance(g, RDModel) else _gan_coder(g, fp, o, device, on_step)
+    path, cfg = resolve_model(o.model), g.config
+    for start in range(0, len(images), o.batch_size):
+        t0 = time.perf_counter()
+        out: dict[int, EncodeResult | PercodecError] = {}
+        framed: dict[int, Framed] = {}
+        for i in range(start, min(start + o.batch_size, len(images))):
+            try:
+                framed[i] = frame(images[i], path, cfg.size, cfg.nc, cfg.crop, o)
+            except PercodecError as exc:
+                if not keep_going:
+                    raise
+                out[i] = exc
+        if framed:
+            results = code(torch.stack([f.tensor for f in framed.values()]), start)
+            seconds = (time.perf_counter() - t0) / len(results)
+            for (i, f), r in zip(framed.items(), results, strict=True):
+                r.where, r.notes, r.seconds = f.where, f.notes, seconds
+                out[i] = r
+        yield from sorted(out.items())
 
 
 def encode_batch(
@@ -164,21 +202,33 @@ def encode_batch(
     options: EncodeOptions | None = None,
     on_step: Callable[[int, int], None] | None = None,
 ) -> list[EncodeResult]:
-    """Encode several images, searched `options.batch_size` at a time."""
-    o = options or EncodeOptions()
-    device = pick_device(o.device)
-    g, fp = load_model(o.model, device)
-    if isinstance(g, RDModel):
-        return _encode_rd(g, fp, images, o, device, on_step)
+    """Encode several images, searched `options.batch_size` at a time; the first bad
+    input raises (see `encode_iter` to keep results as they finish)."""
+    return [r for _, r in encode_iter(images, options, on_step)]  # type: ignore[misc]
+
+
+def _gan_bits(nz: int, o: EncodeOptions) -> int:
+    """Bits per dimension for a GAN-only model: --bits, or the most that fit --max-bytes."""
+    bits = o.bits if o.bits is not None else (bits_for_budget(nz, o.max_bytes) if o.max_bytes else DEFAULT_BITS)
+    if o.max_bytes is not None and OVERHEAD_BYTES + payload_size(nz, bits) > o.max_bytes:
+        raise ValueError(
+            f"{bits} bits per dimension make {OVERHEAD_BYTES + payload_size(nz, bits)}-byte files, "
+            f"over --max-bytes {o.max_bytes}"
+        )
+    return bits
+
+
+BatchCoder = Callable[[torch.Tensor, int], list[EncodeResult]]
+
+
+def _gan_coder(
+    g: Generator, fp: bytes, o: EncodeOptions, device: torch.device, on_step: Callable[[int, int], None] | None
+) -> BatchCoder:
+    """Checks the options for a GAN-only model and returns: batch (B, C, H, W) -> results."""
     if o.quality is not None:
         raise ValueError("--quality applies to rate-distortion models; this GAN-only model takes --bits")
     cfg = g.config
-    bits = o.bits if o.bits is not None else (bits_for_budget(cfg.nz, o.max_bytes) if o.max_bytes else DEFAULT_BITS)
-    if o.max_bytes is not None and OVERHEAD_BYTES + payload_size(cfg.nz, bits) > o.max_bytes:
-        raise ValueError(
-            f"{bits} bits per dimension make {OVERHEAD_BYTES + payload_size(cfg.nz, bits)}-byte files, "
-            f"over --max-bytes {o.max_bytes}"
-        )
+    bits = _gan_bits(cfg.nz, o)
     # eval(): deterministic by default; the search passes Watson's grid shifts explicitly.
     loss_fn = make_loss(o.loss, channels=cfg.nc, **o.loss_params).to(device).eval()
     search = SearchConfig(
@@ -189,42 +239,35 @@ def encode_batch(
         seed=o.seed,
     )
     decoder, _ = load_model(o.model, "cpu")  # decode() runs on CPU: report exactly its output
-    # Every input is read first, so a bad file is refused before any search runs.
-    framed = [frame(im, resolve_model(o.model), cfg.size, cfg.nc, cfg.crop, o) for im in images]
-    prepared = [f.tensor for f in framed]
-    results: list[EncodeResult] = []
-    for start in range(0, len(images), o.batch_size):
-        x = torch.stack(prepared[start : start + o.batch_size])
+
+    def code(x: torch.Tensor, first: int) -> list[EncodeResult]:
         res = invert(g, x.to(device), loss_fn, bits, search, on_step)
         with torch.no_grad():
             decoded = float_to_uint8(decoder(dequantize(res.symbols.cpu(), bits)))
         original = float_to_uint8(x)
         p, s = psnr(decoded, original), ssim(decoded, original)
-        for i in range(len(x)):
-            c = Container(fp[:FINGERPRINT_BYTES], bits, cfg.size, cfg.nc, tuple(res.symbols[i].tolist()))
-            results.append(
-                EncodeResult(
-                    container.to_bytes(c),
-                    original[i],
-                    decoded[i],
-                    float(p[i]),
-                    float(s[i]),
-                    float(res.loss[i]),
-                    int(res.steps[i]),
-                    bits,
-                )
+        return [
+            EncodeResult(
+                container.to_bytes(
+                    Container(fp[:FINGERPRINT_BYTES], bits, cfg.size, cfg.nc, tuple(res.symbols[i].tolist()))
+                ),
+                original[i],
+                decoded[i],
+                float(p[i]),
+                float(s[i]),
+                float(res.loss[i]),
+                int(res.steps[i]),
+                bits,
             )
-    return _with_framing(results, framed)
+            for i in range(len(x))
+        ]
+
+    return code
 
 
-def _encode_rd(
-    m: RDModel,
-    fp: bytes,
-    images: Sequence[ImageLike],
-    o: EncodeOptions,
-    device: torch.device,
-    on_step: Callable[[int, int], None] | None,
-) -> list[EncodeResult]:
+def _rd_coder(
+    m: RDModel, fp: bytes, o: EncodeOptions, device: torch.device, on_step: Callable[[int, int], None] | None
+) -> BatchCoder:
     """Encoder start + rate-aware refinement + entropy coding (see inversion.refine).
 
     The level is --quality, or with --max-bytes alone the highest level whose
@@ -238,29 +281,47 @@ def _encode_rd(
     cfg = m.config
     loss_fn = make_loss(o.loss, channels=cfg.nc, **o.loss_params).to(device).eval()
     decoder, _ = load_model(o.model, "cpu")
-    framed = [frame(im, resolve_model(o.model), cfg.size, cfg.nc, cfg.crop, o) for im in images]
-    prepared = [f.tensor for f in framed]
     steps = RD_STEPS if o.steps is None else o.steps
-    results: list[EncodeResult] = []
-    for start in range(0, len(images), o.batch_size):
-        x = torch.stack(prepared[start : start + o.batch_size])
-        levels = _pick_levels(m, x.to(device), o.quality, o.max_bytes, start)
+
+    def code(x: torch.Tensor, first: int) -> list[EncodeResult]:
+        levels = _pick_levels(m, x.to(device), o.quality, o.max_bytes, first)
         sym = torch.zeros(len(x), cfg.nz, dtype=torch.long)
         for level in sorted(set(levels)):
             rows = [i for i, lv in enumerate(levels) if lv == level]
             sym[rows] = refine(m, x[rows].to(device), loss_fn, level, steps, on_step=on_step).cpu()
+        results = []
         for i, level in enumerate(levels):
             data = _file(m, fp, level, sym[i])
             if o.max_bytes is not None and len(data) > o.max_bytes:  # refinement outgrew the budget
                 sym[i] = refine(m, x[i : i + 1].to(device), loss_fn, level, 0)[0].cpu()
             results.append(_rd_result(decoder, fp, level, sym[i], x[i], steps))
-    return _with_framing(results, framed)
+        return results
+
+    return code
 
 
-def _with_framing(results: list[EncodeResult], framed: list[Framed]) -> list[EncodeResult]:
-    for r, f in zip(results, framed, strict=True):
-        r.where, r.notes = f.where, f.notes
-    return results
+def reusable(data: bytes, options: EncodeOptions) -> str | None:
+    """Why existing .pgz bytes cannot stand for encoding with `options` (None: they can):
+    they must parse and match the model's fingerprint and the rate setting asked for."""
+    try:
+        c = container.from_bytes(data)
+    except ContainerError as exc:
+        return f"is not a valid .pgz file ({exc})"
+    g, fp = load_model(options.model)
+    if c.fingerprint != fp[:FINGERPRINT_BYTES]:
+        return "was made with another model"
+    if isinstance(g, RDModel):
+        if not isinstance(c, CodedContainer):
+            return "is a version-1 file; this model writes version 2"
+        if options.max_bytes is not None:
+            fits = len(data) <= options.max_bytes and options.quality in (None, c.level)
+            return None if fits else f"does not fit --max-bytes {options.max_bytes} at the quality asked for"
+        want = options.quality or DEFAULT_QUALITY
+        return None if c.level == want else f"has quality {c.level}, not {want}"
+    if isinstance(c, CodedContainer):
+        return "is a version-2 file; this model writes version 1"
+    want = _gan_bits(g.config.nz, options)
+    return None if c.bits == want else f"has {c.bits} bits per dimension, not {want}"
 
 
 def _file(m: RDModel, fp: bytes, level: int, symbols: torch.Tensor) -> bytes:

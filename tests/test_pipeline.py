@@ -111,14 +111,25 @@ def test_pil_inputs_get_the_same_mode_handling_as_files(tiny_model_file) -> None
     assert int(r.original.min()) == 255
 
 
-def test_a_bad_input_is_refused_before_any_search(tiny_model_file, tiny_generator) -> None:
+def test_results_stream_batch_by_batch_and_a_bad_input_stops_only_later_work(tiny_model_file, tiny_generator) -> None:
     from codec.errors import ImageError
+    from codec.pipeline import encode_iter
 
-    calls = []
+    images = [_target(tiny_generator, 1), b"not an image", _target(tiny_generator, 2)]
+    got = []
     with pytest.raises(ImageError):
-        encode_batch(
-            [_target(tiny_generator, 1), b"not an image"],
-            _opts(tiny_model_file, batch_size=1),
-            on_step=lambda s, t: calls.append(s),
-        )
-    assert calls == []
+        for i, _ in encode_iter(images, _opts(tiny_model_file, batch_size=1, steps=2)):
+            got.append(i)
+    assert got == [0]  # the batch before the bad input was finished and handed over
+
+    out = list(encode_iter(images, _opts(tiny_model_file, batch_size=2, steps=2), keep_going=True))
+    assert [i for i, _ in out] == [0, 1, 2]
+    assert isinstance(out[1][1], ImageError) and "not a readable image" in str(out[1][1])
+    assert all(r.num_bytes > 0 and r.seconds > 0 for i, r in out if i != 1)
+
+
+def test_options_are_checked_before_any_input_is_read(tiny_model_file) -> None:
+    from codec.pipeline import encode_iter
+
+    with pytest.raises(ValueError, match="--quality"):
+        next(encode_iter([b"not an image"], _opts(tiny_model_file, quality=3)))

@@ -68,6 +68,19 @@ def test_resume_continues_exactly(tmp_path) -> None:
         assert torch.equal(a, b)
 
 
+def test_lr_drop_lowers_every_rate_from_its_step_and_resumes_exactly(tmp_path) -> None:
+    straight = train(_cfg(tmp_path / "a", steps=4, lr_drop=3, objective="rd"))
+    train(_cfg(tmp_path / "b", steps=2, lr_drop=3, objective="rd"))
+    resumed = train(_cfg(tmp_path / "b", steps=4, lr_drop=3, objective="rd", resume=True))
+    a, b = straight.objective.model.state_dict(), resumed.objective.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    rates = [g["lr"] for opt in resumed.objective.optimizers() for g in opt.param_groups]
+    assert rates == pytest.approx([2e-5, 1e-4])  # 0.1 x --lr and 0.1 x the prior's own rate
+    plain = train(_cfg(tmp_path / "c", steps=4, objective="rd"))
+    weight = "generator.main.0.weight"
+    assert not torch.equal(plain.objective.model.state_dict()[weight], a[weight])
+
+
 def test_existing_run_is_not_overwritten(tmp_path) -> None:
     train(_cfg(tmp_path, steps=1))
     with pytest.raises(FileExistsError):

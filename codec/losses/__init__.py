@@ -8,6 +8,7 @@ cores behind them (e.g. `ssim.ssim`) take the data range as an explicit argument
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -63,6 +64,11 @@ def make_loss(name: str, channels: int | None = None, **params: object) -> nn.Mo
     spec = LOSSES[name]
     if channels is not None and channels not in spec.channels:
         raise ValueError(f"loss {name!r} supports {spec.channels} channels, not {channels}")
+    takes = set(inspect.signature(spec.factory).parameters)
+    if unknown := sorted(set(params) - takes):
+        with_params = [n for n, s in LOSSES.items() if set(inspect.signature(s.factory).parameters) & set(params)]
+        hint = f": only {', '.join(with_params)} take it" if with_params else ""
+        raise ValueError(f"loss {name!r} takes no {', '.join(unknown)} (--loss-params){hint}")
     return spec.factory(**params)
 
 
