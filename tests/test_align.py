@@ -54,6 +54,16 @@ def test_a_pasted_face_is_found_and_framed_like_its_crop() -> None:
     assert np.abs(a - b).mean() < 12  # same framing up to resampling
 
 
+@needs_celeba
+def test_where_hog_finds_no_face_the_cnn_detector_looks_again(monkeypatch) -> None:
+    face = Image.open(sorted(CELEBA.iterdir())[1]).convert("RGB")
+    photo = _paste(face, 1.8, -10, (700, 600), (150, 120))
+    hog = align.detect(photo)
+    monkeypatch.setattr(align, "_detector", lambda: lambda arr, up: [])  # HOG blind
+    (cnn,) = align.detect(photo)
+    assert np.abs(align.key_points(cnn.landmarks) - align.key_points(hog[0].landmarks)).max() < 6  # same eyes, mouth
+
+
 def test_no_face_is_a_note_or_an_error(tmp_path) -> None:
     noise = Image.fromarray(np.random.default_rng(1).integers(0, 256, (300, 400, 3), dtype=np.uint8))
     noise.save(tmp_path / "noise.png")
