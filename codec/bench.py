@@ -26,10 +26,16 @@ import torch
 
 from codec import baselines as B
 from codec import metrics
+from codec.generator import Generator
 from codec.losses import LOSSES
 from codec.losses.watson import WatsonDistance
+from codec.rdmodel import RDModel
 
 METRICS = ("bytes", "bpp", "ratio", "psnr", "mse", "ssim", "ms_ssim", "watson_dft", "same_person", "enc_ms", "dec_ms")
+
+
+#: Quality levels of a rate-distortion model shown in the grid beside the default one.
+GRID_LEVELS = (2, 6)
 
 
 @dataclass
@@ -46,6 +52,7 @@ class BenchConfig:
     steps: int | None = None
     restarts: int = 4
     model: str = "celeba64"
+    reference: str | None = None  # a GAN-only model whose rows stand beside the main model's
     device: str = "auto"
     seed: int = 0
     out: str = "runs/bench"
@@ -183,8 +190,7 @@ def _key(*parts: object) -> str:
 def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
     """Compute (or load from cache) every row for every image; returns per-image records."""
     from codec.images import uint8_to_pil
-    from codec.pipeline import EncodeOptions, decode_tensor, encode_batch, load_model
-    from codec.rdmodel import RDModel
+    from codec.pipeline import DEFAULT_QUALITY, EncodeOptions, decode_tensor, encode_batch, load_model
 
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     g, fp = load_model(cfg.model)
@@ -236,51 +242,73 @@ def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
     find_shipped(fp[:4])  # load and fingerprint the shipped models now, not inside a timed decode
     # percodec: one row per (loss, bits) or, for a rate-distortion model, per (loss, quality);
     # the first row sets the byte budget of the matched rows. A rate-distortion model's other
-    # levels are swept for the plot.
+    # levels are swept for the plot; its default quality is coded with encode's defaults
+    # (so its byte cap applies). A GAN-only reference model adds its rows for the first loss.
+    budget: dict[str, int] = {}
+
+    def percodec(model: str, g: Generator | RDModel, fp: bytes, settings: list, losses: tuple, tag: str) -> None:
+        rd = isinstance(g, RDModel)
+        for setting, is_sweep in settings:
+            for loss in losses[:1] if is_sweep else losses:
+                label = f"percodec{tag} {loss}" + (
+                    f" q={setting}" if rd else (f" {setting}b" if len(cfg.bits) > 1 else "")
+                )
+                key = _key(label, fp.hex(), cfg.steps, cfg.restarts, cfg.seed, setting)
+                keys.append(key)
+                done = cache.load(key)
+                todo = [i for i in mine if names[i] not in done]
+                if rd:
+                    knob = {"quality": None if setting == DEFAULT_QUALITY else setting}
+                else:
+                    knob = {"bits": setting, "restarts": cfg.restarts, "seed": cfg.seed}
+                steps = cfg.steps if model == cfg.model else None
+                opts = EncodeOptions(
+                    model=model, loss=loss, steps=steps, device=cfg.device, batch_size=cfg.batch_size, **knob
+                )
+                family = f"percodec{tag}-{loss}" + ("-rd" if rd else "")
+                for start in range(0, len(todo), cfg.batch_size):
+                    chunk = todo[start : start + cfg.batch_size]
+                    cache.append(key, encode_rows(chunk, opts, label, family, setting, is_sweep))
+                if bar is not None:
+                    bar.update(1)
+                if not budget:
+                    budget.update({r["image"]: int(r["bytes"]) for r in cache.load(key).values()})
+
+    def encode_rows(chunk: list[int], opts: EncodeOptions, label: str, family: str, setting: int, sweep: bool) -> list:
+        t = time.perf_counter()
+        res = encode_batch([uint8_to_pil(torch.from_numpy(images[i]).permute(2, 0, 1)) for i in chunk], opts)
+        enc_ms = (time.perf_counter() - t) * 1000 / len(chunk)
+        recs = []
+        for i, r in zip(chunk, res, strict=True):
+            t = time.perf_counter()
+            dec = decode_tensor(r.data, opts.model)
+            dec_ms = (time.perf_counter() - t) * 1000
+            recs.append(
+                {
+                    "image": names[i],
+                    "codec": label,
+                    "family": family,
+                    "setting": setting,
+                    **score(images[i], dec.permute(1, 2, 0).numpy(), r.num_bytes, png[names[i]]),
+                    "enc_ms": enc_ms,
+                    "dec_ms": dec_ms,
+                    "data": r.data.hex(),
+                    "model": str(opts.model),
+                    **({"sweep": True} if sweep else {}),
+                }
+            )
+        return recs
+
     rd = isinstance(g, RDModel)
     settings = [(q, False) for q in cfg.qualities] if rd else [(b, False) for b in cfg.bits]
     if rd and cfg.sweep:
         settings += [(q, True) for q in g.tables if q not in cfg.qualities]
-    budget: dict[str, int] = {}
-    for setting, is_sweep in settings:
-        for loss in cfg.losses[:1] if is_sweep else cfg.losses:
-            label = f"percodec {loss}" + (f" q={setting}" if rd else (f" {setting}b" if len(cfg.bits) > 1 else ""))
-            key = _key(label, fp.hex(), cfg.steps, cfg.restarts, cfg.seed, setting)
-            keys.append(key)
-            done = cache.load(key)
-            todo = [i for i in mine if names[i] not in done]
-            knob = {"quality": setting} if rd else {"bits": setting, "restarts": cfg.restarts, "seed": cfg.seed}
-            opts = EncodeOptions(
-                model=cfg.model, loss=loss, steps=cfg.steps, device=cfg.device, batch_size=cfg.batch_size, **knob
-            )
-            for start in range(0, len(todo), cfg.batch_size):
-                chunk = todo[start : start + cfg.batch_size]
-                t = time.perf_counter()
-                res = encode_batch([uint8_to_pil(torch.from_numpy(images[i]).permute(2, 0, 1)) for i in chunk], opts)
-                enc_ms = (time.perf_counter() - t) * 1000 / len(chunk)
-                recs = []
-                for i, r in zip(chunk, res, strict=True):
-                    t = time.perf_counter()
-                    dec = decode_tensor(r.data, cfg.model)
-                    dec_ms = (time.perf_counter() - t) * 1000
-                    recs.append(
-                        {
-                            "image": names[i],
-                            "codec": label,
-                            "family": f"percodec-{loss}" + ("-rd" if rd else ""),
-                            "setting": setting,
-                            **score(images[i], dec.permute(1, 2, 0).numpy(), r.num_bytes, png[names[i]]),
-                            "enc_ms": enc_ms,
-                            "dec_ms": dec_ms,
-                            "data": r.data.hex(),
-                            **({"sweep": True} if is_sweep else {}),
-                        }
-                    )
-                cache.append(key, recs)
-            if bar is not None:
-                bar.update(1)
-            if not budget:
-                budget = {r["image"]: int(r["bytes"]) for r in cache.load(key).values()}
+    percodec(cfg.model, g, fp, settings, cfg.losses, "")
+    if cfg.reference:
+        ref, ref_fp = load_model(cfg.reference)
+        if isinstance(ref, RDModel):
+            raise ValueError(f"--reference-model {cfg.reference} must be a GAN-only model")
+        percodec(cfg.reference, ref, ref_fp, [(cfg.bits[0], False)], cfg.losses[:1], "-gan")
 
     def matched(name: str, family: str, make: Callable[[int], B.Codec], lo: int = 0) -> None:
         key = _key(f"{name} matched", cfg.bits[0], fp.hex())
@@ -500,7 +528,8 @@ def plot_rd(summary: list[dict], path: Path) -> None:
 
 
 def plot_grid(cfg: BenchConfig, records: list[dict], path: Path, rows: int = 6) -> None:
-    """Original, percodec per loss, WebP at the same bytes, smallest JPEG, k-means K=4."""
+    """Original, percodec per loss (and a lower and a higher quality level of the first),
+    eigenface and WebP at the same bytes, smallest JPEG, k-means K=4."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -510,7 +539,12 @@ def plot_grid(cfg: BenchConfig, records: list[dict], path: Path, rows: int = 6) 
 
     g, _ = load_model(cfg.model)
     names, images = load_images(cfg, g.config.size, g.config.nc, g.config.crop)
-    cols = [r["codec"] for r in records if r["codec"].startswith("percodec") and not r.get("sweep")]
+    other_rates = [f" q={q}" for q in GRID_LEVELS]
+    cols = [
+        r["codec"]
+        for r in records
+        if r["codec"].startswith("percodec") and (not r.get("sweep") or r["codec"].endswith(tuple(other_rates)))
+    ]
     cols = list(dict.fromkeys(cols)) + [
         "webp @ percodec bytes",
         "eigenface @ percodec bytes",
@@ -547,7 +581,7 @@ def reconstruct(record: dict, img: np.ndarray, model: str, basis: B.Eigenbasis |
     from codec.pipeline import decode_tensor
 
     if "data" in record:
-        return decode_tensor(bytes.fromhex(record["data"]), model).permute(1, 2, 0).numpy()
+        return decode_tensor(bytes.fromhex(record["data"]), record.get("model", model)).permute(1, 2, 0).numpy()
     nc, q = img.shape[-1], int(record["setting"])
     family = record["family"].removesuffix("-matched")
     make = {

@@ -192,6 +192,18 @@ def train_generator(no_progress: bool, **kwargs: Any) -> None:
         )
 
 
+#: The GAN-only model shown beside a rate-distortion model in the bench (face datasets).
+GAN_REFERENCE = "celeba64-gan"
+
+
+def _default_reference(model: str, dataset: str) -> str:
+    from codec.generator import resolve_model, shipped_models
+    from codec.rdmodel import is_rd_file
+
+    wanted = dataset != "mnist" and GAN_REFERENCE in shipped_models() and is_rd_file(resolve_model(model))
+    return GAN_REFERENCE if wanted else "none"
+
+
 def _loss_names() -> list[str]:
     from codec.losses import LOSSES
 
@@ -737,6 +749,11 @@ def info(inputs: tuple[str, ...], as_json: bool) -> None:
 )
 @click.option("--restarts", type=click.IntRange(1), default=4, show_default=True)
 @click.option("--model", default=None, help="Model name or path [celeba64; mnist32 for --dataset mnist].")
+@click.option(
+    "--reference-model",
+    help="A GAN-only model whose rows (first loss, first --bits) stand beside a rate-distortion model's "
+    "[celeba64-gan for face datasets; 'none' to leave it out].",
+)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option(
     "--out",
@@ -753,11 +770,12 @@ def bench(
     bits: tuple[int, ...],
     qualities: tuple[int, ...],
     model: str | None,
+    reference_model: str | None,
     no_sweep: bool,
     quiet: bool,
     **kwargs: Any,
 ) -> None:
-    """Compare percodec with JPEG, WebP, AVIF and k-means on a dataset.
+    """Compare percodec with eigenfaces, JPEG, WebP, AVIF and k-means on a dataset.
 
     \b
     Writes OUT/results.json, per_image.csv, results.md, rd.png (SSIM and PSNR against bits
@@ -772,12 +790,16 @@ def bench(
 
     if kwargs["dataset"] in ("celeba", "folder", "mnist") and not kwargs["data_root"]:
         raise click.UsageError(f"--dataset {kwargs['dataset']} needs --data-root")
+    model = model or ("mnist32" if kwargs["dataset"] == "mnist" else "celeba64")
+    if reference_model is None:
+        reference_model = _default_reference(model, kwargs["dataset"])
     cfg = BenchConfig(
         losses=losses or tuple(LOSSES),
         bits=bits or (7,),
         qualities=qualities or (4,),
         sweep=not no_sweep,
-        model=model or ("mnist32" if kwargs["dataset"] == "mnist" else "celeba64"),
+        model=model,
+        reference=None if reference_model == "none" else reference_model,
         **kwargs,
     )
     records = run(cfg, progress=not quiet)

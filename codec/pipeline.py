@@ -35,6 +35,9 @@ DEFAULT_BITS = 7
 #: Rate-distortion models: default quality level and refinement steps.
 DEFAULT_QUALITY = 4
 RD_STEPS = 50
+#: With neither --quality nor --max-bytes, no file is larger than this: an image the default
+#: level would code larger gets the highest lower level that fits.
+DEFAULT_MAX_BYTES = 112
 
 ImageLike = str | Path | bytes | BinaryIO | Image.Image
 
@@ -284,7 +287,8 @@ def _rd_coder(
     steps = RD_STEPS if o.steps is None else o.steps
 
     def code(x: torch.Tensor, first: int) -> list[EncodeResult]:
-        levels = _pick_levels(m, x.to(device), o.quality, o.max_bytes, first)
+        levels = _pick_levels(m, x.to(device), o, first)
+        max_bytes = _rate_setting(o, len(m.steps))[1]
         sym = torch.zeros(len(x), cfg.nz, dtype=torch.long)
         for level in sorted(set(levels)):
             rows = [i for i, lv in enumerate(levels) if lv == level]
@@ -292,7 +296,7 @@ def _rd_coder(
         results = []
         for i, level in enumerate(levels):
             data = _file(m, fp, level, sym[i])
-            if o.max_bytes is not None and len(data) > o.max_bytes:  # refinement outgrew the budget
+            if max_bytes is not None and len(data) > max_bytes:  # refinement outgrew the budget
                 sym[i] = refine(m, x[i : i + 1].to(device), loss_fn, level, 0)[0].cpu()
             results.append(_rd_result(decoder, fp, level, sym[i], x[i], steps))
         return results
@@ -313,11 +317,10 @@ def reusable(data: bytes, options: EncodeOptions) -> str | None:
     if isinstance(g, RDModel):
         if not isinstance(c, CodedContainer):
             return "is a version-1 file; this model writes version 2"
-        if options.max_bytes is not None:
-            fits = len(data) <= options.max_bytes and options.quality in (None, c.level)
-            return None if fits else f"does not fit --max-bytes {options.max_bytes} at the quality asked for"
-        want = options.quality or DEFAULT_QUALITY
-        return None if c.level == want else f"has quality {c.level}, not {want}"
+        levels, max_bytes = _rate_setting(options, len(g.steps))
+        if c.level not in levels:
+            return f"has quality {c.level}, not {levels[0] if len(levels) == 1 else f'at most {levels[0]}'}"
+        return None if max_bytes is None or len(data) <= max_bytes else f"is over {max_bytes} bytes"
     if isinstance(c, CodedContainer):
         return "is a version-2 file; this model writes version 1"
     want = _gan_bits(g.config.nz, options)
@@ -329,13 +332,22 @@ def _file(m: RDModel, fp: bytes, level: int, symbols: torch.Tensor) -> bytes:
     return container.to_bytes(CodedContainer(fp[:FINGERPRINT_BYTES], level, payload))
 
 
-def _pick_levels(m: RDModel, x: torch.Tensor, quality: int | None, max_bytes: int | None, first: int) -> list[int]:
-    """Per image: `quality`, or the highest level whose encoder-only file fits max_bytes."""
+def _rate_setting(o: EncodeOptions, levels: int) -> tuple[list[int], int | None]:
+    """Candidate levels (best first) of a model with `levels` levels, and the byte budget."""
+    if o.quality is not None:
+        return [o.quality], o.max_bytes
+    if o.max_bytes is not None:
+        return list(range(levels, 0, -1)), o.max_bytes
+    return list(range(min(DEFAULT_QUALITY, levels), 0, -1)), DEFAULT_MAX_BYTES
+
+
+def _pick_levels(m: RDModel, x: torch.Tensor, o: EncodeOptions, first: int) -> list[int]:
+    """Per image: the first candidate level whose encoder-only file fits the budget."""
+    candidates, max_bytes = _rate_setting(o, len(m.steps))
+    if max_bytes is None:
+        return [candidates[0]] * len(x)
     with torch.no_grad():
         y = m.encoder(x)
-    candidates = [quality] if quality is not None else list(m.tables)[::-1]
-    if max_bytes is None:
-        return [quality or DEFAULT_QUALITY] * len(x)
     out = []
     for i in range(len(x)):
         sizes = {}

@@ -63,11 +63,15 @@ class RDModel(nn.Module):
         return h.digest()[:8]
 
 
-def save_rd(model: RDModel, path: str | Path, card: dict[str, str] | None = None) -> None:
-    """Write the model (float32 weights, tables built now) atomically."""
+def save_rd(model: RDModel, path: str | Path, card: dict[str, str] | None = None, half: bool = False) -> None:
+    """Write the model (tables built now) atomically. half=True stores the encoder's and
+    generator's weights as float16 (the fingerprint is that of the rounded weights, which
+    every decoder loads); the prior and its centres stay float32, being tiny and exact."""
     path = Path(path)
     model.build_tables()
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if "num_batches" not in k}
+    if half:
+        state = {k: v.half() if v.is_floating_point() and not k.startswith("prior.") else v for k, v in state.items()}
     for lv, t in model.tables.items():
         state[f"tables.{lv}.offsets"] = torch.from_numpy(t.offsets)
         state[f"tables.{lv}.lengths"] = torch.from_numpy(t.lengths)

@@ -1,9 +1,14 @@
 """Ship a trained run as a package model: models/NAME.safetensors (float16), NAME.png, NAME.md.
 
-    python scripts/ship_model.py ~/percodec-runs/celeba64 celeba64 [--note "text for the card"]
+    python scripts/ship_model.py ~/percodec-runs/celeba64 celeba64-gan [--note "text for the card"]
+    python scripts/ship_model.py ~/percodec-runs/rd-celeba64 celeba64     # a rate-distortion run
 
-The sample grid is rendered from the shipped (half-precision) weights with the same fixed
-latents as the training grids (seed 1234), and the card is filled from the run's metadata.
+GAN-only runs (generator.safetensors): the grid is rendered from the shipped (half-precision)
+weights with the same fixed latents as the training grids (seed 1234). Rate-distortion runs
+(model.safetensors): the grid shows faces decoded from latents drawn from the shipped
+prior's own coding tables at the default quality (no training image enters the
+repository), and NAME_curve.png the validation curves from the run's log. The card is
+filled from the run's metadata, with the exact command that continues the run.
 """
 
 from __future__ import annotations
@@ -26,18 +31,22 @@ def main() -> None:
     ap.add_argument("name", help="model name, e.g. celeba64")
     ap.add_argument("--note", default="", help="extra paragraph for the card")
     args = ap.parse_args()
+    ship = ship_rd if (args.run / "model.safetensors").is_file() else ship_gan
+    ship(args.run, args.name, args.note)
 
-    g, card = load_generator(args.run / "generator.safetensors")
-    out = MODELS / f"{args.name}.safetensors"
+
+def ship_gan(run: Path, name: str, note: str) -> None:
+    g, card = load_generator(run / "generator.safetensors")
+    out = MODELS / f"{name}.safetensors"
     save_generator(g, out, card, half=True)
     shipped, _ = load_generator(out)
     fixed_z = torch.randn(64, shipped.config.nz, generator=torch.Generator().manual_seed(1234))
     with torch.no_grad():
-        save_grid(shipped(fixed_z), MODELS / f"{args.name}.png")
+        save_grid(shipped(fixed_z), MODELS / f"{name}.png")
 
     c = shipped.config
     params = sum(p.numel() for p in shipped.parameters())
-    log = args.run / "train.log.jsonl"
+    log = run / "train.log.jsonl"
     last = json.loads(log.read_text().splitlines()[-1]) if log.is_file() and log.read_text().strip() else {}
     hours = float(card.get("wall_seconds", 0)) / 3600
     rows = [
@@ -71,20 +80,103 @@ def main() -> None:
         ("date", card.get("date", "")),
     ]
     lines = [
-        f"# Model card: {args.name}",
+        f"# Model card: {name}",
         "",
-        "The generator shipped with percodec as `--model "
-        f"{args.name}`; sender and receiver must hold these exact weights.",
+        f"The generator shipped with percodec as `--model {name}`; sender and receiver must hold these exact weights.",
         "",
         "| | |",
         "|---|---|",
     ]
     lines += [f"| {k} | {v} |" for k, v in rows]
-    lines += ["", f"![64 samples from fixed latents]({args.name}.png)", ""]
-    if args.note:
-        lines += [args.note, ""]
-    (MODELS / f"{args.name}.md").write_text("\n".join(lines))
+    lines += ["", f"![64 samples from fixed latents]({name}.png)", ""]
+    if note:
+        lines += [note, ""]
+    (MODELS / f"{name}.md").write_text("\n".join(lines))
     print(f"shipped {out} ({out.stat().st_size:,} bytes), card and grid beside it")
+
+
+def ship_rd(run: Path, name: str, note: str) -> None:
+    from codec.pipeline import DEFAULT_QUALITY
+    from codec.rdmodel import load_rd, save_rd
+
+    m, card = load_rd(run / "model.safetensors")
+    out = MODELS / f"{name}.safetensors"
+    save_rd(m, out, card, half=True)
+    shipped, _ = load_rd(out)
+    _prior_grid(shipped, DEFAULT_QUALITY, MODELS / f"{name}.png")
+    log = [json.loads(line) for line in (run / "train.log.jsonl").read_text().splitlines() if line.strip()]
+    val = [r for r in log if "val_psnr" in r]
+    _curves(val, int(card["batch_size"]), MODELS / f"{name}_curve.png")
+    c = shipped.config
+    count = lambda mod: sum(p.numel() for p in mod.parameters())  # noqa: E731
+    cfg = json.loads(torch.load(run / "checkpoint.pt", weights_only=True, map_location="cpu")["train_config"])
+    last = val[-1]
+    resume = card["command"] if "--resume" in card["command"] else card["command"] + " --resume"
+    rows = [
+        ("architecture", f"encoder (DCGAN-discriminator shaped, width {c.ndf}) -> {c.nz}-dim latent -> factorised "
+         f"learned prior (Ballé et al. 2017) -> DCGAN generator (width ngf={c.ngf}), output {c.size}x{c.size}x{c.nc}"),
+        ("parameters", f"{count(shipped):,}: encoder {count(shipped.encoder):,}, prior {count(shipped.prior):,}, "
+         f"generator {count(shipped.generator):,}"),
+        ("weights", f"float16 encoder and generator, float32 prior, safetensors, {out.stat().st_size:,} bytes; "
+         f"fingerprint {shipped.fingerprint().hex()}"),
+        ("quality levels", ", ".join(f"{lv}: step {s:g}" for lv, s in enumerate(shipped.steps, start=1))),
+        ("data", f"{card.get('dataset')} split '{card.get('split')}' ({card.get('train_images')} images); centre crop "
+         f"{c.crop:.4f} of the shorter side, bicubic resize to {c.size}; random horizontal flips"),
+        ("objective", f"distortion `{cfg['distortion']}` + β·rate, β steered to {cfg['target_bytes']:g} bytes at "
+         f"quality 4 (final β = {card.get('beta')} per pixel); adversarial weight {cfg['adv_weight']:g}; steps drawn "
+         f"from {cfg['step_range']}; Adam lr {cfg['lr']:g} (prior 1e-3)"
+         + (f", x0.1 from step {cfg['lr_drop']}" if cfg.get("lr_drop") is not None else "")),
+        ("images seen", f"{int(card['images_seen']):,} ({card['steps']} steps x batch {card['batch_size']})"),
+        ("wall time", f"{float(card.get('wall_seconds', 0)) / 3600:.2f} h ({card.get('hardware')}, all sessions)"),
+        ("last validation", f"{last['val_psnr']:.2f} dB PSNR, SSIM {last['val_ssim']:.3f} at {last['val_bytes']:.1f} B "
+         f"(ideal code length + header, encoder only, quality 4, {cfg['valid_images']} CelebA valid faces)"),
+        ("continue training", f"`{resume}` (raise `--steps`)"),
+        ("code version", card.get("code_version", "")),
+        ("date", card.get("date", "")),
+    ]  # fmt: skip
+    intro = (f"The rate-distortion model shipped with percodec as `--model {name}`; sender and receiver must hold "
+             "these exact weights and coding tables.")  # fmt: skip
+    lines = [f"# Model card: {name}", "", intro, "", "| | |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in rows]
+    lines += ["", f"![validation curves]({name}_curve.png)", "",
+              f"![faces decoded from latents drawn from the prior's tables at quality {DEFAULT_QUALITY}]({name}.png)",
+              ""]  # fmt: skip
+    if note:
+        lines += [note, ""]
+    (MODELS / f"{name}.md").write_text("\n".join(lines))
+    print(f"shipped {out} ({out.stat().st_size:,} bytes), card, curves and grid beside it")
+
+
+def _prior_grid(m, level: int, path: Path, count: int = 64) -> None:
+    """Faces decoded from symbols drawn per dimension from the level's coding tables."""
+    import numpy as np
+
+    t = m.tables[level]
+    rng = np.random.default_rng(1234)
+    sym = np.empty((count, len(t.offsets)), dtype=np.int64)
+    for d in range(len(t.offsets)):
+        p = t.counts[d, : t.lengths[d]].astype(np.float64)
+        sym[:, d] = t.offsets[d] + rng.choice(len(p), size=count, p=p / p.sum())
+    with torch.no_grad():
+        save_grid(m.generator(m.prior.dequantize(torch.from_numpy(sym), t.step)), path)
+
+
+def _curves(val: list[dict], batch: int, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    seen = [r["step"] * batch / 1e6 for r in val]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    for ax, key, label in zip(axes, ("val_psnr", "val_ssim", "val_bytes"), ("PSNR (dB)", "SSIM", "bytes"), strict=True):
+        ax.plot(seen, [r[key] for r in val], lw=1)
+        ax.set_xlabel("million images seen")
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -158,11 +158,31 @@ def test_max_bytes_picks_the_highest_level_that_fits(tiny_rd_file, tmp_path) -> 
         encode_batch([src], EncodeOptions(model=tiny_rd_file, max_bytes=min(sizes.values()) - 1))
 
 
-def test_bench_rows_of_a_rate_distortion_model(tiny_rd_file, tmp_path) -> None:
+def test_default_files_never_exceed_the_default_cap(tiny_rd_file, tmp_path, monkeypatch) -> None:
+    from PIL import Image
+
+    from codec import pipeline
+
+    src = tmp_path / "x.png"
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(src)
+    sizes = {q: len(encode_batch([src], EncodeOptions(model=tiny_rd_file, steps=0, quality=q))[0].data) for q in (2, 4)}
+    assert sizes[2] < sizes[4]
+    (r,) = encode_batch([src], EncodeOptions(model=tiny_rd_file, steps=2, loss="mse"))
+    assert r.level == 4  # under the real cap: the default level
+    monkeypatch.setattr(pipeline, "DEFAULT_MAX_BYTES", sizes[4] - 1)
+    (r,) = encode_batch([src], EncodeOptions(model=tiny_rd_file, steps=2, loss="mse"))
+    assert r.level < 4 and r.num_bytes < sizes[4]
+    (r,) = encode_batch([src], EncodeOptions(model=tiny_rd_file, steps=2, loss="mse", quality=4))
+    assert r.level == 4  # asked for explicitly: no cap
+
+
+def test_bench_rows_of_a_rate_distortion_model(tiny_rd_file, tiny_model_file, tmp_path) -> None:
     from codec.bench import BenchConfig, run, summarize
 
-    cfg = BenchConfig(dataset="samples", model=str(tiny_rd_file), losses=("mse",), steps=1, out=str(tmp_path / "b"))
+    cfg = BenchConfig(dataset="samples", model=str(tiny_rd_file), losses=("mse", "l1"), steps=1,
+                      out=str(tmp_path / "b"), reference=str(tiny_model_file))  # fmt: skip
     rows = {r["codec"]: r for r in summarize(run(cfg, progress=False))}
+    assert rows["percodec-gan mse"]["bytes"] == 19 and "percodec-gan l1" not in rows  # 8 dims x 7 bits + header
     assert not rows["percodec mse q=4"]["sweep"] and rows["percodec mse q=8"]["sweep"]
     assert rows["percodec mse q=1"]["bytes"] <= rows["percodec mse q=8"]["bytes"]
     assert rows["webp @ percodec bytes"]["n"] == rows["percodec mse q=4"]["n"]
