@@ -210,6 +210,21 @@ def _loss_names() -> list[str]:
     return list(LOSSES)
 
 
+class LossMix(click.ParamType):
+    """A registered loss or a weighted mix of them, e.g. 'ms-ssim=1,mse=3'."""
+
+    name = "LOSS"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        from codec.losses import parse_mix
+
+        try:
+            parse_mix(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        return value
+
+
 def _expand_inputs(inputs: tuple[str, ...], kind: str = "images") -> list[str]:
     """Files as given, folders replaced by the images (or .pgz files) under them."""
     from codec.data import folder_files
@@ -319,10 +334,11 @@ def _batch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--model", default="celeba64", show_default=True, help="Shipped model name or .safetensors path.")
 @click.option(
     "--loss",
-    type=click.Choice(_loss_names()),
+    type=LossMix(),
     default="ssim",
     show_default=True,
-    help="What the search minimises; see README 'Which loss'.",
+    help=f"What the search minimises: {', '.join(_loss_names())}, or a weighted mix such as "
+    "'ms-ssim=1,mse=3'; see README 'Which loss'.",
 )
 @click.option(
     "--loss-params",

@@ -24,7 +24,7 @@ from codec.errors import ImageError, PercodecError
 from codec.generator import Generator, fingerprint, load_generator, resolve_model, shipped_models
 from codec.images import fit_to_model, float_to_uint8, open_image, read_input, to_tensor, uint8_to_pil
 from codec.inversion import SearchConfig, invert, refine
-from codec.losses import make_loss
+from codec.losses import make_mix
 from codec.metrics import bpp, psnr, ssim
 from codec.quantize import MAX_BITS, MIN_BITS, dequantize, payload_size
 from codec.rdmodel import RDModel, is_rd_file, load_rd
@@ -233,7 +233,7 @@ def _gan_coder(
     cfg = g.config
     bits = _gan_bits(cfg.nz, o)
     # eval(): deterministic by default; the search passes Watson's grid shifts explicitly.
-    loss_fn = make_loss(o.loss, channels=cfg.nc, **o.loss_params).to(device).eval()
+    loss_fn = make_mix(o.loss, cfg.nc, **o.loss_params).to(device).eval()
     search = SearchConfig(
         steps=o.steps if o.steps is not None else SearchConfig.steps,
         restarts=o.restarts,
@@ -282,7 +282,7 @@ def _rd_coder(
     if o.quality is not None:
         m.step_of(o.quality)  # range check before any work
     cfg = m.config
-    loss_fn = make_loss(o.loss, channels=cfg.nc, **o.loss_params).to(device).eval()
+    loss_fn = make_mix(o.loss, cfg.nc, **o.loss_params).to(device).eval()
     decoder, _ = load_model(o.model, "cpu")
     steps = RD_STEPS if o.steps is None else o.steps
 

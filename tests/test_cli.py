@@ -149,3 +149,11 @@ def test_installed_console_script(tmp_path, face, tiny_model_file) -> None:
     assert done.returncode == 0 and "percodec .pgz version 1" in done.stdout
     bad = subprocess.run([str(exe), "info", str(face)], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "not a percodec file" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_loss_takes_a_weighted_mix(tmp_path, face, tiny_model_file) -> None:
+    r = _run("encode", str(face), str(tmp_path / "m.pgz"), "--model", str(tiny_model_file), "--steps", "3",
+             "--loss", "ssim=1,mse=3")  # fmt: skip
+    assert r.exit_code == 0 and "[ssim=1,mse=3," in r.output
+    r = _run("encode", str(face), str(tmp_path / "n.pgz"), "--loss", "ssim=1,nope=2")
+    assert r.exit_code == 2 and "unknown loss 'nope'" in r.output

@@ -107,12 +107,17 @@ def parse_mix(spec: str) -> dict[str, float]:
     return out
 
 
-def make_mix(spec: str, channels: int | None = None) -> nn.Module:
-    """A loss or a weighted mix of registered losses from its text form (see `parse_mix`)."""
+def make_mix(spec: str, channels: int | None = None, **params: object) -> nn.Module:
+    """A loss or a weighted mix of registered losses from its text form (see `parse_mix`).
+    `params` go to the parts that take them (e.g. a Watson loss's params_file)."""
     weights = parse_mix(spec)
     if len(weights) == 1 and next(iter(weights.values())) == 1.0:
-        return make_loss(next(iter(weights)), channels)
-    return WeightedSum({n: make_loss(n, channels) for n in weights}, weights)
+        return make_loss(next(iter(weights)), channels, **params)
+    takes = {n: set(inspect.signature(LOSSES[n].factory).parameters) for n in weights}
+    if unused := sorted(set(params) - set().union(*takes.values())):
+        raise ValueError(f"no loss in {spec!r} takes {', '.join(unused)} (--loss-params)")
+    parts = {n: make_loss(n, channels, **{k: v for k, v in params.items() if k in takes[n]}) for n in weights}
+    return WeightedSum(parts, weights)
 
 
 # Importing the modules fills the registry; their order is the order of --loss choices.
