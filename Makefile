@@ -49,14 +49,14 @@ bench-train: install ## Training throughput: real data pipeline vs a bare loop
 bench-losses: install ## Forward+backward time and memory of every loss, relative to MSE
 	$(PY) benchmarks/loss_speed.py
 
-bench-codec: install ## Encode/decode speed and quality vs steps
-	$(PY) benchmarks/codec_speed.py --data-root $(DATA)
+bench-codec: install ## Encode/decode speed, and quality vs refinement steps for three search losses
+	$(PY) benchmarks/codec_speed.py --data-root $(DATA) --images 100 --steps-list 0,10,25,50,100,200 --loss "ms-ssim=1,mse=3;ssim;mse"
 
 bench-samples: install ## The benchmark on samples/ (no data needed, a minute)
 	$(VENV)/bin/percodec bench --dataset samples --steps 100 --out runs/bench-samples
 
-bench: install ## percodec vs JPEG/WebP/k-means on 200 CelebA test images
-	$(VENV)/bin/percodec bench --dataset celeba --data-root $(DATA) --limit 200 --out runs/bench
+bench: install ## percodec (RD and GAN-only) vs eigenface/JPEG/WebP/AVIF/k-means on 500 CelebA test images
+	$(VENV)/bin/percodec bench --dataset celeba --data-root $(DATA) --limit 500 --out runs/bench
 
 clean: ## Remove build and test leftovers (keeps .venv and runs/)
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -196,6 +196,15 @@ def train_generator(no_progress: bool, **kwargs: Any) -> None:
 GAN_REFERENCE = "celeba64-gan"
 
 
+def _default_bench_losses(model: str) -> tuple[str, ...]:
+    from codec.generator import resolve_model
+    from codec.losses import LOSSES
+    from codec.pipeline import RD_LOSS
+    from codec.rdmodel import is_rd_file
+
+    return (RD_LOSS, *LOSSES) if is_rd_file(resolve_model(model)) else tuple(LOSSES)
+
+
 def _default_reference(model: str, dataset: str) -> str:
     from codec.generator import resolve_model, shipped_models
     from codec.rdmodel import is_rd_file
@@ -335,10 +344,8 @@ def _batch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--loss",
     type=LossMix(),
-    default="ssim",
-    show_default=True,
     help=f"What the search minimises: {', '.join(_loss_names())}, or a weighted mix such as "
-    "'ms-ssim=1,mse=3'; see README 'Which loss'.",
+    "'ms-ssim=1,mse=3' [rate-distortion models: ms-ssim=1,mse=3; GAN-only: ssim]; see README 'Which loss'.",
 )
 @click.option(
     "--loss-params",
@@ -348,8 +355,8 @@ def _batch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--steps",
     type=click.IntRange(0),
-    help="Most search steps per image [GAN model: 300, stopping early when the loss stalls; "
-    "rate-distortion model: 50 of refinement from the encoder's latent, 0 = encoder only].",
+    help="Most search steps per image [rate-distortion model: 25 of refinement from the encoder's latent, "
+    "0 = encoder only; GAN model: 300, stopping early when the loss stalls].",
 )
 @click.option(
     "--quality",
@@ -525,7 +532,7 @@ def _encode_files(
             if not quiet:
                 click.echo(
                     f"{src} -> {dst}: {r.num_bytes} bytes ({r.bpp:.3f} bpp), PSNR {r.psnr:.2f} dB, SSIM {r.ssim:.3f} "
-                    f"[{options.loss}, {f'{r.bits} bits' if r.bits else f'quality {r.level}'}, "
+                    f"[{r.loss}, {f'{r.bits} bits' if r.bits else f'quality {r.level}'}, "
                     f"{r.steps} steps; {r.where}]",
                     err=dst == "-",
                 )
@@ -743,8 +750,9 @@ def info(inputs: tuple[str, ...], as_json: bool) -> None:
     "--loss",
     "losses",
     multiple=True,
-    type=click.Choice(_loss_names()),
-    help="percodec rows, repeatable [every registered loss].",
+    type=LossMix(),
+    help="percodec rows, repeatable, mixes allowed [a rate-distortion model's default mix, then every "
+    "registered loss].",
 )
 @click.option(
     "--bits",
@@ -802,7 +810,6 @@ def bench(
     Under torchrun the images are sharded across processes and merged by rank 0.
     """
     from codec.bench import BenchConfig, run, summarize, table, write_outputs
-    from codec.losses import LOSSES
 
     if kwargs["dataset"] in ("celeba", "folder", "mnist") and not kwargs["data_root"]:
         raise click.UsageError(f"--dataset {kwargs['dataset']} needs --data-root")
@@ -810,7 +817,7 @@ def bench(
     if reference_model is None:
         reference_model = _default_reference(model, kwargs["dataset"])
     cfg = BenchConfig(
-        losses=losses or tuple(LOSSES),
+        losses=losses or _default_bench_losses(model),
         bits=bits or (7,),
         qualities=qualities or (4,),
         sweep=not no_sweep,

@@ -11,30 +11,38 @@ from codec.container import from_bytes
 from codec.generator import fingerprint, load_generator, shipped_models
 from codec.images import float_to_uint8
 from codec.metrics import psnr
-from codec.pipeline import EncodeOptions, decode_tensor, encode_batch, load_model, prepare
+from codec.pipeline import DEFAULT_MAX_BYTES, EncodeOptions, decode_tensor, encode_batch, load_model, prepare
+from codec.rdmodel import is_rd_file, load_rd
 from tests.conftest import ROOT, SAMPLES
 
 
 def test_shipped_models_load_with_cards() -> None:
     models = shipped_models()
-    assert {"celeba64", "mnist32"} <= set(models)
+    assert {"celeba64", "celeba64-gan", "mnist32"} <= set(models)
     for name, path in models.items():
-        g, card = load_generator(path)
+        if is_rd_file(path):
+            m, card = load_rd(path)
+            nets = [m.encoder, m.generator]
+        else:
+            g, card = load_generator(path)
+            nets = [g]
         assert card["images_seen"] and card["dataset"] in name
         assert (path.parent / f"{name}.md").is_file() and (path.parent / f"{name}.png").is_file()
-        # Half-precision storage: the weights the decoder uses are exactly representable in fp16.
-        w = next(g.parameters())
-        assert torch.equal(w, w.half().float())
-    assert load_generator(models["celeba64"])[0].config.size == 64
+        for net in nets:  # half-precision storage: the weights are exactly representable in fp16
+            w = next(net.parameters())
+            assert torch.equal(w, w.half().float())
+    assert is_rd_file(models["celeba64"]) and load_rd(models["celeba64"])[0].config.size == 64
+    assert load_generator(models["celeba64-gan"])[0].config.size == 64
     assert load_generator(models["mnist32"])[0].config.nc == 1
 
 
-def test_search_beats_the_prior_mean_on_a_real_face() -> None:
-    """Few steps on a sample face with the shipped model: a small file whose image is clearly
-    closer to the input than the generator's image of the mean latent z = 0."""
-    (r,) = encode_batch([SAMPLES / "astronaut.png"], EncodeOptions(loss="mse", steps=60, restarts=2, device="cpu"))
+def test_gan_search_beats_the_prior_mean_on_a_real_face() -> None:
+    """Few steps on a sample face with the shipped GAN-only model: a small file whose image is
+    clearly closer to the input than the generator's image of the mean latent z = 0."""
+    opts = EncodeOptions(model="celeba64-gan", loss="mse", steps=60, restarts=2, device="cpu")
+    (r,) = encode_batch([SAMPLES / "astronaut.png"], opts)
     assert r.num_bytes <= 112
-    g, _ = load_model("celeba64")
+    g, _ = load_model("celeba64-gan")
     with torch.no_grad():
         mean_face = float_to_uint8(g(torch.zeros(1, g.config.nz)))[0]
     target = float_to_uint8(prepare(SAMPLES / "astronaut.png", 64, 3, g.config.crop))
@@ -42,6 +50,16 @@ def test_search_beats_the_prior_mean_on_a_real_face() -> None:
     assert r.psnr >= psnr(mean_face, target).item() + 1.0
     assert torch.equal(decode_tensor(r.data), r.decoded)  # found by fingerprint, decoded exactly
     assert from_bytes(r.data).fingerprint == fingerprint(g)[:4]
+
+
+def test_the_default_model_codes_a_real_face_far_better_than_the_gan_only_one() -> None:
+    """The shipped rate-distortion model at its defaults: a version-2 file within the default
+    cap, decoded exactly by fingerprint, much closer to the face than the GAN-only model's."""
+    (r,) = encode_batch([SAMPLES / "astronaut.png"], EncodeOptions(device="cpu"))
+    (gan,) = encode_batch([SAMPLES / "astronaut.png"], EncodeOptions(model="celeba64-gan", steps=60, device="cpu"))
+    assert r.num_bytes <= DEFAULT_MAX_BYTES and r.level is not None
+    assert torch.equal(decode_tensor(r.data), r.decoded)
+    assert r.psnr >= gan.psnr + 2.0 and r.ssim >= gan.ssim + 0.1
 
 
 def test_wheel_ships_the_models_for_a_non_editable_install(tmp_path) -> None:
@@ -57,7 +75,8 @@ def test_wheel_ships_the_models_for_a_non_editable_install(tmp_path) -> None:
     assert build.returncode == 0, build.stderr[-2000:]
     (wheel,) = wheel_dir.glob("percodec-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "codec/models/celeba64.safetensors" in names and "codec/models/mnist32.safetensors" in names
+    for name in ("celeba64", "celeba64-gan", "mnist32"):
+        assert f"codec/models/{name}.safetensors" in names
     zipfile.ZipFile(wheel).extractall(target)
     code = "from codec.generator import shipped_models as s; m = s(); print(sorted(m)); print(m['celeba64'])"
     done = subprocess.run(
@@ -69,11 +88,11 @@ def test_wheel_ships_the_models_for_a_non_editable_install(tmp_path) -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "'celeba64', 'mnist32'" in done.stdout and str(target) in done.stdout
+    assert "'celeba64', 'celeba64-gan', 'mnist32'" in done.stdout and str(target) in done.stdout
 
 
-# A version-1 file of the shipped celeba64 (astronaut sample, 100 steps), stored before the
-# model file gained its framing metadata: it must keep decoding to the same picture.
+# A version-1 file of the shipped GAN-only model (astronaut sample, 100 steps), stored when it
+# was called celeba64 and before its file gained framing metadata: it must keep decoding.
 OLD_FILE = bytes.fromhex(
     "50470198c0674a066363680a35bee5a1affca806aec03c3ea7981300a1162367d6c992e10044b85d71648302006c5ccfc03d"
     "787f6df57c21658a8e8f043bd12112b6fe07f8d0ea9db706d4280d4ae781f14bad450831005569243a63b602d9ac0100df88"
@@ -84,7 +103,7 @@ def test_a_stored_old_file_still_decodes() -> None:
     from codec.align import read_framing
     from codec.generator import resolve_model
 
-    assert read_framing(resolve_model("celeba64")) is not None  # the framing is there ...
+    assert read_framing(resolve_model("celeba64-gan")) is not None  # the framing is there ...
     decoded = decode_tensor(OLD_FILE)  # ... and outside the fingerprint the file names
     target = float_to_uint8(prepare(SAMPLES / "astronaut.png", 64, 3, 1.0))
     assert decoded.shape == (3, 64, 64) and 12.0 <= psnr(decoded, target).item() <= 13.0
