@@ -190,7 +190,7 @@ def _key(*parts: object) -> str:
 def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
     """Compute (or load from cache) every row for every image; returns per-image records."""
     from codec.images import uint8_to_pil
-    from codec.pipeline import DEFAULT_QUALITY, EncodeOptions, decode_tensor, encode_batch, load_model
+    from codec.pipeline import DEFAULT_LOSS, DEFAULT_QUALITY, EncodeOptions, decode_tensor, encode_batch, load_model
 
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     g, fp = load_model(cfg.model)
@@ -243,7 +243,7 @@ def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
     # percodec: one row per (loss, bits) or, for a rate-distortion model, per (loss, quality);
     # the first row sets the byte budget of the matched rows. A rate-distortion model's other
     # levels are swept for the plot; its default quality is coded with encode's defaults
-    # (so its byte cap applies). A GAN-only reference model adds its rows for the first loss.
+    # (so its byte cap applies). A GAN-only reference model adds its row at its own defaults.
     budget: dict[str, int] = {}
 
     def percodec(model: str, g: Generator | RDModel, fp: bytes, settings: list, losses: tuple, tag: str) -> None:
@@ -308,27 +308,37 @@ def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
         ref, ref_fp = load_model(cfg.reference)
         if isinstance(ref, RDModel):
             raise ValueError(f"--reference-model {cfg.reference} must be a GAN-only model")
-        percodec(cfg.reference, ref, ref_fp, [(cfg.bits[0], False)], cfg.losses[:1], "-gan")
+        percodec(cfg.reference, ref, ref_fp, [(cfg.bits[0], False)], (DEFAULT_LOSS,), "-gan")  # at its defaults
 
-    def matched(name: str, family: str, make: Callable[[int], B.Codec], lo: int = 0) -> None:
-        key = _key(f"{name} matched", cfg.bits[0], fp.hex())
+    def level_bytes(level: int) -> dict[str, int]:
+        label = f"percodec {cfg.losses[0]} q={level}"
+        recs = [r for k in keys for r in cache.load(k).values() if r["codec"] == label]
+        return {r["image"]: int(r["bytes"]) for r in recs}
+
+    def matched(name: str, family: str, make: Callable[[int], B.Codec], lo: int = 0, level: int | None = None) -> None:
+        """`name` bisected per image to the default percodec row's bytes, or to those of
+        the swept quality `level` (a sweep row, for the plot)."""
+        target = budget if level is None else level_bytes(level)
+        key = _key(f"{name} matched", cfg.bits[0], fp.hex(), *(() if level is None else (level,)))
+        where = "percodec bytes" if level is None else f"q={level} bytes"
 
         def compute(i: int) -> dict:
             t = time.perf_counter()
-            data, q, reached = B.fit_budget(make, images[i], budget[names[i]], lo=lo)
+            data, q, reached = B.fit_budget(make, images[i], target[names[i]], lo=lo)
             enc = (time.perf_counter() - t) * 1000
             t = time.perf_counter()
             dec = make(q).decode(data)
             dec_ms = (time.perf_counter() - t) * 1000
             return {
                 "image": names[i],
-                "codec": f"{name} @ percodec bytes",
+                "codec": f"{name} @ {where}",
                 "family": family + "-matched",
                 "setting": q,
                 **score(images[i], dec, len(data), png[names[i]]),
                 "enc_ms": enc,
                 "dec_ms": dec_ms,
                 "reached": reached,
+                **({"sweep": True} if level is not None else {}),
             }
 
         finish(key, mine, compute)
@@ -341,6 +351,8 @@ def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
         if cfg.dataset == "celeba":
             basis = eigenbasis(cfg, g.config.size, nc, g.config.crop)
             matched("eigenface", "eigenface", lambda q: B.EigenfaceCodec(basis, q))
+            for level, _ in settings[1:] if rd else []:  # the curve beside percodec's levels
+                matched("eigenface", "eigenface", lambda q: B.EigenfaceCodec(basis, q), level=level)
     fixed: list[B.Codec] = [
         B.jpeg(10, nc),
         B.jpeg(1, nc),

@@ -775,7 +775,7 @@ def info(inputs: tuple[str, ...], as_json: bool) -> None:
 @click.option("--model", default=None, help="Model name or path [celeba64; mnist32 for --dataset mnist].")
 @click.option(
     "--reference-model",
-    help="A GAN-only model whose rows (first loss, first --bits) stand beside a rate-distortion model's "
+    help="A GAN-only model whose row (its default loss, first --bits) stands beside a rate-distortion model's "
     "[celeba64-gan for face datasets; 'none' to leave it out].",
 )
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
