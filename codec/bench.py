@@ -93,19 +93,22 @@ def _framed_folder(cfg: BenchConfig, size: int, nc: int, crop: float) -> tuple[l
         root = root if root.is_dir() else Path("samples")
     else:
         root = Path(cfg.data_root or ".")
-    names, images, faces = [], [], 0
+    names, images, faces, skipped = [], [], 0, []
     model = resolve_model(cfg.model)
     for path in folder_files(root)[: cfg.limit]:
         try:
             f = frame(path, model, size, nc, crop, EncodeOptions(model=cfg.model))
         except ImageError:
-            continue  # unreadable files are skipped, as in every dataset
+            skipped.append(path.name)  # unreadable files are skipped (and named), as in every dataset
+            continue
         faces += f.where.startswith("face")
         names.append(str(path.relative_to(root)))
         images.append(float_to_uint8(f.tensor).permute(1, 2, 0).numpy())
     if not images:
         raise ValueError(f"no readable images in {root}")
     msg = f"{cfg.dataset}: {len(images)} images; a face found and aligned in {faces}, the rest model-sized or centred"
+    if skipped:
+        msg += f"; {len(skipped)} unreadable skipped: {', '.join(skipped[:5])}" + (" ..." if len(skipped) > 5 else "")
     print(msg, file=sys.stderr)
     return names, np.stack(images)
 
