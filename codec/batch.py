@@ -95,13 +95,10 @@ def _name_max(folder: Path) -> int:
         return 255
 
 
-def check_report_path(path: str | None, force: bool) -> None:
-    """A --report path must end in .csv or .json and be writable (as any other output)."""
-    if path is None:
-        return
-    if Path(path).suffix.lower() not in REPORT_SUFFIXES:
+def check_report_name(path: str | None) -> None:
+    """A --report path must end in .csv or .json (its writability is checked with the outputs)."""
+    if path is not None and Path(path).suffix.lower() not in REPORT_SUFFIXES:
         raise PercodecError(f"--report {path}: name it .csv or .json")
-    check_outputs([path], force=force)
 
 
 def _cell(v: object) -> object:

@@ -248,6 +248,7 @@ def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
     # levels are swept for the plot; its default quality is coded with encode's defaults
     # (so its byte cap applies). A GAN-only reference model adds its row at its own defaults.
     budget: dict[str, int] = {}
+    row_keys: dict[str, str] = {}  # percodec row label -> its cache key
 
     def percodec(model: str, g: Generator | RDModel, fp: bytes, settings: list, losses: tuple, tag: str) -> None:
         rd = isinstance(g, RDModel)
@@ -258,6 +259,7 @@ def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
                 )
                 key = _key(label, fp.hex(), cfg.steps, cfg.restarts, cfg.seed, setting)
                 keys.append(key)
+                row_keys[label] = key
                 done = cache.load(key)
                 todo = [i for i in mine if names[i] not in done]
                 if rd:
@@ -314,8 +316,7 @@ def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
         percodec(cfg.reference, ref, ref_fp, [(cfg.bits[0], False)], (DEFAULT_LOSS,), "-gan")  # at its defaults
 
     def level_bytes(level: int) -> dict[str, int]:
-        label = f"percodec {cfg.losses[0]} q={level}"
-        recs = [r for k in keys for r in cache.load(k).values() if r["codec"] == label]
+        recs = cache.load(row_keys[f"percodec {cfg.losses[0]} q={level}"]).values()
         return {r["image"]: int(r["bytes"]) for r in recs}
 
     def matched(name: str, family: str, make: Callable[[int], B.Codec], lo: int = 0, level: int | None = None) -> None:

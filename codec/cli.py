@@ -196,20 +196,24 @@ def train_generator(no_progress: bool, **kwargs: Any) -> None:
 GAN_REFERENCE = "celeba64-gan"
 
 
-def _default_bench_losses(model: str) -> tuple[str, ...]:
+def _is_rd(model: str) -> bool:
     from codec.generator import resolve_model
-    from codec.losses import LOSSES
-    from codec.pipeline import RD_LOSS
     from codec.rdmodel import is_rd_file
 
-    return (RD_LOSS, *LOSSES) if is_rd_file(resolve_model(model)) else tuple(LOSSES)
+    return is_rd_file(resolve_model(model))
+
+
+def _default_bench_losses(model: str) -> tuple[str, ...]:
+    from codec.losses import LOSSES
+    from codec.pipeline import RD_LOSS
+
+    return (RD_LOSS, *LOSSES) if _is_rd(model) else tuple(LOSSES)
 
 
 def _default_reference(model: str, dataset: str) -> str:
-    from codec.generator import resolve_model, shipped_models
-    from codec.rdmodel import is_rd_file
+    from codec.generator import shipped_models
 
-    wanted = dataset != "mnist" and GAN_REFERENCE in shipped_models() and is_rd_file(resolve_model(model))
+    wanted = dataset != "mnist" and GAN_REFERENCE in shipped_models() and _is_rd(model)
     return GAN_REFERENCE if wanted else "none"
 
 
@@ -435,7 +439,7 @@ def encode(
     `percodec decode` will produce, measured against the model-sized input. Files are
     written as their batch finishes: after Ctrl-C, rerun with --skip-existing to finish.
     """
-    from codec.batch import check_outputs, check_report_path, make_folders
+    from codec.batch import check_outputs, check_report_name, make_folders
     from codec.pipeline import EncodeOptions
 
     if opts["crop"] is not None and not no_align:
@@ -447,10 +451,10 @@ def encode(
     if loss_params:
         options.loss_params = {"params_file": loss_params}
     # Every output is checked before the model is loaded or any search runs.
-    check_report_path(report, force)
+    check_report_name(report)
     existing = {t for t in targets if skip_existing and t != "-" and Path(t).is_file()}
     kept_crops = {str(c) for t, c in zip(targets, crops, strict=True) if t in existing and c is not None}
-    check_outputs([*targets, *crops], force=force, keep=existing | kept_crops)
+    check_outputs([*targets, *crops, report], force=force, keep=existing | kept_crops)
     skip = _reusable(existing, options, force)
     make_folders([*targets, *crops])
     todo = [i for i, t in enumerate(targets) if t not in skip]
@@ -609,13 +613,13 @@ def decode(
     """
     import time
 
-    from codec.batch import Row, check_outputs, check_report_path, make_folders
+    from codec.batch import Row, check_outputs, check_report_name, make_folders
 
     wh = _parse_size(size)
     pil_format, suffix = _image_format(inputs[-1] if out_dir is None and len(inputs) == 2 else None, fmt)
     sources, targets = _sources_and_targets(inputs, out_dir, suffix, ".pgz files")
-    check_report_path(report, force)
-    check_outputs(targets, force=force)
+    check_report_name(report)
+    check_outputs([*targets, report], force=force)
     make_folders(targets)
     rows: list[Row] = []
     t0 = time.perf_counter()
@@ -660,33 +664,6 @@ def _decode_one(src: str, dst: str, model: str | None, wh: tuple[int, int] | Non
     return Row(src, dst, len(data), bpp(len(data), img.height, img.width), seconds=time.perf_counter() - t0)
 
 
-def describe(src: str) -> dict[str, Any]:
-    """What a .pgz file's header says, as plain fields (`percodec info --json`)."""
-    from codec import container
-    from codec.fileio import read_bytes
-    from codec.pipeline import find_shipped
-
-    data = read_bytes(src)
-    c = container.from_bytes(data)
-    out: dict[str, Any] = {"file": src, "bytes": len(data), "model": find_shipped(c.fingerprint)}
-    out["fingerprint"] = c.fingerprint.hex()
-    if isinstance(c, container.CodedContainer):
-        out.update(version=2, header_bytes=container.OVERHEAD_V2, latent_bytes=len(c.payload), quality=c.level)
-    else:
-        out.update(
-            version=container.VERSION,
-            header_bytes=container.OVERHEAD_BYTES,
-            latent_bytes=len(data) - container.OVERHEAD_BYTES,
-            quantizer=container.QUANTIZERS[c.quantizer],
-            bits=c.bits,
-            nz=c.nz,
-            size=c.size,
-            channels=c.channels,
-            bpp=8 * len(data) / c.size**2,
-        )
-    return out
-
-
 def _info_lines(d: dict[str, Any]) -> list[tuple[str, str]]:
     model = f"{d['model'] or 'not a shipped model'} (fingerprint {d['fingerprint']})"
     rows = [
@@ -713,11 +690,14 @@ def info(inputs: tuple[str, ...], as_json: bool) -> None:
     .pgz files; a bad file is reported and the others still shown (exit code 1)."""
     import json
 
+    from codec.fileio import read_bytes
+    from codec.pipeline import describe
+
     blocks: list[dict[str, Any]] = []
     failed = 0
     for src in _expand_inputs(inputs, ".pgz files"):
         try:
-            blocks.append(describe(src))
+            blocks.append({"file": src, **describe(read_bytes(src))})
         except PercodecError as exc:
             failed += 1
             blocks.append({"file": src, "error": str(exc)})

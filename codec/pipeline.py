@@ -294,9 +294,10 @@ def _rd_coder(
     decoder, _ = load_model(o.model, "cpu")
     steps = RD_STEPS if o.steps is None else o.steps
 
+    candidates, max_bytes = _rate_setting(o, len(m.steps))
+
     def code(x: torch.Tensor, first: int) -> list[EncodeResult]:
-        levels = _pick_levels(m, x.to(device), o, first)
-        max_bytes = _rate_setting(o, len(m.steps))[1]
+        levels = _pick_levels(m, x.to(device), candidates, max_bytes, first)
         sym = torch.zeros(len(x), cfg.nz, dtype=torch.long)
         for level in sorted(set(levels)):
             rows = [i for i, lv in enumerate(levels) if lv == level]
@@ -306,8 +307,7 @@ def _rd_coder(
             data = _file(m, fp, level, sym[i])
             if max_bytes is not None and len(data) > max_bytes:  # refinement outgrew the budget
                 sym[i] = refine(m, x[i : i + 1].to(device), loss_fn, level, 0)[0].cpu()
-            results.append(_rd_result(decoder, fp, level, sym[i], x[i], steps))
-            results[-1].loss = loss
+            results.append(_rd_result(decoder, fp, level, sym[i], x[i], steps, loss))
         return results
 
     return code
@@ -350,9 +350,8 @@ def _rate_setting(o: EncodeOptions, levels: int) -> tuple[list[int], int | None]
     return list(range(min(DEFAULT_QUALITY, levels), 0, -1)), DEFAULT_MAX_BYTES
 
 
-def _pick_levels(m: RDModel, x: torch.Tensor, o: EncodeOptions, first: int) -> list[int]:
-    """Per image: the first candidate level whose encoder-only file fits the budget."""
-    candidates, max_bytes = _rate_setting(o, len(m.steps))
+def _pick_levels(m: RDModel, x: torch.Tensor, candidates: list[int], max_bytes: int | None, first: int) -> list[int]:
+    """Per image: the first candidate level whose encoder-only file fits max_bytes."""
     if max_bytes is None:
         return [candidates[0]] * len(x)
     with torch.no_grad():
@@ -375,12 +374,16 @@ def _pick_levels(m: RDModel, x: torch.Tensor, o: EncodeOptions, first: int) -> l
     return out
 
 
-def _rd_result(decoder: RDModel, fp: bytes, level: int, sym: torch.Tensor, x: torch.Tensor, steps: int) -> EncodeResult:
+def _rd_result(
+    decoder: RDModel, fp: bytes, level: int, sym: torch.Tensor, x: torch.Tensor, steps: int, loss: str
+) -> EncodeResult:
     with torch.no_grad():
         decoded = float_to_uint8(decoder.generator(decoder.prior.dequantize(sym[None], decoder.step_of(level))))[0]
     original = float_to_uint8(x)
     p, s = psnr(decoded, original), ssim(decoded, original)
-    return EncodeResult(_file(decoder, fp, level, sym), original, decoded, float(p), float(s), 0.0, steps, 0, level)
+    return EncodeResult(
+        _file(decoder, fp, level, sym), original, decoded, float(p), float(s), 0.0, steps, 0, level, loss=loss
+    )
 
 
 def encode(image: ImageLike, **options: object) -> bytes:
@@ -412,6 +415,28 @@ def find_shipped(fp: bytes) -> str | None:
         if load_model(name)[1][: len(fp)] == fp:
             return name
     return None
+
+
+def describe(data: bytes) -> dict[str, object]:
+    """What a .pgz file's header says, as plain fields (`percodec info`, `--json`)."""
+    c = container.from_bytes(data)
+    out: dict[str, object] = {"bytes": len(data), "model": find_shipped(c.fingerprint)}
+    out["fingerprint"] = c.fingerprint.hex()
+    if isinstance(c, CodedContainer):
+        out.update(version=2, header_bytes=OVERHEAD_V2, latent_bytes=len(c.payload), quality=c.level)
+    else:
+        out.update(
+            version=container.VERSION,
+            header_bytes=OVERHEAD_BYTES,
+            latent_bytes=len(data) - OVERHEAD_BYTES,
+            quantizer=container.QUANTIZERS[c.quantizer],
+            bits=c.bits,
+            nz=c.nz,
+            size=c.size,
+            channels=c.channels,
+            bpp=bpp(len(data), c.size, c.size),
+        )
+    return out
 
 
 def decode_tensor(data: bytes, model: str | Path | None = None) -> torch.Tensor:

@@ -57,6 +57,11 @@ def register_loss(
     return deco
 
 
+def _params_of(name: str) -> set[str]:
+    """The keyword parameters a registered loss's factory takes (e.g. Watson's params_file)."""
+    return set(inspect.signature(LOSSES[name].factory).parameters)
+
+
 def make_loss(name: str, channels: int | None = None, **params: object) -> nn.Module:
     """Build the registered loss `name`; `channels` checks the images are supported."""
     if name not in LOSSES:
@@ -64,9 +69,8 @@ def make_loss(name: str, channels: int | None = None, **params: object) -> nn.Mo
     spec = LOSSES[name]
     if channels is not None and channels not in spec.channels:
         raise ValueError(f"loss {name!r} supports {spec.channels} channels, not {channels}")
-    takes = set(inspect.signature(spec.factory).parameters)
-    if unknown := sorted(set(params) - takes):
-        with_params = [n for n, s in LOSSES.items() if set(inspect.signature(s.factory).parameters) & set(params)]
+    if unknown := sorted(set(params) - _params_of(name)):
+        with_params = [n for n in LOSSES if _params_of(n) & set(params)]
         hint = f": only {', '.join(with_params)} take it" if with_params else ""
         raise ValueError(f"loss {name!r} takes no {', '.join(unknown)} (--loss-params){hint}")
     return spec.factory(**params)
@@ -113,7 +117,7 @@ def make_mix(spec: str, channels: int | None = None, **params: object) -> nn.Mod
     weights = parse_mix(spec)
     if len(weights) == 1 and next(iter(weights.values())) == 1.0:
         return make_loss(next(iter(weights)), channels, **params)
-    takes = {n: set(inspect.signature(LOSSES[n].factory).parameters) for n in weights}
+    takes = {n: _params_of(n) for n in weights}
     if unused := sorted(set(params) - set().union(*takes.values())):
         raise ValueError(f"no loss in {spec!r} takes {', '.join(unused)} (--loss-params)")
     parts = {n: make_loss(n, channels, **{k: v for k, v in params.items() if k in takes[n]}) for n in weights}
