@@ -123,7 +123,13 @@ def main() -> None:
 @click.option(
     "--init-generator",
     type=click.Path(dir_okay=False, exists=True),
-    help="Start a new run's generator from these weights (.safetensors), e.g. a shipped model.",
+    help="gan: start a new run's generator from these weights (.safetensors), e.g. a shipped model.",
+)
+@click.option(
+    "--init-from",
+    type=click.Path(dir_okay=False, exists=True),
+    help="rd: start a new run from this RD model (encoder, prior, generator), e.g. models/celeba64.safetensors; "
+    "--nz may be larger (the extra latent dimensions start unused). Optimisers and the rate weight start fresh.",
 )
 @click.option(
     "--objective",

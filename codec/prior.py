@@ -59,8 +59,9 @@ class FactorizedPrior(nn.Module):
         half = torch.as_tensor(step, dtype=v.dtype, device=v.device) / 2
         lower = self.logits_cdf(v - half)
         upper = self.logits_cdf(v + half)
-        # Evaluate on the side of the median where the sigmoids are far from 1 (precision).
-        sign = -torch.sign(lower + upper).detach()
+        # Evaluate on the side of the median where the sigmoids are far from 1 (precision);
+        # never a zero sign, which would give a bin straddling the median probability 0.
+        sign = torch.where(lower + upper > 0, -1.0, 1.0).to(v.dtype).detach()
         p = (torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower)).abs()
         return p.clamp_min(MIN_LIKELIHOOD)
 

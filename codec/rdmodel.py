@@ -63,6 +63,33 @@ class RDModel(nn.Module):
         return h.digest()[:8]
 
 
+def warm_start(model: RDModel, source: RDModel) -> None:
+    """Copy `source`'s trained weights into `model`, which may have a larger latent.
+
+    Everything but the latent's width must match. Extra latent dimensions start silent: the
+    encoder's rows for them are zero, so they sit exactly on their centre and round to it
+    (the warm-started model codes and decodes as `source` did), and their densities are
+    narrow around it, so they cost almost no bits (a broad fresh density would cost ~3 bits
+    each and jolt the rate weight). The generator's random rows for them carry gradient back
+    to the encoder, which can then learn to use them where the distortion gains.
+    """
+    a, b = source.config, model.config
+    if (a.ngf, a.ndf, a.nc, a.size) != (b.ngf, b.ndf, b.nc, b.size) or a.nz > b.nz:
+        raise ValueError(f"cannot start a {b} model from a {a} one: only the latent may grow")
+    silent = FactorizedPrior(b.nz, init_scale=0.1)
+    with torch.no_grad():
+        model.prior.load_state_dict(silent.state_dict())
+        for bias in model.prior.biases:
+            bias.zero_()  # each new density's median on its centre (0)
+        head = model.encoder.main[-1]
+        head.weight.zero_()
+        head.bias.zero_()
+        theirs = dict([*source.named_parameters(), *source.named_buffers()])
+        for name, dst in [*model.named_parameters(), *model.named_buffers()]:
+            src = theirs[name]
+            dst[tuple(slice(0, n) for n in src.shape)] = src
+
+
 def save_rd(model: RDModel, path: str | Path, card: dict[str, str] | None = None, half: bool = False) -> None:
     """Write the model (tables built now) atomically. half=True stores the encoder's and
     generator's weights as float16 (the fingerprint is that of the rounded weights, which

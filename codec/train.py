@@ -71,6 +71,7 @@ class TrainConfig:
     resume: bool = False
     force: bool = False  # start over in an --out that holds another run's files
     init_generator: str | None = None
+    init_from: str | None = None
     dry_run: bool = False
     objective: str = "gan"
     distortion: str = "mse"
@@ -278,11 +279,13 @@ def _load_images(cfg: TrainConfig, split: str, size: int, limit: int | None, pro
 
 def _make_objective(cfg: TrainConfig, mcfg: ModelConfig, device: torch.device, wrap, main: bool):
     if cfg.objective == "gan":
+        if cfg.init_from:
+            raise ValueError("--init-from applies to --objective rd only (gan: --init-generator)")
         return GanObjective(mcfg, device, wrap, lr=cfg.lr, beta1=cfg.beta1, init_generator=cfg.init_generator)
     if cfg.objective != "rd":
         raise ValueError(f"unknown objective {cfg.objective!r}: gan or rd")
     if cfg.init_generator:
-        raise ValueError("--init-generator applies to --objective gan only")
+        raise ValueError("--init-generator applies to --objective gan only (rd: --init-from)")
     split = "all" if cfg.dataset == "folder" else "valid"
     valid, _ = _load_images(cfg, split, mcfg.size, cfg.valid_images, progress=cfg.progress and main)
     return RDObjective(
@@ -295,6 +298,7 @@ def _make_objective(cfg: TrainConfig, mcfg: ModelConfig, device: torch.device, w
         adv_weight=cfg.adv_weight,
         step_range=cfg.step_range,
         valid=torch.from_numpy(np.ascontiguousarray(valid)),
+        init_from=cfg.init_from if not (cfg.resume and (Path(cfg.out) / "checkpoint.pt").is_file()) else None,
     )
 
 

@@ -13,7 +13,7 @@ from codec.entropy import PRECISION, CodingError, _integer_pmf, build_tables
 from codec.losses import make_mix, parse_mix
 from codec.pipeline import EncodeOptions, decode_tensor, encode_batch
 from codec.prior import FactorizedPrior
-from codec.rdmodel import RDModel, load_rd, save_rd
+from codec.rdmodel import RDModel, load_rd, save_rd, warm_start
 from codec.train import TrainConfig, train
 from tests.conftest import tiny_config
 
@@ -141,6 +141,26 @@ def test_rd_training_resumes_exactly(tmp_path, adv) -> None:
     assert "val_psnr" in log
     with pytest.raises(ValueError, match="adversarial"):
         train(_rd_cfg(tmp_path / "b", steps=6, adv_weight=0.2 if adv == 0 else 0.0, resume=True))
+
+
+def test_warm_start_grows_the_latent_and_decodes_as_before(tiny_rd_file, tmp_path) -> None:
+    src, _ = load_rd(tiny_rd_file)
+    grown = RDModel(tiny_config(nz=12)).eval()
+    warm_start(grown, src)
+    x = torch.rand(3, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        y = grown.encoder(x)
+        assert torch.equal(y[:, :8], src.encoder(x)) and not y[:, 8:].any()  # new dimensions silent
+        assert torch.allclose(grown.generator(y), src.generator(y[:, :8]), atol=1e-6)
+        assert torch.allclose(grown.prior.likelihood(y)[:, :8], src.prior.likelihood(y[:, :8]))
+        assert grown.prior.bits(y).mean() < src.prior.bits(y[:, :8]).mean() + 0.1  # and nearly free
+        assert grown.generator.main[0].weight[8:].abs().sum() > 0  # a gradient path into them
+    with pytest.raises(ValueError, match="only the latent may grow"):
+        warm_start(RDModel(tiny_config(nz=4)), src)
+    cfg = _rd_cfg(tmp_path / "w", steps=2, nz=12, init_from=str(tiny_rd_file))
+    assert train(cfg).steps == 2
+    with pytest.raises(ValueError, match="rd only"):
+        train(TrainConfig(objective="gan", init_from=str(tiny_rd_file), out=str(tmp_path / "g"), dry_run=True))
 
 
 def test_max_bytes_picks_the_highest_level_that_fits(tiny_rd_file, tmp_path) -> None:

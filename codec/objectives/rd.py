@@ -30,7 +30,7 @@ from codec.generator import Discriminator, ModelConfig
 from codec.images import float_to_uint8, save_grid
 from codec.losses import make_mix
 from codec.metrics import psnr, ssim
-from codec.rdmodel import RDModel, save_rd
+from codec.rdmodel import RDModel, load_rd, save_rd, warm_start
 
 BETA_RATE = 0.02  # multiplicative β update per step, per unit of relative rate error
 
@@ -58,15 +58,22 @@ class RDObjective:
         adv_weight: float,
         step_range: tuple[float, float],
         valid: torch.Tensor,
+        init_from: str | None = None,
     ) -> None:
-        self.model = RDModel(mcfg).to(device)
+        self.model = RDModel(mcfg)
+        self.log_beta = torch.tensor(math.nan)  # set at the first step: rate and distortion weighed alike
+        if init_from:  # warm start (the latent may grow) at the source's β; optimisers start fresh
+            source, card = load_rd(init_from)
+            warm_start(self.model, source)
+            if "beta" in card:
+                self.log_beta = torch.tensor(math.log(float(card["beta"])))
+        self.model.to(device)
         self.device = device
         self.distortion = make_mix(distortion, mcfg.nc).to(device).train()
         self.target_bits = 8 * (target_bytes - OVERHEAD_V2)
         self.adv_weight = adv_weight
         self.log_step_range = (math.log(step_range[0]), math.log(step_range[1]))
         self.pixels = mcfg.size * mcfg.size
-        self.log_beta = torch.tensor(math.nan)  # set at the first step: rate and distortion weighed alike
         m = self.model
         self.E, self.G = wrap(m.encoder), wrap(m.generator)
         self.opt = torch.optim.Adam([*m.encoder.parameters(), *m.generator.parameters()], lr=lr)
