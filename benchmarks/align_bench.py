@@ -39,7 +39,7 @@ def corner_error(files: list, framing: np.ndarray) -> tuple[float, float, int]:
         w, h = img.size
         side = round(min(w, h) * CELEBA_CROP)
         left, top = (w - side) // 2, (h - side) // 2
-        m = align.similarity(align.key_points(faces[0].landmarks), framing * 64)
+        m = align.transform(faces[0], framing, 64)
         inv = np.linalg.inv(np.vstack([m, [0, 0, 1]]))
         got = (inv @ np.array([[0, 0, 1], [64, 0, 1], [0, 64, 1], [64, 64, 1]]).T)[:2].T
         want = np.array([[left, top], [left + side, top], [left, top + side], [left + side, top + side]])

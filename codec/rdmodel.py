@@ -90,6 +90,30 @@ def warm_start(model: RDModel, source: RDModel) -> None:
             dst[tuple(slice(0, n) for n in src.shape)] = src
 
 
+@torch.no_grad()
+def steps_for_bytes(model: RDModel, images: torch.Tensor, targets: list[float]) -> tuple[float, ...]:
+    """The quantisation step at which the encoder's latents of `images` (N, C, H, W) in
+    [-1, 1] code to each target mean file size (ideal code length + header), found by
+    bisection on log(step) and rounded to three significant figures: how a model's quality
+    levels are spaced before it ships."""
+    from codec.container import OVERHEAD_V2
+
+    y = model.encoder(images)
+
+    def mean_bytes(step: float) -> float:
+        y_hat = model.prior.dequantize(model.prior.quantize(y, step), step)
+        return OVERHEAD_V2 + model.prior.bits(y_hat, step).mean().item() / 8
+
+    steps = []
+    for target in targets:
+        lo, hi = np.log(1e-3), np.log(100.0)  # bytes fall as the step grows
+        for _ in range(40):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if mean_bytes(float(np.exp(mid))) > target else (lo, mid)
+        steps.append(float(f"{np.exp((lo + hi) / 2):.3g}"))
+    return tuple(steps)
+
+
 def save_rd(model: RDModel, path: str | Path, card: dict[str, str] | None = None, half: bool = False) -> None:
     """Write the model (tables built now) atomically. half=True stores the encoder's and
     generator's weights as float16 (the fingerprint is that of the rounded weights, which

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from PIL import Image
 
@@ -30,7 +31,7 @@ def _framing() -> np.ndarray:
     from codec.generator import resolve_model
 
     framing = align.read_framing(resolve_model("celeba64"))
-    assert framing is not None and framing.shape == (4, 2)
+    assert framing is not None and framing.shape == (3, 2)
     return framing
 
 
@@ -52,6 +53,33 @@ def test_a_pasted_face_is_found_and_framed_like_its_crop() -> None:
     assert pasted.face is not None and pasted.found == 1 and abs(pasted.face.angle) > 5
     a, b = (np.asarray(x.image, dtype=float) for x in (direct, pasted))
     assert np.abs(a - b).mean() < 12  # same framing up to resampling
+
+
+@needs_celeba
+def test_aligned_celeba_faces_land_on_the_official_crop() -> None:
+    from codec.images import CELEBA_CROP, fit_to_model
+    from codec.metrics import psnr
+
+    faces = [Image.open(p).convert("RGB") for p in sorted(CELEBA.iterdir())[:20]]
+    stack = lambda ims: torch.stack([torch.from_numpy(np.asarray(i).transpose(2, 0, 1).copy()) for i in ims])  # noqa: E731
+    aligned = stack([align.align(f, _framing(), 64).image for f in faces])
+    official = stack([fit_to_model(f, 64, CELEBA_CROP) for f in faces])
+    assert psnr(aligned, official).mean() > 25  # a one-pixel shift of the official crop: ~22 dB
+
+
+def test_a_framing_measured_with_both_mouth_corners_reads_as_the_mouth_centre(tmp_path) -> None:
+    import json
+    import shutil
+
+    from codec.generator import resolve_model, read_model_file, write_model_file
+
+    path = tmp_path / "old.safetensors"
+    shutil.copy(resolve_model("celeba64-gan"), path)
+    meta, state = read_model_file(path)
+    old = [[0.3, 0.4], [0.7, 0.4], [0.35, 0.8], [0.65, 0.82]]
+    meta["framing"] = json.dumps({"landmarks": old, "faces": 5})
+    write_model_file(path, state, meta)
+    assert np.allclose(align.read_framing(path), [[0.3, 0.4], [0.7, 0.4], [0.5, 0.81]])
 
 
 @needs_celeba

@@ -13,7 +13,7 @@ from codec.entropy import PRECISION, CodingError, _integer_pmf, build_tables
 from codec.losses import make_mix, parse_mix
 from codec.pipeline import EncodeOptions, decode_tensor, encode_batch
 from codec.prior import FactorizedPrior
-from codec.rdmodel import RDModel, load_rd, save_rd, warm_start
+from codec.rdmodel import RDModel, load_rd, save_rd, steps_for_bytes, warm_start
 from codec.train import TrainConfig, train
 from tests.conftest import tiny_config
 
@@ -161,6 +161,21 @@ def test_warm_start_grows_the_latent_and_decodes_as_before(tiny_rd_file, tmp_pat
     assert train(cfg).steps == 2
     with pytest.raises(ValueError, match="rd only"):
         train(TrainConfig(objective="gan", init_from=str(tiny_rd_file), out=str(tmp_path / "g"), dry_run=True))
+
+
+def test_levels_spaced_by_bytes_code_to_about_those_bytes(tiny_rd_file) -> None:
+    m, _ = load_rd(tiny_rd_file)
+    x = torch.rand(16, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    steps = steps_for_bytes(m, x, [15.0, 16.0, 18.0])
+    assert steps[0] > steps[1] > steps[2]  # more bytes, finer steps
+    m.steps = steps
+    m.build_tables()
+    with torch.no_grad():
+        y = m.encoder(x)
+    for lv, target in enumerate([15.0, 16.0, 18.0], start=1):
+        t = m.tables[lv]
+        coded = np.mean([len(t.encode(s.numpy())) for s in t.clamp(m.prior.quantize(y, t.step))])
+        assert target - 1 <= container.OVERHEAD_V2 + coded <= target + 4  # ANS: up to a 32-bit state over ideal
 
 
 def test_max_bytes_picks_the_highest_level_that_fits(tiny_rd_file, tmp_path) -> None:
