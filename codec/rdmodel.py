@@ -66,24 +66,22 @@ class RDModel(nn.Module):
 def warm_start(model: RDModel, source: RDModel) -> None:
     """Copy `source`'s trained weights into `model`, which may have a larger latent.
 
-    Everything but the latent's width must match. Extra latent dimensions start silent: the
-    encoder's rows for them are zero, so they sit exactly on their centre and round to it
-    (the warm-started model codes and decodes as `source` did), and their densities are
-    narrow around it, so they cost almost no bits (a broad fresh density would cost ~3 bits
-    each and jolt the rate weight). The generator's random rows for them carry gradient back
-    to the encoder, which can then learn to use them where the distortion gains.
+    Everything but the latent's width must match. The generator's weights from extra latent
+    dimensions start at zero, so the warm-started model decodes exactly as `source` did; the
+    encoder's rows for them keep their random initialisation, so the extra dimensions vary
+    from image to image from the first step and the generator's gradient can put them to
+    use. (Starting them silent instead - zero encoder rows, narrow densities - was tried:
+    the rate term held them at zero and they stayed unused.) Their densities start around
+    zero at about the spread of the fresh encoder rows' outputs (std ~0.5 on faces).
     """
     a, b = source.config, model.config
     if (a.ngf, a.ndf, a.nc, a.size) != (b.ngf, b.ndf, b.nc, b.size) or a.nz > b.nz:
         raise ValueError(f"cannot start a {b} model from a {a} one: only the latent may grow")
-    silent = FactorizedPrior(b.nz, init_scale=0.1)
     with torch.no_grad():
-        model.prior.load_state_dict(silent.state_dict())
+        model.prior.load_state_dict(FactorizedPrior(b.nz, init_scale=0.5).state_dict())
         for bias in model.prior.biases:
             bias.zero_()  # each new density's median on its centre (0)
-        head = model.encoder.main[-1]
-        head.weight.zero_()
-        head.bias.zero_()
+        model.generator.main[0].weight.zero_()
         theirs = dict([*source.named_parameters(), *source.named_buffers()])
         for name, dst in [*model.named_parameters(), *model.named_buffers()]:
             src = theirs[name]

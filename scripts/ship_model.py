@@ -2,13 +2,16 @@
 
     python scripts/ship_model.py ~/percodec-runs/celeba64 celeba64-gan [--note "text for the card"]
     python scripts/ship_model.py ~/percodec-runs/rd-celeba64 celeba64     # a rate-distortion run
+    python scripts/ship_model.py RUN celeba64 --level-bytes 50,62,75,90,110,135,170,220,300,400
 
 GAN-only runs (generator.safetensors): the grid is rendered from the shipped (half-precision)
 weights with the same fixed latents as the training grids (seed 1234). Rate-distortion runs
 (model.safetensors): the grid shows faces decoded from latents drawn from the shipped
 prior's own coding tables at the default quality (no training image enters the
-repository), and NAME_curve.png the validation curves from the run's log. The card is
-filled from the run's metadata, with the exact command that continues the run.
+repository), and NAME_curve.png the validation curves from the run's log. `--level-bytes`
+re-spaces its quality levels: level i gets the quantisation step at which the encoder's
+latents of 500 CelebA *valid* faces code to the i-th mean size (ideal code length + header).
+The card is filled from the run's metadata, with the exact command that continues the run.
 """
 
 from __future__ import annotations
@@ -30,9 +33,14 @@ def main() -> None:
     ap.add_argument("run", type=Path, help="training run folder (holds generator.safetensors)")
     ap.add_argument("name", help="model name, e.g. celeba64")
     ap.add_argument("--note", default="", help="extra paragraph for the card")
+    ap.add_argument("--level-bytes", help="rd: comma-separated mean bytes of the quality levels, lowest first")
+    ap.add_argument("--data-root", default="../shared/datasets", help="rd with --level-bytes: where CelebA is")
     args = ap.parse_args()
-    ship = ship_rd if (args.run / "model.safetensors").is_file() else ship_gan
-    ship(args.run, args.name, args.note)
+    if (args.run / "model.safetensors").is_file():
+        targets = [float(b) for b in args.level_bytes.split(",")] if args.level_bytes else None
+        ship_rd(args.run, args.name, args.note, targets, args.data_root)
+    else:
+        ship_gan(args.run, args.name, args.note)
 
 
 def ship_gan(run: Path, name: str, note: str) -> None:
@@ -95,11 +103,17 @@ def ship_gan(run: Path, name: str, note: str) -> None:
     print(f"shipped {out} ({out.stat().st_size:,} bytes), card and grid beside it")
 
 
-def ship_rd(run: Path, name: str, note: str) -> None:
+def ship_rd(run: Path, name: str, note: str, level_bytes: list[float] | None, data_root: str) -> None:
     from codec.pipeline import DEFAULT_QUALITY
-    from codec.rdmodel import load_rd, save_rd
+    from codec.rdmodel import load_rd, save_rd, steps_for_bytes
 
     m, card = load_rd(run / "model.safetensors")
+    if level_bytes:
+        from codec.data import load_dataset
+
+        valid = load_dataset("celeba", data_root, "valid", size=m.config.size, limit=500, progress=False).images
+        x = torch.from_numpy(valid.copy()).float() / 127.5 - 1
+        m.steps = steps_for_bytes(m, x, level_bytes)
     out = MODELS / f"{name}.safetensors"
     save_rd(m, out, card, half=True)
     shipped, _ = load_rd(out)
@@ -119,7 +133,9 @@ def ship_rd(run: Path, name: str, note: str) -> None:
          f"generator {count(shipped.generator):,}"),
         ("weights", f"float16 encoder and generator, float32 prior, safetensors, {out.stat().st_size:,} bytes; "
          f"fingerprint {shipped.fingerprint().hex()}"),
-        ("quality levels", ", ".join(f"{lv}: step {s:g}" for lv, s in enumerate(shipped.steps, start=1))),
+        ("quality levels", ", ".join(f"{lv}: step {s:g}" for lv, s in enumerate(shipped.steps, start=1))
+         + (f" (spaced to mean {', '.join(f'{b:g}' for b in level_bytes)} B on 500 CelebA valid faces, encoder only)"
+            if level_bytes else "")),
         ("data", f"{card.get('dataset')} split '{card.get('split')}' ({card.get('train_images')} images); centre crop "
          f"{c.crop:.4f} of the shorter side, bicubic resize to {c.size}; random horizontal flips"),
         ("objective", f"distortion `{cfg['distortion']}` + β·rate, β steered to {cfg['target_bytes']:g} bytes at "

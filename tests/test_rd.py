@@ -150,11 +150,9 @@ def test_warm_start_grows_the_latent_and_decodes_as_before(tiny_rd_file, tmp_pat
     x = torch.rand(3, 3, 16, 16) * 2 - 1
     with torch.no_grad():
         y = grown.encoder(x)
-        assert torch.equal(y[:, :8], src.encoder(x)) and not y[:, 8:].any()  # new dimensions silent
-        assert torch.allclose(grown.generator(y), src.generator(y[:, :8]), atol=1e-6)
+        assert torch.equal(y[:, :8], src.encoder(x)) and y[:, 8:].std(0).min() > 0  # new dimensions vary
+        assert torch.allclose(grown.generator(y), src.generator(y[:, :8]), atol=1e-6)  # ... and are unused yet
         assert torch.allclose(grown.prior.likelihood(y)[:, :8], src.prior.likelihood(y[:, :8]))
-        assert grown.prior.bits(y).mean() < src.prior.bits(y[:, :8]).mean() + 0.1  # and nearly free
-        assert grown.generator.main[0].weight[8:].abs().sum() > 0  # a gradient path into them
     with pytest.raises(ValueError, match="only the latent may grow"):
         warm_start(RDModel(tiny_config(nz=4)), src)
     cfg = _rd_cfg(tmp_path / "w", steps=2, nz=12, init_from=str(tiny_rd_file))
