@@ -142,7 +142,9 @@ def ship_rd(run: Path, name: str, note: str, level_bytes: list[float] | None, da
          f"quality 4 (final β = {card.get('beta')} per pixel); adversarial weight {cfg['adv_weight']:g}; steps drawn "
          f"from {cfg['step_range']}; Adam lr {cfg['lr']:g} (prior 1e-3)"
          + (f", x0.1 from step {cfg['lr_drop']}" if cfg.get("lr_drop") is not None else "")),
-        ("images seen", f"{int(card['images_seen']):,} ({card['steps']} steps x batch {card['batch_size']})"),
+        ("images seen", f"{int(card['images_seen']):,} ({card['steps']} steps x batch {card['batch_size']})"
+         + (f", after a warm start from {card['init_from']} ({card['init_images_seen']} images, "
+            f"{card['init_wall_seconds']} s)" if "init_from" in card else "")),
         ("wall time", f"{float(card.get('wall_seconds', 0)) / 3600:.2f} h ({card.get('hardware')}, all sessions)"),
         ("last validation", f"{last['val_psnr']:.2f} dB PSNR, SSIM {last['val_ssim']:.3f} at {last['val_bytes']:.1f} B "
          f"(ideal code length + header, encoder only, quality 4, {cfg['valid_images']} CelebA valid faces)"),

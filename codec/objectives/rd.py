@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -62,11 +63,14 @@ class RDObjective:
     ) -> None:
         self.model = RDModel(mcfg)
         self.log_beta = torch.tensor(math.nan)  # set at the first step: rate and distortion weighed alike
+        self.lineage: dict[str, str] = {}  # for the card: what a warm start began from
         if init_from:  # warm start (the latent may grow) at the source's β; optimisers start fresh
             source, card = load_rd(init_from)
             warm_start(self.model, source)
             if "beta" in card:
                 self.log_beta = torch.tensor(math.log(float(card["beta"])))
+            self.lineage = {"init_from": str(init_from), "init_images_seen": card.get("images_seen", "?"),
+                            "init_wall_seconds": card.get("wall_seconds", "?")}  # fmt: skip
         self.model.to(device)
         self.device = device
         self.distortion = make_mix(distortion, mcfg.nc).to(device).train()
@@ -144,6 +148,7 @@ class RDObjective:
     def state_dict(self) -> dict:
         state = {k: m.state_dict() for k, m in self.modules().items()}
         state.update(opt=self.opt.state_dict(), opt_prior=self.opt_prior.state_dict(), log_beta=self.log_beta)
+        state["lineage"] = json.dumps(self.lineage)
         if self.opt_d is not None:
             state["opt_d"] = self.opt_d.state_dict()
         return state
@@ -159,6 +164,7 @@ class RDObjective:
         self.opt.load_state_dict(state["opt"])
         self.opt_prior.load_state_dict(state["opt_prior"])
         self.log_beta = state["log_beta"].clone()
+        self.lineage = json.loads(state.get("lineage", "{}"))
         if self.opt_d is not None:
             self.opt_d.load_state_dict(state["opt_d"])
 
@@ -194,5 +200,5 @@ class RDObjective:
         save_grid(torch.cat(rows), path, nrow=8)
 
     def export(self, path: Path, card: dict[str, str]) -> None:
-        card = {**card, "objective": "rd", "beta": f"{self.log_beta.exp().item():.5g}"}
+        card = {**card, **self.lineage, "objective": "rd", "beta": f"{self.log_beta.exp().item():.5g}"}
         save_rd(self.model, path, card)
