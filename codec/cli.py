@@ -748,7 +748,7 @@ def info(inputs: tuple[str, ...], as_json: bool) -> None:
     help="Bits per latent dimension, repeatable for a rate curve [7].",
 )
 @click.option(
-    "--steps", type=click.IntRange(0), help="Search steps per image [GAN model 300; rate-distortion model 50]."
+    "--steps", type=click.IntRange(0), help="Search steps per image [GAN model 300; rate-distortion model 25]."
 )
 @click.option(
     "--quality",
