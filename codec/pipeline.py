@@ -297,7 +297,7 @@ def _rd_coder(
     candidates, max_bytes = _rate_setting(o, len(m.steps))
 
     def code(x: torch.Tensor, first: int) -> list[EncodeResult]:
-        levels = _pick_levels(m, x.to(device), candidates, max_bytes, first)
+        levels = _pick_levels(m, x.to(device), candidates, max_bytes, first, strict=o.max_bytes is not None)
         sym = torch.zeros(len(x), cfg.nz, dtype=torch.long)
         for level in sorted(set(levels)):
             rows = [i for i, lv in enumerate(levels) if lv == level]
@@ -350,8 +350,11 @@ def _rate_setting(o: EncodeOptions, levels: int) -> tuple[list[int], int | None]
     return list(range(min(DEFAULT_QUALITY, levels), 0, -1)), DEFAULT_MAX_BYTES
 
 
-def _pick_levels(m: RDModel, x: torch.Tensor, candidates: list[int], max_bytes: int | None, first: int) -> list[int]:
-    """Per image: the first candidate level whose encoder-only file fits max_bytes."""
+def _pick_levels(
+    m: RDModel, x: torch.Tensor, candidates: list[int], max_bytes: int | None, first: int, strict: bool = True
+) -> list[int]:
+    """Per image: the first candidate level whose encoder-only file fits max_bytes; where
+    none fits, an error (strict: the user's --max-bytes) or the first candidate."""
     if max_bytes is None:
         return [candidates[0]] * len(x)
     with torch.no_grad():
@@ -367,6 +370,9 @@ def _pick_levels(m: RDModel, x: torch.Tensor, candidates: list[int], max_bytes: 
                 out.append(level)
                 break
         else:
+            if not strict:  # the default cap only steps down; a model for more bytes keeps its default
+                out.append(candidates[0])
+                continue
             level, need = min(sizes.items(), key=lambda kv: kv[1])
             raise ValueError(
                 f"image {first + i + 1} needs {need} bytes at quality {level}, over --max-bytes {max_bytes}"

@@ -210,6 +210,11 @@ def test_default_files_never_exceed_the_default_cap(tiny_rd_file, tmp_path, monk
     assert r.level < 4 and r.num_bytes < sizes[4]
     (r,) = encode_batch([src], EncodeOptions(model=tiny_rd_file, steps=2, loss="mse", quality=4))
     assert r.level == 4  # asked for explicitly: no cap
+    monkeypatch.setattr(pipeline, "DEFAULT_MAX_BYTES", 11)  # no level fits: a model for more bytes
+    (r,) = encode_batch([src], EncodeOptions(model=tiny_rd_file, steps=2, loss="mse"))
+    assert r.level == 4  # keeps its default level instead of failing
+    with pytest.raises(ValueError, match="over --max-bytes 11"):
+        encode_batch([src], EncodeOptions(model=tiny_rd_file, steps=2, loss="mse", max_bytes=11))
 
 
 def test_bench_rows_of_a_rate_distortion_model(tiny_rd_file, tiny_model_file, tmp_path) -> None:
