@@ -282,7 +282,7 @@ def _rd_coder(
 
     The level is --quality, or with --max-bytes alone the highest level whose
     encoder-only file fits, per image; a refined file that outgrows the budget falls back
-    to the encoder's own latent.
+    to the encoder's own latent where that fits.
     """
     if o.bits is not None or o.restarts != SearchConfig.restarts:
         raise ValueError("--bits and --restarts apply to GAN-only models; a rate-distortion model takes --quality")
@@ -305,8 +305,10 @@ def _rd_coder(
         results = []
         for i, level in enumerate(levels):
             data = _file(m, fp, level, sym[i])
-            if max_bytes is not None and len(data) > max_bytes:  # refinement outgrew the budget
-                sym[i] = refine(m, x[i : i + 1].to(device), loss_fn, level, 0)[0].cpu()
+            if max_bytes is not None and len(data) > max_bytes:  # refinement outgrew the budget:
+                start = refine(m, x[i : i + 1].to(device), loss_fn, level, 0)[0].cpu()
+                if len(_file(m, fp, level, start)) <= max_bytes:  # the encoder's own file, where it fits
+                    sym[i] = start
             results.append(_rd_result(decoder, fp, level, sym[i], x[i], steps, loss))
         return results
 

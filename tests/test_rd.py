@@ -212,7 +212,8 @@ def test_default_files_never_exceed_the_default_cap(tiny_rd_file, tmp_path, monk
     assert r.level == 4  # asked for explicitly: no cap
     monkeypatch.setattr(pipeline, "DEFAULT_MAX_BYTES", 11)  # no level fits: a model for more bytes
     (r,) = encode_batch([src], EncodeOptions(model=tiny_rd_file, steps=2, loss="mse"))
-    assert r.level == 4  # keeps its default level instead of failing
+    (asked,) = encode_batch([src], EncodeOptions(model=tiny_rd_file, steps=2, loss="mse", quality=4))
+    assert r.level == 4 and r.data == asked.data  # keeps its default level, refined, instead of failing
     with pytest.raises(ValueError, match="over --max-bytes 11"):
         encode_batch([src], EncodeOptions(model=tiny_rd_file, steps=2, loss="mse", max_bytes=11))
 
