@@ -30,7 +30,8 @@ from codec.rdmodel import load_rd
 def _row(label: str, out: torch.Tensor, x: torch.Tensor, nbytes: float | None = None) -> None:
     dec = float_to_uint8(out.detach())
     size = f"{nbytes:6.1f} B" if nbytes is not None else "       -"
-    print(f"{label:<48} {size}  {psnr(dec, x).mean().item():6.2f} dB  SSIM {ssim(dec, x).mean().item():.4f}", flush=True)
+    quality = f"{psnr(dec, x).mean().item():6.2f} dB  SSIM {ssim(dec, x).mean().item():.4f}"
+    print(f"{label:<48} {size}  {quality}", flush=True)
 
 
 def _search(forward, start: torch.Tensor, target: torch.Tensor, steps: int = 300, lr: float = 0.02) -> torch.Tensor:

@@ -71,7 +71,7 @@ def test_a_framing_measured_with_both_mouth_corners_reads_as_the_mouth_centre(tm
     import json
     import shutil
 
-    from codec.generator import resolve_model, read_model_file, write_model_file
+    from codec.generator import read_model_file, resolve_model, write_model_file
 
     path = tmp_path / "old.safetensors"
     shutil.copy(resolve_model("celeba64-gan"), path)
