@@ -129,7 +129,8 @@ def main() -> None:
     "--init-from",
     type=click.Path(dir_okay=False, exists=True),
     help="rd: start a new run from this RD model (encoder, prior, generator), e.g. models/celeba64.safetensors; "
-    "--nz may be larger (the extra latent dimensions start unused). Optimisers and the rate weight start fresh.",
+    "--nz may be larger (the generator starts blind to the extra latent dimensions). The rate weight starts at "
+    "the source's, the optimisers fresh.",
 )
 @click.option(
     "--objective",
