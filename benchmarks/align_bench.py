@@ -83,7 +83,7 @@ def photos(files: list, model: str) -> None:
     pasted = [synthetic_photo(f, rng) for f in faces]
     found = sum(1 for p in pasted if align.detect(p))
     opts = EncodeOptions(model=model)
-    target = torch.stack([torch.from_numpy(np.asarray(c).transpose(2, 0, 1).copy()) for c in crops])
+    target = _stack(crops)
 
     def decoded_psnr(inputs: list) -> tuple[float, float, torch.Tensor]:
         """PSNR of the decoded faces against the official centre crop and against the crop

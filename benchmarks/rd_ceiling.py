@@ -19,7 +19,6 @@ import argparse
 import numpy as np
 import torch
 
-from codec.container import OVERHEAD_V2
 from codec.data import load_dataset
 from codec.generator import resolve_model
 from codec.images import float_to_uint8
@@ -59,8 +58,8 @@ def main() -> None:
     with torch.no_grad():
         y = m.encoder(xf)
         for step in (2.0, 1.0, 0.5, 0.25, 0.1):
-            y_hat = m.prior.dequantize(m.prior.quantize(y, step), step)
-            nbytes = OVERHEAD_V2 + m.prior.bits(y_hat, step).mean().item() / 8
+            y_hat = m.prior.rounded(y, step)
+            nbytes = m.ideal_bytes(y_hat, step).mean().item()
             _row(f"1. encoder, step {step:g}", m.generator(y_hat), x, nbytes)
         _row("1. encoder, not quantised", m.generator(y), x)
     _row("2. best latent for the generator (MSE search)", _search(m.generator, y, xf), x)

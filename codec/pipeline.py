@@ -282,7 +282,7 @@ def _rd_coder(
 
     The level is --quality, or with --max-bytes alone the highest level whose
     encoder-only file fits, per image; a refined file that outgrows the budget falls back
-    to the encoder's own latent where that fits.
+    to the encoder's own latent (which fits it).
     """
     if o.bits is not None or o.restarts != SearchConfig.restarts:
         raise ValueError("--bits and --restarts apply to GAN-only models; a rate-distortion model takes --quality")
@@ -297,7 +297,7 @@ def _rd_coder(
     candidates, max_bytes = _rate_setting(o, len(m.steps))
 
     def code(x: torch.Tensor, first: int) -> list[EncodeResult]:
-        levels = _pick_levels(m, x.to(device), candidates, max_bytes, first, strict=o.max_bytes is not None)
+        levels, budgets = _pick_levels(m, x.to(device), candidates, max_bytes, first, strict=o.max_bytes is not None)
         sym = torch.zeros(len(x), cfg.nz, dtype=torch.long)
         for level in sorted(set(levels)):
             rows = [i for i, lv in enumerate(levels) if lv == level]
@@ -305,10 +305,8 @@ def _rd_coder(
         results = []
         for i, level in enumerate(levels):
             data = _file(m, fp, level, sym[i])
-            if max_bytes is not None and len(data) > max_bytes:  # refinement outgrew the budget:
-                start = refine(m, x[i : i + 1].to(device), loss_fn, level, 0)[0].cpu()
-                if len(_file(m, fp, level, start)) <= max_bytes:  # the encoder's own file, where it fits
-                    sym[i] = start
+            if budgets[i] is not None and len(data) > budgets[i]:  # refinement outgrew the budget
+                sym[i] = refine(m, x[i : i + 1].to(device), loss_fn, level, 0)[0].cpu()
             results.append(_rd_result(decoder, fp, level, sym[i], x[i], steps, loss))
         return results
 
@@ -354,14 +352,16 @@ def _rate_setting(o: EncodeOptions, levels: int) -> tuple[list[int], int | None]
 
 def _pick_levels(
     m: RDModel, x: torch.Tensor, candidates: list[int], max_bytes: int | None, first: int, strict: bool = True
-) -> list[int]:
-    """Per image: the first candidate level whose encoder-only file fits max_bytes; where
-    none fits, an error (strict: the user's --max-bytes) or the first candidate."""
+) -> tuple[list[int], list[int | None]]:
+    """Per image: the first candidate level whose encoder-only file fits max_bytes, and the
+    budget its refined file must keep (the encoder's own file fits it). Where none fits: an
+    error (strict: the user's --max-bytes) or the first candidate with no budget."""
     if max_bytes is None:
-        return [candidates[0]] * len(x)
+        return [candidates[0]] * len(x), [None] * len(x)
     with torch.no_grad():
         y = m.encoder(x)
-    out = []
+    out: list[int] = []
+    budgets: list[int | None] = []
     for i in range(len(x)):
         sizes = {}
         for level in candidates:
@@ -370,16 +370,18 @@ def _pick_levels(
             sizes[level] = OVERHEAD_V2 + len(m.tables[level].encode(sym.numpy()))
             if sizes[level] <= max_bytes:
                 out.append(level)
+                budgets.append(max_bytes)
                 break
         else:
             if not strict:  # the default cap only steps down; a model for more bytes keeps its default
                 out.append(candidates[0])
+                budgets.append(None)
                 continue
             level, need = min(sizes.items(), key=lambda kv: kv[1])
             raise ValueError(
                 f"image {first + i + 1} needs {need} bytes at quality {level}, over --max-bytes {max_bytes}"
             )
-    return out
+    return out, budgets
 
 
 def _rd_result(

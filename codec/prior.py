@@ -76,9 +76,13 @@ class FactorizedPrior(nn.Module):
     def dequantize(self, symbols: torch.Tensor, step: torch.Tensor | float = 1.0) -> torch.Tensor:
         return symbols.to(self.centre.dtype) * step + self.centre
 
+    def rounded(self, y: torch.Tensor, step: torch.Tensor | float = 1.0) -> torch.Tensor:
+        """y on the grid of `step`: the latent that coding reproduces."""
+        return self.dequantize(self.quantize(y, step), step)
+
     def round_ste(self, y: torch.Tensor, step: torch.Tensor | float = 1.0) -> torch.Tensor:
         """Rounded in the forward pass, identity gradient (straight-through)."""
-        return y + (self.dequantize(self.quantize(y.detach(), step), step) - y).detach()
+        return y + (self.rounded(y.detach(), step) - y).detach()
 
     def noisy(self, y: torch.Tensor, step: torch.Tensor | float, gen: torch.Generator | None) -> torch.Tensor:
         """Training's stand-in for rounding: uniform noise of one bin's width."""

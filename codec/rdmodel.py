@@ -19,6 +19,7 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
+from codec.container import OVERHEAD_V2
 from codec.encoder import Encoder
 from codec.entropy import LevelTables, build_tables
 from codec.errors import ModelError
@@ -52,6 +53,10 @@ class RDModel(nn.Module):
         if not 1 <= level <= len(self.steps):
             raise ValueError(f"quality {level} is out of range: this model has levels 1..{len(self.steps)}")
         return self.steps[level - 1]
+
+    def ideal_bytes(self, y_hat: torch.Tensor, step: torch.Tensor | float) -> torch.Tensor:
+        """File size of each rounded latent (B, nz) at its ideal code length, header included."""
+        return OVERHEAD_V2 + self.prior.bits(y_hat, step) / 8
 
     def fingerprint(self) -> bytes:
         """8 bytes over the generator's fingerprint and every level's tables."""
@@ -94,13 +99,10 @@ def steps_for_bytes(model: RDModel, images: torch.Tensor, targets: list[float]) 
     [-1, 1] code to each target mean file size (ideal code length + header), found by
     bisection on log(step) and rounded to three significant figures: how a model's quality
     levels are spaced before it ships."""
-    from codec.container import OVERHEAD_V2
-
     y = model.encoder(images)
 
     def mean_bytes(step: float) -> float:
-        y_hat = model.prior.dequantize(model.prior.quantize(y, step), step)
-        return OVERHEAD_V2 + model.prior.bits(y_hat, step).mean().item() / 8
+        return model.ideal_bytes(model.prior.rounded(y, step), step).mean().item()
 
     steps = []
     for target in targets:

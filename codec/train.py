@@ -277,7 +277,7 @@ def _load_images(cfg: TrainConfig, split: str, size: int, limit: int | None, pro
     return data.images, data.skipped
 
 
-def _make_objective(cfg: TrainConfig, mcfg: ModelConfig, device: torch.device, wrap, main: bool):
+def _make_objective(cfg: TrainConfig, mcfg: ModelConfig, device: torch.device, wrap, main: bool, resuming: bool):
     if cfg.objective == "gan":
         if cfg.init_from:
             raise ValueError("--init-from applies to --objective rd only (gan: --init-generator)")
@@ -298,7 +298,7 @@ def _make_objective(cfg: TrainConfig, mcfg: ModelConfig, device: torch.device, w
         adv_weight=cfg.adv_weight,
         step_range=cfg.step_range,
         valid=torch.from_numpy(np.ascontiguousarray(valid)),
-        init_from=cfg.init_from if not (cfg.resume and (Path(cfg.out) / "checkpoint.pt").is_file()) else None,
+        init_from=None if resuming else cfg.init_from,  # a checkpoint holds the warm-started weights
     )
 
 
@@ -337,10 +337,11 @@ def train(cfg: TrainConfig) -> TrainResult:
 
     mcfg = ModelConfig(nz=cfg.nz, ngf=cfg.ngf, ndf=cfg.ndf or cfg.ngf, nc=info.nc, size=size, crop=info.crop)
     torch.manual_seed(cfg.seed)  # weight init identical on every rank
-    objective = _make_objective(cfg, mcfg, device, _ddp if distributed else (lambda m: m), main)
+    resuming = cfg.resume and ckpt_path.is_file()
+    objective = _make_objective(cfg, mcfg, device, _ddp if distributed else (lambda m: m), main, resuming)
     model_path = out / MODEL_FILES[type(objective).__name__]
     step, elapsed_before = 0, 0.0
-    if cfg.resume and ckpt_path.is_file():
+    if resuming:
         ck = torch.load(ckpt_path, map_location=device, weights_only=True)
         saved = ModelConfig.from_json(ck["model_config"])
         if saved != mcfg or ck.get("objective", "gan") != cfg.objective:

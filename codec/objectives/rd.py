@@ -118,7 +118,7 @@ class RDObjective:
         self.opt_prior.step()
         prior.track_centre(_average_across_ranks(y.detach().mean(0, keepdim=True)))
         with torch.no_grad():  # β steers the coded rate (rounded, Δ = 1) to the target
-            ref_bits = _average_across_ranks(prior.bits(prior.dequantize(prior.quantize(y.detach()))).mean())
+            ref_bits = _average_across_ranks(prior.bits(prior.rounded(y.detach())).mean())
             self.log_beta += BETA_RATE * (ref_bits.cpu() / self.target_bits - 1)
             self.log_beta.clamp_(-12, 6)
         out.update(distortion=dist.detach(), bits=bits.mean().detach(), bits_ref=ref_bits, beta=self.log_beta.exp())
@@ -175,13 +175,13 @@ class RDObjective:
         try:
             x = self.valid.to(self.device).float().div(127.5).sub(1)
             step = m.step_of(level)
-            y_hat = m.prior.dequantize(m.prior.quantize(m.encoder(x), step), step)
-            bits = m.prior.bits(y_hat, step)
+            y_hat = m.prior.rounded(m.encoder(x), step)
+            nbytes = m.ideal_bytes(y_hat, step)
             dec = float_to_uint8(m.generator(y_hat)).cpu()
         finally:
             m.train()
         return {
-            "val_bytes": float(OVERHEAD_V2 + bits.mean() / 8),
+            "val_bytes": float(nbytes.mean()),
             "val_psnr": float(psnr(dec, self.valid).mean()),
             "val_ssim": float(ssim(dec, self.valid).mean()),
         }
@@ -193,7 +193,7 @@ class RDObjective:
         try:
             x = self.valid[:count].to(self.device).float().div(127.5).sub(1)
             step = m.step_of(4)
-            rec = m.generator(m.prior.dequantize(m.prior.quantize(m.encoder(x), step), step))
+            rec = m.generator(m.prior.rounded(m.encoder(x), step))
         finally:
             m.train()
         rows = [t for i in range(0, len(x), 8) for t in (x[i : i + 8], rec[i : i + 8])]
