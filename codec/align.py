@@ -181,6 +181,18 @@ def read_framing(model_path: str | Path) -> np.ndarray | None:
     return pts
 
 
+def copy_framing(source: str | Path, target: str | Path) -> None:
+    """Give `target` the framing stored in `source` (models trained on the same crops)."""
+    from safetensors import safe_open
+
+    with safe_open(str(source), framework="pt") as f:
+        text = (f.metadata() or {}).get("framing")
+    if text is None:
+        raise ValueError(f"{source} has no framing to copy")
+    spec = json.loads(text)
+    write_framing(target, np.asarray(spec["landmarks"], dtype=np.float64), int(spec["faces"]))
+
+
 def write_framing(model_path: str | Path, framing: np.ndarray, faces_used: int) -> None:
     """Store a framing in a model file's metadata; weights (and so the fingerprint) unchanged."""
     from codec.generator import read_model_file, write_model_file

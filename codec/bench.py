@@ -26,7 +26,6 @@ import torch
 
 from codec import baselines as B
 from codec import metrics
-from codec.generator import Generator
 from codec.losses import LOSSES
 from codec.losses.watson import WatsonDistance
 from codec.rdmodel import RDModel
@@ -34,8 +33,14 @@ from codec.rdmodel import RDModel
 METRICS = ("bytes", "bpp", "ratio", "psnr", "mse", "ssim", "ms_ssim", "watson_dft", "same_person", "enc_ms", "dec_ms")
 
 
-#: Quality levels of a rate-distortion model shown in the grid beside the default one.
-GRID_LEVELS = (2, 6)
+#: Eigenface's coarsest quality (step 16): its quality-0 files (~79 B) are over percodec's
+#: lowest levels, so the matched rows may go coarser.
+EIGENFACE_LO = -48
+
+
+def grid_levels(qualities: int, default: int) -> tuple[int, int]:
+    """The two qualities shown in the grid beside the default one: a lower and a higher."""
+    return max(1, default - 2), default + (qualities - default) * 2 // 3
 
 
 @dataclass
@@ -48,7 +53,7 @@ class BenchConfig:
     limit: int | None = None
     losses: tuple[str, ...] = tuple(LOSSES)
     bits: tuple[int, ...] = (7,)
-    qualities: tuple[int, ...] = (4,)
+    qualities: tuple[int, ...] = ()  # rate-distortion: () = the ladder's default quality
     steps: int | None = None
     restarts: int = 4
     model: str = "celeba64"
@@ -86,6 +91,7 @@ def _framed_folder(cfg: BenchConfig, size: int, nc: int, crop: float) -> tuple[l
     from codec.errors import ImageError
     from codec.generator import resolve_model
     from codec.images import float_to_uint8
+    from codec.ladder import base_model
     from codec.pipeline import EncodeOptions, frame
 
     if cfg.dataset == "samples":
@@ -94,7 +100,7 @@ def _framed_folder(cfg: BenchConfig, size: int, nc: int, crop: float) -> tuple[l
     else:
         root = Path(cfg.data_root or ".")
     names, images, faces, skipped = [], [], 0, []
-    model = resolve_model(cfg.model)
+    model = resolve_model(base_model(cfg.model))
     for path in folder_files(root)[: cfg.limit]:
         try:
             f = frame(path, model, size, nc, crop, EncodeOptions(model=cfg.model))
@@ -193,10 +199,13 @@ def _key(*parts: object) -> str:
 def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
     """Compute (or load from cache) every row for every image; returns per-image records."""
     from codec.images import uint8_to_pil
-    from codec.pipeline import DEFAULT_LOSS, DEFAULT_QUALITY, EncodeOptions, decode_tensor, encode_batch, load_model
+    from codec.ladder import base_model, ladder_for
+    from codec.pipeline import DEFAULT_LOSS, EncodeOptions, decode_tensor, encode_batch, load_model
 
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    g, fp = load_model(cfg.model)
+    g, fp = load_model(base_model(cfg.model))
+    ladder = ladder_for(cfg.model) if isinstance(g, RDModel) else None
+    model_key = ladder.key() if ladder else fp.hex()  # what the cached rows were coded with
     names, images = load_images(cfg, g.config.size, g.config.nc, g.config.crop)
     mine = list(range(rank, len(names), world))
     cache = Cache(Path(cfg.out) / "cache", rank)
@@ -250,20 +259,19 @@ def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
     budget: dict[str, int] = {}
     row_keys: dict[str, str] = {}  # percodec row label -> its cache key
 
-    def percodec(model: str, g: Generator | RDModel, fp: bytes, settings: list, losses: tuple, tag: str) -> None:
-        rd = isinstance(g, RDModel)
+    def percodec(model: str, rd: bool, key_of_model: str, settings: list, losses: tuple, tag: str) -> None:
         for setting, is_sweep in settings:
             for loss in losses[:1] if is_sweep else losses:
                 label = f"percodec{tag} {loss}" + (
                     f" q={setting}" if rd else (f" {setting}b" if len(cfg.bits) > 1 else "")
                 )
-                key = _key(label, fp.hex(), cfg.steps, cfg.restarts, cfg.seed, setting)
+                key = _key(label, key_of_model, cfg.steps, cfg.restarts, cfg.seed, setting)
                 keys.append(key)
                 row_keys[label] = key
                 done = cache.load(key)
                 todo = [i for i in mine if names[i] not in done]
                 if rd:
-                    knob = {"quality": None if setting == DEFAULT_QUALITY else setting}
+                    knob = {"quality": None if setting == ladder.default else setting}
                 else:
                     knob = {"bits": setting, "restarts": cfg.restarts, "seed": cfg.seed}
                 steps = cfg.steps if model == cfg.model else None
@@ -304,16 +312,17 @@ def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
             )
         return recs
 
-    rd = isinstance(g, RDModel)
-    settings = [(q, False) for q in cfg.qualities] if rd else [(b, False) for b in cfg.bits]
+    rd = ladder is not None
+    qualities = cfg.qualities or ((ladder.default,) if rd else ())
+    settings = [(q, False) for q in qualities] if rd else [(b, False) for b in cfg.bits]
     if rd and cfg.sweep:
-        settings += [(q, True) for q in g.tables if q not in cfg.qualities]
-    percodec(cfg.model, g, fp, settings, cfg.losses, "")
+        settings += [(q, True) for q in range(1, len(ladder) + 1) if q not in qualities]
+    percodec(cfg.model, rd, model_key, settings, cfg.losses, "")
     if cfg.reference:
         ref, ref_fp = load_model(cfg.reference)
         if isinstance(ref, RDModel):
             raise ValueError(f"--reference-model {cfg.reference} must be a GAN-only model")
-        percodec(cfg.reference, ref, ref_fp, [(cfg.bits[0], False)], (DEFAULT_LOSS,), "-gan")  # at its defaults
+        percodec(cfg.reference, False, ref_fp.hex(), [(cfg.bits[0], False)], (DEFAULT_LOSS,), "-gan")  # its defaults
 
     def level_bytes(level: int) -> dict[str, int]:
         recs = cache.load(row_keys[f"percodec {cfg.losses[0]} q={level}"]).values()
@@ -323,7 +332,7 @@ def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
         """`name` bisected per image to the default percodec row's bytes, or to those of
         the swept quality `level` (a sweep row, for the plot)."""
         target = budget if level is None else level_bytes(level)
-        key = _key(f"{name} matched", cfg.bits[0], fp.hex(), *(() if level is None else (level,)))
+        key = _key(f"{name} matched", cfg.bits[0], model_key, lo, *(() if level is None else (level,)))
         where = "percodec bytes" if level is None else f"q={level} bytes"
 
         def compute(i: int) -> dict:
@@ -342,10 +351,19 @@ def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
                 "enc_ms": enc,
                 "dec_ms": dec_ms,
                 "reached": reached,
+                "budget": target[names[i]],
                 **({"sweep": True} if level is not None else {}),
             }
 
-        finish(key, mine, compute)
+        # A cached row counts only if it was bisected to today's budget: a percodec row
+        # that changed (a code fix, a cache file removed) makes its matched rows recompute.
+        keys.append(key)
+        done = cache.load(key)
+        stale = [i for i in mine if done.get(names[i], {}).get("budget") != target[names[i]]]
+        if stale:
+            cache.append(key, [compute(i) for i in stale])
+        if bar is not None:
+            bar.update(1)
 
     if budget:
         matched("webp", "webp", lambda q: B.webp(q, nc))
@@ -354,9 +372,10 @@ def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
             matched("avif", "avif", lambda q: B.avif(q, nc))
         if cfg.dataset == "celeba":
             basis = eigenbasis(cfg, g.config.size, nc, g.config.crop)
-            matched("eigenface", "eigenface", lambda q: B.EigenfaceCodec(basis, q))
+            eigen = lambda q: B.EigenfaceCodec(basis, q)  # noqa: E731
+            matched("eigenface", "eigenface", eigen, lo=EIGENFACE_LO)
             for level, _ in settings[1:] if rd else []:  # the curve beside percodec's levels
-                matched("eigenface", "eigenface", lambda q: B.EigenfaceCodec(basis, q), level=level)
+                matched("eigenface", "eigenface", eigen, lo=EIGENFACE_LO, level=level)
     fixed: list[B.Codec] = [
         B.jpeg(10, nc),
         B.jpeg(1, nc),
@@ -499,9 +518,10 @@ def write_outputs(cfg: BenchConfig, records: list[dict]) -> dict[str, Path]:
 def different_people_line(cfg: BenchConfig) -> str:
     """The same-person column's sanity line: how often two *different* test faces pass."""
     from codec import faces
+    from codec.ladder import base_model
     from codec.pipeline import load_model
 
-    g, _ = load_model(cfg.model)
+    g, _ = load_model(base_model(cfg.model))
     if g.config.nc != 3 or not faces.available():
         return ""
     _, images = load_images(cfg, g.config.size, g.config.nc, g.config.crop)
@@ -551,11 +571,13 @@ def plot_grid(cfg: BenchConfig, records: list[dict], path: Path, rows: int = 6) 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from codec.ladder import base_model, ladder_for
     from codec.pipeline import load_model
 
-    g, _ = load_model(cfg.model)
+    g, _ = load_model(base_model(cfg.model))
     names, images = load_images(cfg, g.config.size, g.config.nc, g.config.crop)
-    other_rates = [f" q={q}" for q in GRID_LEVELS]
+    ladder = ladder_for(cfg.model) if isinstance(g, RDModel) else None
+    other_rates = [f" q={q}" for q in grid_levels(len(ladder), ladder.default)] if ladder else []
     cols = [
         r["codec"]
         for r in records

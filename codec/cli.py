@@ -204,10 +204,9 @@ GAN_REFERENCE = "celeba64-gan"
 
 
 def _is_rd(model: str) -> bool:
-    from codec.generator import resolve_model
-    from codec.rdmodel import is_rd_file
+    from codec.ladder import ladder_for
 
-    return is_rd_file(resolve_model(model))
+    return ladder_for(model) is not None
 
 
 def _default_bench_losses(model: str) -> tuple[str, ...]:
@@ -351,7 +350,13 @@ def _batch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     type=click.Path(file_okay=False),
     help="Encode every IN (files or folders) into this folder as NAME.pgz; without it, give exactly IN and OUT.",
 )
-@click.option("--model", default="celeba64", show_default=True, help="Shipped model name or .safetensors path.")
+@click.option(
+    "--model",
+    default="celeba64",
+    show_default=True,
+    help="Shipped model name (celeba64: one quality scale over celeba64 and celeba64-hi), a .safetensors "
+    "path, or a .ladder.json path.",
+)
 @click.option(
     "--loss",
     type=LossMix(),
@@ -372,7 +377,8 @@ def _batch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--quality",
     type=click.IntRange(1),
-    help="Rate-distortion models: quality level, higher = more bytes [4].",
+    help="Rate-distortion models: quality, higher = more bytes [celeba64: 4 of 1..N, see README; a single "
+    "model: its level 4]; with neither this nor --max-bytes no file exceeds 112 bytes.",
 )
 @click.option(
     "--restarts",
@@ -543,7 +549,7 @@ def _encode_files(
             if not quiet:
                 click.echo(
                     f"{src} -> {dst}: {r.num_bytes} bytes ({r.bpp:.3f} bpp), PSNR {r.psnr:.2f} dB, SSIM {r.ssim:.3f} "
-                    f"[{r.loss}, {f'{r.bits} bits' if r.bits else f'quality {r.level}'}, "
+                    f"[{r.loss}, {f'{r.bits} bits' if r.bits else f'quality {r.level} ({Path(r.model).stem})'}, "
                     f"{r.steps} steps; {r.where}]",
                     err=dst == "-",
                 )
@@ -677,8 +683,11 @@ def _info_lines(d: dict[str, Any]) -> list[tuple[str, str]]:
         ("file", f"{d['file']} ({d['bytes']} bytes: header+checksum {d['header_bytes']}, latent {d['latent_bytes']})"),
     ]
     if d["version"] == 2:
+        quality = f"level {d['level']} of its model"
+        if d["quality"] is not None:
+            quality = f"{d['quality']} on the {d['scale']} scale ({quality})"
         return [*rows, ("format", "percodec .pgz version 2 (entropy-coded latent)"), ("model", model),
-                ("quality", str(d["quality"]))]  # fmt: skip
+                ("quality", quality)]  # fmt: skip
     return [
         *rows,
         ("format", f"percodec .pgz version {d['version']}"),
@@ -756,7 +765,8 @@ def info(inputs: tuple[str, ...], as_json: bool) -> None:
     "qualities",
     type=click.IntRange(1),
     multiple=True,
-    help="Rate-distortion model: quality level(s), one percodec row each [4]; every level is swept for the plot.",
+    help="Rate-distortion model: quality (qualities), one percodec row each [the default]; every quality is "
+    "swept for the plot.",
 )
 @click.option("--restarts", type=click.IntRange(1), default=4, show_default=True)
 @click.option("--model", default=None, help="Model name or path [celeba64; mnist32 for --dataset mnist].")
@@ -806,7 +816,7 @@ def bench(
     cfg = BenchConfig(
         losses=losses or _default_bench_losses(model),
         bits=bits or (7,),
-        qualities=qualities or (4,),
+        qualities=qualities,
         sweep=not no_sweep,
         model=model,
         reference=None if reference_model == "none" else reference_model,

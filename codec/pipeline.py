@@ -24,6 +24,7 @@ from codec.errors import ImageError, PercodecError
 from codec.generator import Generator, fingerprint, load_generator, resolve_model, shipped_models
 from codec.images import fit_to_model, float_to_uint8, open_image, read_input, to_tensor, uint8_to_pil
 from codec.inversion import SearchConfig, invert, refine
+from codec.ladder import Ladder, base_model, ladder_for, shipped_ladders
 from codec.losses import make_mix
 from codec.metrics import bpp, psnr, ssim
 from codec.quantize import MAX_BITS, MIN_BITS, dequantize, payload_size
@@ -32,15 +33,14 @@ from codec.rdmodel import RDModel, is_rd_file, load_rd
 DEFAULT_MODEL = "celeba64"
 DEFAULT_LOSS = "ssim"  # GAN-only models' search
 DEFAULT_BITS = 7
-#: Rate-distortion models: default quality level, refinement loss and steps, chosen on 100
-#: CelebA valid faces (`make bench-codec`): the training distortion as the refinement loss
-#: gains 0.4 dB and 0.013 SSIM over the encoder alone in 25 steps and nothing more after 50;
-#: SSIM alone trades 0.7 dB of PSNR for 0.01 of SSIM.
-DEFAULT_QUALITY = 4
+#: Rate-distortion models: refinement loss and steps, chosen on 100 CelebA valid faces
+#: (`make bench-codec`): the training distortion as the refinement loss gains 0.4 dB and
+#: 0.013 SSIM over the encoder alone in 25 steps and nothing more after 50; SSIM alone
+#: trades 0.7 dB of PSNR for 0.01 of SSIM. The default quality is the ladder's (codec.ladder).
 RD_LOSS = "ms-ssim=1,mse=3"
 RD_STEPS = 25
 #: With neither --quality nor --max-bytes, no file is larger than this: an image the default
-#: level would code larger gets the highest lower level that fits.
+#: quality would code larger gets the highest lower quality that fits.
 DEFAULT_MAX_BYTES = 112
 
 ImageLike = str | Path | bytes | BinaryIO | Image.Image
@@ -81,7 +81,8 @@ class EncodeResult:
     search_loss: float
     steps: int
     bits: int  # GAN-only models: bits per dimension (0 for rate-distortion models)
-    level: int | None = None  # rate-distortion models: the quality level
+    level: int | None = None  # rate-distortion models: the quality (the ladder's, see codec.ladder)
+    model: str = ""  # rate-distortion models: the model that coded it (a ladder's rung)
     where: str = "centre crop"  # how the input was framed (see `frame`)
     notes: tuple[str, ...] = ()
     seconds: float = 0.0  # wall time, the batch's shared out evenly
@@ -182,9 +183,11 @@ def encode_iter(
     """
     o = options or EncodeOptions()
     device = pick_device(o.device)
-    g, fp = load_model(o.model, device)
-    code = _rd_coder(g, fp, o, device, on_step) if isinstance(g, RDModel) else _gan_coder(g, fp, o, device, on_step)
-    path, cfg = resolve_model(o.model), g.config
+    base = base_model(o.model)
+    g, fp = load_model(base, device)
+    ladder = ladder_for(o.model) if isinstance(g, RDModel) else None
+    code = _rd_coder(ladder, g, o, device, on_step) if ladder else _gan_coder(g, fp, o, device, on_step)
+    path, cfg = resolve_model(base), g.config
     for start in range(0, len(images), o.batch_size):
         t0 = time.perf_counter()
         out: dict[int, EncodeResult | PercodecError] = {}
@@ -276,38 +279,46 @@ def _gan_coder(
 
 
 def _rd_coder(
-    m: RDModel, fp: bytes, o: EncodeOptions, device: torch.device, on_step: Callable[[int, int], None] | None
+    ladder: Ladder, base: RDModel, o: EncodeOptions, device: torch.device, on_step: Callable[[int, int], None] | None
 ) -> BatchCoder:
     """Encoder start + rate-aware refinement + entropy coding (see inversion.refine).
 
-    The level is --quality, or with --max-bytes alone the highest level whose
+    The quality is --quality, or with --max-bytes alone the highest quality whose
     encoder-only file fits, per image; a refined file that outgrows the budget falls back
-    to the encoder's own latent (which fits it).
+    to the encoder's own latent (which fits it). Each quality is a rung of the ladder: a
+    level of one of its models.
     """
     if o.bits is not None or o.restarts != SearchConfig.restarts:
         raise ValueError("--bits and --restarts apply to GAN-only models; a rate-distortion model takes --quality")
     if o.quality is not None:
-        m.step_of(o.quality)  # range check before any work
-    cfg = m.config
+        ladder.rung(o.quality)  # range check before any work
+    for name in ladder.models():  # every rung model loads (and is checked) before any work
+        m, _ = load_model(name, device)
+        if not isinstance(m, RDModel) or m.config.size != base.config.size or m.config.nc != base.config.nc:
+            raise ValueError(f"{ladder.name}: rung model {name} is not a {base.config.size}px rate-distortion model")
     loss = o.loss or RD_LOSS
-    loss_fn = make_mix(loss, cfg.nc, **o.loss_params).to(device).eval()
-    decoder, _ = load_model(o.model, "cpu")
+    loss_fn = make_mix(loss, base.config.nc, **o.loss_params).to(device).eval()
     steps = RD_STEPS if o.steps is None else o.steps
-
-    candidates, max_bytes = _rate_setting(o, len(m.steps))
+    candidates, max_bytes = _rate_setting(o, ladder)
 
     def code(x: torch.Tensor, first: int) -> list[EncodeResult]:
-        levels, budgets = _pick_levels(m, x.to(device), candidates, max_bytes, first, strict=o.max_bytes is not None)
-        sym = torch.zeros(len(x), cfg.nz, dtype=torch.long)
-        for level in sorted(set(levels)):
-            rows = [i for i, lv in enumerate(levels) if lv == level]
-            sym[rows] = refine(m, x[rows].to(device), loss_fn, level, steps, on_step=on_step).cpu()
+        x = x.to(device)
+        qualities, budgets = _pick_levels(ladder, x, candidates, max_bytes, first, device, o.max_bytes is not None)
+        sym: dict[int, torch.Tensor] = {}
+        for q in sorted(set(qualities)):
+            rung, rows = ladder.rung(q), [i for i, qi in enumerate(qualities) if qi == q]
+            m, _ = load_model(rung.model, device)
+            sym.update(zip(rows, refine(m, x[rows], loss_fn, rung.level, steps, on_step=on_step).cpu(), strict=True))
         results = []
-        for i, level in enumerate(levels):
-            data = _file(m, fp, level, sym[i])
-            if budgets[i] is not None and len(data) > budgets[i]:  # refinement outgrew the budget
-                sym[i] = refine(m, x[i : i + 1].to(device), loss_fn, level, 0)[0].cpu()
-            results.append(_rd_result(decoder, fp, level, sym[i], x[i], steps, loss))
+        for i, q in enumerate(qualities):
+            rung = ladder.rung(q)
+            m, fp = load_model(rung.model, device)
+            if budgets[i] is not None and len(_file(m, fp, rung.level, sym[i])) > budgets[i]:  # outgrew the budget
+                sym[i] = refine(m, x[i : i + 1], loss_fn, rung.level, 0)[0].cpu()
+            decoder, _ = load_model(rung.model, "cpu")  # decode() runs on CPU: report exactly its output
+            r = _rd_result(decoder, fp, rung.level, sym[i], x[i].cpu(), steps, loss)
+            r.level, r.model = q, rung.model
+            results.append(r)
         return results
 
     return code
@@ -320,16 +331,22 @@ def reusable(data: bytes, options: EncodeOptions) -> str | None:
         c = container.from_bytes(data)
     except ContainerError as exc:
         return f"is not a valid .pgz file ({exc})"
-    g, fp = load_model(options.model)
-    if c.fingerprint != fp[:FINGERPRINT_BYTES]:
-        return "was made with another model"
+    g, fp = load_model(base_model(options.model))
     if isinstance(g, RDModel):
+        ladder = ladder_for(options.model)
+        rungs = [name for name in ladder.models() if load_model(name)[1][:FINGERPRINT_BYTES] == c.fingerprint]
+        if not rungs:
+            return "was made with another model"
         if not isinstance(c, CodedContainer):
             return "is a version-1 file; this model writes version 2"
-        levels, max_bytes = _rate_setting(options, len(g.steps))
-        if c.level not in levels:
-            return f"has quality {c.level}, not {levels[0] if len(levels) == 1 else f'at most {levels[0]}'}"
+        quality = ladder.quality_of(rungs[0], c.level)
+        qualities, max_bytes = _rate_setting(options, ladder)
+        if quality not in qualities:
+            have = f"quality {quality}" if quality else f"level {c.level} of {rungs[0]}, not on this model's scale"
+            return f"has {have}, not {qualities[0] if len(qualities) == 1 else f'at most {qualities[0]}'}"
         return None if max_bytes is None or len(data) <= max_bytes else f"is over {max_bytes} bytes"
+    if c.fingerprint != fp[:FINGERPRINT_BYTES]:
+        return "was made with another model"
     if isinstance(c, CodedContainer):
         return "is a version-2 file; this model writes version 1"
     want = _gan_bits(g.config.nz, options)
@@ -341,35 +358,45 @@ def _file(m: RDModel, fp: bytes, level: int, symbols: torch.Tensor) -> bytes:
     return container.to_bytes(CodedContainer(fp[:FINGERPRINT_BYTES], level, payload))
 
 
-def _rate_setting(o: EncodeOptions, levels: int) -> tuple[list[int], int | None]:
-    """Candidate levels (best first) of a model with `levels` levels, and the byte budget."""
+def _rate_setting(o: EncodeOptions, ladder: Ladder) -> tuple[list[int], int | None]:
+    """Candidate qualities (best first) on the ladder, and the byte budget."""
     if o.quality is not None:
         return [o.quality], o.max_bytes
     if o.max_bytes is not None:
-        return list(range(levels, 0, -1)), o.max_bytes
-    return list(range(min(DEFAULT_QUALITY, levels), 0, -1)), DEFAULT_MAX_BYTES
+        return list(range(len(ladder), 0, -1)), o.max_bytes
+    return list(range(ladder.default, 0, -1)), DEFAULT_MAX_BYTES
 
 
 def _pick_levels(
-    m: RDModel, x: torch.Tensor, candidates: list[int], max_bytes: int | None, first: int, strict: bool = True
+    ladder: Ladder,
+    x: torch.Tensor,
+    candidates: list[int],
+    max_bytes: int | None,
+    first: int,
+    device: torch.device,
+    strict: bool = True,
 ) -> tuple[list[int], list[int | None]]:
-    """Per image: the first candidate level whose encoder-only file fits max_bytes, and the
-    budget its refined file must keep (the encoder's own file fits it). Where none fits: an
-    error (strict: the user's --max-bytes) or the first candidate with no budget."""
+    """Per image: the first candidate quality whose encoder-only file fits max_bytes, and
+    the budget its refined file must keep (the encoder's own file fits it). Where none
+    fits: an error (strict: the user's --max-bytes) or the first candidate with no budget."""
     if max_bytes is None:
         return [candidates[0]] * len(x), [None] * len(x)
-    with torch.no_grad():
-        y = m.encoder(x)
+    latents: dict[str, torch.Tensor] = {}  # each rung model's encoder runs once per batch
     out: list[int] = []
     budgets: list[int | None] = []
     for i in range(len(x)):
         sizes = {}
-        for level in candidates:
-            step = m.step_of(level)
-            sym = m.tables[level].clamp(m.prior.quantize(y[i : i + 1], step))[0].cpu()
-            sizes[level] = OVERHEAD_V2 + len(m.tables[level].encode(sym.numpy()))
-            if sizes[level] <= max_bytes:
-                out.append(level)
+        for q in candidates:
+            rung = ladder.rung(q)
+            m, _ = load_model(rung.model, device)
+            if rung.model not in latents:
+                with torch.no_grad():
+                    latents[rung.model] = m.encoder(x)
+            table, step = m.tables[rung.level], m.step_of(rung.level)
+            sym = table.clamp(m.prior.quantize(latents[rung.model][i : i + 1], step))[0].cpu()
+            sizes[q] = OVERHEAD_V2 + len(table.encode(sym.numpy()))
+            if sizes[q] <= max_bytes:
+                out.append(q)
                 budgets.append(max_bytes)
                 break
         else:
@@ -377,10 +404,8 @@ def _pick_levels(
                 out.append(candidates[0])
                 budgets.append(None)
                 continue
-            level, need = min(sizes.items(), key=lambda kv: kv[1])
-            raise ValueError(
-                f"image {first + i + 1} needs {need} bytes at quality {level}, over --max-bytes {max_bytes}"
-            )
+            q, need = min(sizes.items(), key=lambda kv: kv[1])
+            raise ValueError(f"image {first + i + 1} needs {need} bytes at quality {q}, over --max-bytes {max_bytes}")
     return out, budgets
 
 
@@ -402,15 +427,18 @@ def encode(image: ImageLike, **options: object) -> bytes:
 
 
 def model_for(c: Container | CodedContainer, model: str | Path | None = None) -> tuple[Generator | RDModel, str]:
-    """The generator a container needs: `model` if given (checked), else the shipped match."""
+    """The generator a container needs: `model` (or one of its ladder's rung models) if
+    given, checked, else the shipped match."""
     want = c.fingerprint.hex()
     if model is not None:
-        g, fp = load_model(model)
-        if fp[:FINGERPRINT_BYTES] != c.fingerprint:
-            needed = find_shipped(c.fingerprint)
-            hint = f"model {needed!r}" if needed else f"a generator with fingerprint {want}, not a shipped one"
-            raise ContainerError(f"this file was made for {hint}; {model} has fingerprint {fp[:4].hex()}")
-        return g, str(model)
+        ladder = ladder_for(model)
+        for name in ladder.models() if ladder else [str(model)]:
+            g, fp = load_model(name)
+            if fp[:FINGERPRINT_BYTES] == c.fingerprint:
+                return g, name
+        needed = find_shipped(c.fingerprint)
+        hint = f"model {needed!r}" if needed else f"a generator with fingerprint {want}, not a shipped one"
+        raise ContainerError(f"this file was made for {hint}; {model} has fingerprint {fp[:4].hex()}")
     name = find_shipped(c.fingerprint)
     if name is None:
         raise ContainerError(
@@ -433,7 +461,13 @@ def describe(data: bytes) -> dict[str, object]:
     out: dict[str, object] = {"bytes": len(data), "model": find_shipped(c.fingerprint)}
     out["fingerprint"] = c.fingerprint.hex()
     if isinstance(c, CodedContainer):
-        out.update(version=2, header_bytes=OVERHEAD_V2, latent_bytes=len(c.payload), quality=c.level)
+        out.update(version=2, header_bytes=OVERHEAD_V2, latent_bytes=len(c.payload), level=c.level)
+        out.update(quality=None, scale=None)  # the quality on a shipped ladder, where the file is on one
+        for ladder in shipped_ladders() if out["model"] else []:
+            q = ladder.quality_of(str(out["model"]), c.level)
+            if q is not None:
+                out.update(quality=q, scale=ladder.name)
+                break
     else:
         out.update(
             version=container.VERSION,

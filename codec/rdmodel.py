@@ -145,6 +145,12 @@ def is_rd_file(path: str | Path) -> bool:
         return False
 
 
+def level_count(path: str | Path) -> int:
+    """How many quality levels an RD model file has (read from its metadata alone)."""
+    with safe_open(str(path), framework="pt") as f:
+        return len(json.loads((f.metadata() or {}).get("steps", "[]")))
+
+
 def load_rd(path: str | Path, device: str | torch.device = "cpu") -> tuple[RDModel, dict[str, str]]:
     """Load an RD model (eval mode, frozen) with its tables and card."""
     path = Path(path)

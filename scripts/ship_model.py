@@ -35,12 +35,22 @@ def main() -> None:
     ap.add_argument("--note", default="", help="extra paragraph for the card")
     ap.add_argument("--level-bytes", help="rd: comma-separated mean bytes of the quality levels, lowest first")
     ap.add_argument("--data-root", default="../shared/datasets", help="rd with --level-bytes: where CelebA is")
+    ap.add_argument(
+        "--framing-from",
+        help="copy the framing measured for this model (same training data and crop, so the same framing) "
+        "instead of measuring it again with scripts/measure_framing.py",
+    )
     args = ap.parse_args()
     if (args.run / "model.safetensors").is_file():
         targets = [float(b) for b in args.level_bytes.split(",")] if args.level_bytes else None
         ship_rd(args.run, args.name, args.note, targets, args.data_root)
     else:
         ship_gan(args.run, args.name, args.note)
+    if args.framing_from:
+        from codec.align import copy_framing
+        from codec.generator import resolve_model
+
+        copy_framing(resolve_model(args.framing_from), MODELS / f"{args.name}.safetensors")
 
 
 def ship_gan(run: Path, name: str, note: str) -> None:
@@ -104,7 +114,7 @@ def ship_gan(run: Path, name: str, note: str) -> None:
 
 
 def ship_rd(run: Path, name: str, note: str, level_bytes: list[float] | None, data_root: str) -> None:
-    from codec.pipeline import DEFAULT_QUALITY
+    from codec.ladder import DEFAULT_LEVEL
     from codec.rdmodel import load_rd, save_rd, steps_for_bytes
 
     m, card = load_rd(run / "model.safetensors")
@@ -117,7 +127,7 @@ def ship_rd(run: Path, name: str, note: str, level_bytes: list[float] | None, da
     out = MODELS / f"{name}.safetensors"
     save_rd(m, out, card, half=True)
     shipped, _ = load_rd(out)
-    _prior_grid(shipped, DEFAULT_QUALITY, MODELS / f"{name}.png")
+    _prior_grid(shipped, DEFAULT_LEVEL, MODELS / f"{name}.png")
     log = [json.loads(line) for line in (run / "train.log.jsonl").read_text().splitlines() if line.strip()]
     val = [r for r in log if "val_psnr" in r]
     _curves(val, int(card["batch_size"]), MODELS / f"{name}_curve.png")
@@ -157,7 +167,7 @@ def ship_rd(run: Path, name: str, note: str, level_bytes: list[float] | None, da
     lines = [f"# Model card: {name}", "", intro, "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in rows]
     lines += ["", f"![validation curves]({name}_curve.png)", "",
-              f"![faces decoded from latents drawn from the prior's tables at quality {DEFAULT_QUALITY}]({name}.png)",
+              f"![faces decoded from latents drawn from the prior's tables at quality {DEFAULT_LEVEL}]({name}.png)",
               ""]  # fmt: skip
     if note:
         lines += [note, ""]

@@ -246,7 +246,7 @@ def test_cli_trains_encodes_shows_and_decodes_with_an_rd_model(tmp_path) -> None
     r = run.invoke(main, ["encode", str(tmp_path / "x.png"), str(tmp_path / "x.pgz"), "--model", str(model)])
     assert r.exit_code == 0 and "quality 4" in r.output, r.output
     r = run.invoke(main, ["info", str(tmp_path / "x.pgz")])
-    assert r.exit_code == 0 and "version 2" in r.output and "quality: 4" in r.output
+    assert r.exit_code == 0 and "version 2" in r.output and "quality: level 4 of its model" in r.output
     r = run.invoke(main, ["decode", str(tmp_path / "x.pgz"), str(tmp_path / "y.png"), "--model", str(model)])
     assert r.exit_code == 0 and Image.open(tmp_path / "y.png").size == (16, 16)
     r = run.invoke(

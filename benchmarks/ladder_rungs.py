@@ -1,0 +1,93 @@
+"""Which model serves which bytes: every level of every candidate model, coded as `encode`
+codes it, on CelebA *valid* faces, and the quality ladder that follows.
+
+    python benchmarks/ladder_rungs.py --models celeba64,celeba64-hi [--images 200]
+        [--default celeba64:4] [--write models/celeba64.ladder.json]
+
+Each (model, level) is coded with encode's defaults at that level (refinement included,
+real files, every byte counted). The ladder keeps the rungs no other rung beats: a rung is
+dropped when another one costs no more bytes and gives at least its PSNR and its SSIM. The
+kept rungs, in order of bytes, are qualities 1..N; `--default` names the rung that becomes
+the default quality (it must be kept). `--write` stores the ladder (see codec.ladder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from codec.data import load_dataset
+from codec.generator import resolve_model
+from codec.images import uint8_to_pil
+from codec.pipeline import EncodeOptions, encode_batch
+from codec.rdmodel import level_count
+
+
+def measure(models: list[str], images: list, batch: int = 50) -> list[dict]:
+    rows = []
+    for name in models:
+        for level in range(1, level_count(resolve_model(name)) + 1):
+            opts = EncodeOptions(model=str(resolve_model(name)), quality=level, batch_size=batch)
+            res = encode_batch(images, opts)
+            rows.append(
+                {
+                    "model": name,
+                    "level": level,
+                    "bytes": float(np.mean([r.num_bytes for r in res])),
+                    "max": max(r.num_bytes for r in res),
+                    "psnr": float(np.mean([r.psnr for r in res])),
+                    "ssim": float(np.mean([r.ssim for r in res])),
+                }
+            )
+            print(_line(rows[-1]), flush=True)
+    return rows
+
+
+def _line(r: dict) -> str:
+    size = f"{r['bytes']:6.1f} B (max {r['max']:3d})"
+    return f"{r['model']:<12} level {r['level']}: {size}, {r['psnr']:.2f} dB, SSIM {r['ssim']:.4f}"
+
+
+def frontier(rows: list[dict]) -> list[dict]:
+    """The rungs no other rung beats (no more bytes, at least the PSNR and the SSIM), by bytes."""
+
+    def beaten(r: dict) -> bool:
+        return any(
+            o is not r and o["bytes"] <= r["bytes"] and o["psnr"] >= r["psnr"] and o["ssim"] >= r["ssim"] for o in rows
+        )
+
+    return sorted((r for r in rows if not beaten(r)), key=lambda r: r["bytes"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="celeba64,celeba64-hi")
+    ap.add_argument("--images", type=int, default=200)
+    ap.add_argument("--data-root", default="../shared/datasets")
+    ap.add_argument("--default", default="celeba64:4", help="MODEL:LEVEL of the default quality")
+    ap.add_argument("--write", type=Path, help="write the ladder here (e.g. models/celeba64.ladder.json)")
+    args = ap.parse_args()
+    data = load_dataset("celeba", args.data_root, "valid", size=64, limit=args.images, progress=False)
+    images = [uint8_to_pil(torch.from_numpy(np.ascontiguousarray(x))) for x in data.images]
+    print(f"{len(images)} CelebA valid faces, encode's defaults at each level")
+    kept = frontier(measure(args.models.split(","), images))
+    model, level = args.default.rsplit(":", 1)
+    default = next((q for q, r in enumerate(kept, start=1) if (r["model"], r["level"]) == (model, int(level))), None)
+    print("\nladder (quality: rung):")
+    for q, r in enumerate(kept, start=1):
+        mark = "  <- default" if q == default else ""
+        print(f"  {q:2d}: {_line(r)}{mark}")
+    if default is None:
+        raise SystemExit(f"the default rung {args.default} is beaten by another: choose another default")
+    if args.write:
+        rungs = ",\n".join(f"  {json.dumps([r['model'], r['level']])}" for r in kept)
+        args.write.write_text(f'{{"default": {default}, "rungs": [\n{rungs}\n]}}\n')
+        print(f"wrote {args.write}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""Quality ladders: one `--quality` scale over several rate-distortion models.
+
+A model trained for one rate serves about a factor of two in bytes around it (its levels are
+quantisation steps); beyond that a model trained for more bytes does better, because the
+latent's width, not the step, limits it (README, `benchmarks/rd_ceiling.py`). A ladder lists
+(model, level) rungs in order of bytes, so quality N is the N-th rung whichever model holds
+it. A file's header names its model (fingerprint) and that model's level, so files need no
+change: the ladder only maps qualities to rungs and back.
+
+A ladder is a JSON file, `{"default": 4, "rungs": [["celeba64", 1], ["celeba64-hi", 2]]}`,
+whose rung models are shipped names or paths relative to the file. The shipped model NAME
+stands for its ladder when `models/NAME.ladder.json` exists; a path ending in `.ladder.json`
+is a ladder too; any other rate-distortion model is a ladder of its own levels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from codec.errors import ModelError
+from codec.generator import resolve_model, shipped_models
+from codec.rdmodel import is_rd_file, level_count
+
+SUFFIX = ".ladder.json"
+#: A single model's default level (its ladder's default, where it has at least this many).
+DEFAULT_LEVEL = 4
+
+
+@dataclass(frozen=True)
+class Rung:
+    """Quality level `level` of the model `model` (a shipped name or a path)."""
+
+    model: str
+    level: int
+
+
+@dataclass(frozen=True)
+class Ladder:
+    """Qualities 1..len(rungs), fewest bytes first; `default` is the quality `encode` uses."""
+
+    name: str
+    rungs: tuple[Rung, ...]
+    default: int
+
+    def __len__(self) -> int:
+        return len(self.rungs)
+
+    def rung(self, quality: int) -> Rung:
+        if not 1 <= quality <= len(self.rungs):
+            raise ValueError(f"quality {quality} is out of range: {self.name} has qualities 1..{len(self.rungs)}")
+        return self.rungs[quality - 1]
+
+    def models(self) -> list[str]:
+        """The rung models, each once, in rung order."""
+        return list(dict.fromkeys(r.model for r in self.rungs))
+
+    def quality_of(self, model: str, level: int) -> int | None:
+        """The quality whose rung is `level` of `model`, or None when no rung is."""
+        return next((q for q, r in enumerate(self.rungs, start=1) if r == Rung(model, level)), None)
+
+    def key(self) -> str:
+        """A short text naming the rungs exactly (for caches keyed by what was coded)."""
+        text = json.dumps([[str(resolve_model(r.model)), r.level] for r in self.rungs] + [self.default])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def ladder_file(model: str | Path) -> Path | None:
+    """The ladder file `model` names: a `.ladder.json` path, or a shipped name's ladder."""
+    if str(model).endswith(SUFFIX):
+        if not Path(model).is_file():
+            raise ModelError(f"{model}: no such ladder file")
+        return Path(model)
+    if str(model) in shipped_models():
+        entry = resources.files("codec.models") / f"{model}{SUFFIX}"
+        return Path(str(entry)) if entry.is_file() else None
+    return None
+
+
+def read_ladder(path: Path) -> Ladder:
+    """A ladder file, checked: every rung a level its rate-distortion model has."""
+    try:
+        spec = json.loads(path.read_text())
+        pairs = [(str(m), int(lv)) for m, lv in spec["rungs"]]
+        default = int(spec["default"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"{path}: not a ladder file ({exc})") from None
+    rungs = tuple(Rung(_rung_model(path, m), lv) for m, lv in pairs)
+    for r in rungs:
+        if not 1 <= r.level <= level_count(resolve_model(r.model)):
+            raise ModelError(f"{path}: {r.model} has no level {r.level}")
+    if not rungs or not 1 <= default <= len(rungs):
+        raise ModelError(f"{path}: the default quality {default} is not one of its {len(rungs)} rungs")
+    name = path.name.removesuffix(SUFFIX)
+    return Ladder(name, rungs, default)
+
+
+def _rung_model(ladder: Path, model: str) -> str:
+    """A rung's model: a shipped name as it is, a path relative to the ladder file."""
+    if model in shipped_models() and not model.endswith(".safetensors"):
+        return model
+    return str((ladder.parent / model).resolve())
+
+
+def ladder_for(model: str | Path) -> Ladder | None:
+    """The quality ladder `--model` stands for; None for a GAN-only model."""
+    path = ladder_file(model)
+    if path is not None:
+        return read_ladder(path)
+    file = resolve_model(model)
+    if not is_rd_file(file):
+        return None
+    n = level_count(file)
+    return Ladder(str(model), tuple(Rung(str(model), lv) for lv in range(1, n + 1)), min(DEFAULT_LEVEL, n))
+
+
+def base_model(model: str | Path) -> str:
+    """The model that stands for `model`'s size, channels and framing: a ladder's first
+    rung's (every rung shares them), else `model` itself."""
+    path = ladder_file(model)
+    return read_ladder(path).rungs[0].model if path is not None else str(model)
+
+
+def shipped_ladders() -> list[Ladder]:
+    """Every ladder shipped with the package (models/*.ladder.json)."""
+    return [read_ladder(p) for name in shipped_models() if (p := ladder_file(name)) is not None]
