@@ -237,7 +237,7 @@ def fit_eigenfaces(images: np.ndarray, k: int = 512, seed: int = 0) -> Eigenbasi
 class EigenfaceCodec:
     """The classic domain-specific yardstick: PCA coefficients, each rounded with one step
     and entropy-coded (constriction's ANS, as percodec's own files) under a Gaussian with
-    that coefficient's training spread. `quality` 0..100 sets the step, 2^(-quality/12)."""
+    that coefficient's training spread. `quality` (-48..100) sets the step, 2^(-quality/12)."""
 
     family = "eigenface"
 
