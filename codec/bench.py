@@ -54,6 +54,7 @@ class BenchConfig:
     losses: tuple[str, ...] = tuple(LOSSES)
     bits: tuple[int, ...] = (7,)
     qualities: tuple[int, ...] = ()  # rate-distortion: () = the ladder's default quality
+    max_bytes: tuple[int, ...] = ()  # rate-distortion: a row coded with --max-bytes N (first loss), each
     steps: int | None = None
     restarts: int = 4
     model: str = "celeba64"
@@ -196,6 +197,11 @@ def _key(*parts: object) -> str:
     return f"{slug}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
 
 
+def _rd_suffix(setting: int | str) -> str:
+    """A rate-distortion row's label: ' q=5' for a quality, ' max 112 B' for a --max-bytes row."""
+    return f" max {setting.split(':')[1]} B" if isinstance(setting, str) else f" q={setting}"
+
+
 def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
     """Compute (or load from cache) every row for every image; returns per-image records."""
     from codec.images import uint8_to_pil
@@ -261,16 +267,19 @@ def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
 
     def percodec(model: str, rd: bool, key_of_model: str, settings: list, losses: tuple, tag: str) -> None:
         for setting, is_sweep in settings:
-            for loss in losses[:1] if is_sweep else losses:
+            capped = isinstance(setting, str)  # "max:N", a --max-bytes row
+            for loss in losses[:1] if is_sweep or capped else losses:
                 label = f"percodec{tag} {loss}" + (
-                    f" q={setting}" if rd else (f" {setting}b" if len(cfg.bits) > 1 else "")
+                    _rd_suffix(setting) if rd else (f" {setting}b" if len(cfg.bits) > 1 else "")
                 )
                 key = _key(label, key_of_model, cfg.steps, cfg.restarts, cfg.seed, setting)
                 keys.append(key)
                 row_keys[label] = key
                 done = cache.load(key)
                 todo = [i for i in mine if names[i] not in done]
-                if rd:
+                if capped:
+                    knob = {"max_bytes": int(setting.split(":")[1])}
+                elif rd:
                     knob = {"quality": None if setting == ladder.default else setting}
                 else:
                     knob = {"bits": setting, "restarts": cfg.restarts, "seed": cfg.seed}
@@ -278,7 +287,7 @@ def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
                 opts = EncodeOptions(
                     model=model, loss=loss, steps=steps, device=cfg.device, batch_size=cfg.batch_size, **knob
                 )
-                family = f"percodec{tag}-{loss}" + ("-rd" if rd else "")
+                family = f"percodec{tag}-{loss}" + ("-rd" if rd else "") + ("-max" if capped else "")
                 for start in range(0, len(todo), cfg.batch_size):
                     chunk = todo[start : start + cfg.batch_size]
                     cache.append(key, encode_rows(chunk, opts, label, family, setting, is_sweep))
@@ -317,23 +326,26 @@ def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
     settings = [(q, False) for q in qualities] if rd else [(b, False) for b in cfg.bits]
     if rd and cfg.sweep:
         settings += [(q, True) for q in range(1, len(ladder) + 1) if q not in qualities]
-    percodec(cfg.model, rd, model_key, settings, cfg.losses, "")
+    percodec(cfg.model, rd, model_key, settings + [(f"max:{n}", False) for n in cfg.max_bytes], cfg.losses, "")
     if cfg.reference:
         ref, ref_fp = load_model(cfg.reference)
         if isinstance(ref, RDModel):
             raise ValueError(f"--reference-model {cfg.reference} must be a GAN-only model")
         percodec(cfg.reference, False, ref_fp.hex(), [(cfg.bits[0], False)], (DEFAULT_LOSS,), "-gan")  # its defaults
 
-    def level_bytes(level: int) -> dict[str, int]:
-        recs = cache.load(row_keys[f"percodec {cfg.losses[0]} q={level}"]).values()
+    def level_bytes(level: int | str) -> dict[str, int]:
+        recs = cache.load(row_keys[f"percodec {cfg.losses[0]}{_rd_suffix(level)}"]).values()
         return {r["image"]: int(r["bytes"]) for r in recs}
 
-    def matched(name: str, family: str, make: Callable[[int], B.Codec], lo: int = 0, level: int | None = None) -> None:
+    def matched(
+        name: str, family: str, make: Callable[[int], B.Codec], lo: int = 0, level: int | str | None = None
+    ) -> None:
         """`name` bisected per image to the default percodec row's bytes, or to those of
-        the swept quality `level` (a sweep row, for the plot)."""
+        the swept quality `level` (a sweep row, for the plot) or of a --max-bytes row."""
         target = budget if level is None else level_bytes(level)
         key = _key(f"{name} matched", cfg.bits[0], model_key, lo, *(() if level is None else (level,)))
-        where = "percodec bytes" if level is None else f"q={level} bytes"
+        where = "percodec bytes" if level is None else f"{_rd_suffix(level).strip()} bytes"
+        sweep = level is not None and not isinstance(level, str)
 
         def compute(i: int) -> dict:
             t = time.perf_counter()
@@ -352,7 +364,7 @@ def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
                 "dec_ms": dec_ms,
                 "reached": reached,
                 "budget": target[names[i]],
-                **({"sweep": True} if level is not None else {}),
+                **({"sweep": True} if sweep else {}),
             }
 
         # A cached row counts only if it was bisected to today's budget: a percodec row
@@ -376,6 +388,8 @@ def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
             matched("eigenface", "eigenface", eigen, lo=EIGENFACE_LO)
             for level, _ in settings[1:] if rd else []:  # the curve beside percodec's levels
                 matched("eigenface", "eigenface", eigen, lo=EIGENFACE_LO, level=level)
+            for n in cfg.max_bytes if rd else ():
+                matched("eigenface", "eigenface", eigen, lo=EIGENFACE_LO, level=f"max:{n}")
     fixed: list[B.Codec] = [
         B.jpeg(10, nc),
         B.jpeg(1, nc),
@@ -603,7 +617,8 @@ def plot_grid(cfg: BenchConfig, records: list[dict], path: Path, rows: int = 6) 
                 continue
             axes[a][b].imshow(reconstruct(r, images[i], cfg.model, basis).squeeze(), cmap="gray")
             if a == 0:
-                axes[a][b].set_title(c.replace(" @ percodec bytes", " (same B)"), fontsize=7)
+                title = c.replace(" @ percodec bytes", " (same B)").replace(" q=", "\nq=").replace(" max ", "\nmax ")
+                axes[a][b].set_title(title, fontsize=7)
             axes[a][b].set_xlabel(f"{int(r['bytes'])} B, {r['ssim']:.2f}", fontsize=6)
     for ax in axes.flat:
         ax.set_xticks([])

@@ -768,6 +768,13 @@ def info(inputs: tuple[str, ...], as_json: bool) -> None:
     help="Rate-distortion model: quality (qualities), one percodec row each [the default]; every quality is "
     "swept for the plot.",
 )
+@click.option(
+    "--max-bytes",
+    type=click.IntRange(1),
+    multiple=True,
+    help="Rate-distortion model: also a row coded with encode --max-bytes N (the best quality that fits, "
+    "per image; the first --loss), with eigenface at its bytes; repeatable.",
+)
 @click.option("--restarts", type=click.IntRange(1), default=4, show_default=True)
 @click.option("--model", default=None, help="Model name or path [celeba64; mnist32 for --dataset mnist].")
 @click.option(

@@ -222,8 +222,10 @@ def test_bench_rows_of_a_rate_distortion_model(tiny_rd_file, tiny_model_file, tm
     from codec.bench import BenchConfig, run, summarize
 
     cfg = BenchConfig(dataset="samples", model=str(tiny_rd_file), losses=("mse", "l1"), steps=1,
-                      out=str(tmp_path / "b"), reference=str(tiny_model_file))  # fmt: skip
+                      out=str(tmp_path / "b"), reference=str(tiny_model_file), max_bytes=(16,))  # fmt: skip
     rows = {r["codec"]: r for r in summarize(run(cfg, progress=False))}
+    capped = rows["percodec mse max 16 B"]  # a --max-bytes row, the first loss only, in the main table
+    assert capped["bytes"] <= 16 and not capped["sweep"] and "percodec l1 max 16 B" not in rows
     assert rows["percodec-gan ssim"]["bytes"] == 19 and len([r for r in rows if "-gan" in r]) == 1  # 8 x 7 bits + 12
     assert not rows["percodec mse q=4"]["sweep"] and rows["percodec mse q=8"]["sweep"]
     assert rows["percodec mse q=1"]["bytes"] <= rows["percodec mse q=8"]["bytes"]
