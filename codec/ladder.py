@@ -100,7 +100,7 @@ def read_ladder(path: Path) -> Ladder:
 
 def _rung_model(ladder: Path, model: str) -> str:
     """A rung's model: a shipped name as it is, a path relative to the ladder file."""
-    if model in shipped_models() and not model.endswith(".safetensors"):
+    if model in shipped_models():
         return model
     return str((ladder.parent / model).resolve())
 
