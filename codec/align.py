@@ -167,12 +167,17 @@ def measure_framing(images: list[Image.Image], crop_box: tuple[float, float, flo
     return (np.mean(pts, axis=0) - origin) / side, len(pts)
 
 
-def read_framing(model_path: str | Path) -> np.ndarray | None:
-    """A model file's framing (3, 2), or None when it was never measured."""
+def _framing_text(model_path: str | Path) -> str | None:
+    """The framing as stored in a model file's metadata (JSON), if any."""
     from safetensors import safe_open
 
     with safe_open(str(model_path), framework="pt") as f:
-        text = (f.metadata() or {}).get("framing")
+        return (f.metadata() or {}).get("framing")
+
+
+def read_framing(model_path: str | Path) -> np.ndarray | None:
+    """A model file's framing (3, 2), or None when it was never measured."""
+    text = _framing_text(model_path)
     if text is None:
         return None
     pts = np.asarray(json.loads(text)["landmarks"], dtype=np.float64)
@@ -183,10 +188,7 @@ def read_framing(model_path: str | Path) -> np.ndarray | None:
 
 def copy_framing(source: str | Path, target: str | Path) -> None:
     """Give `target` the framing stored in `source` (models trained on the same crops)."""
-    from safetensors import safe_open
-
-    with safe_open(str(source), framework="pt") as f:
-        text = (f.metadata() or {}).get("framing")
+    text = _framing_text(source)
     if text is None:
         raise ValueError(f"{source} has no framing to copy")
     spec = json.loads(text)

@@ -197,21 +197,28 @@ def _key(*parts: object) -> str:
     return f"{slug}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
 
 
+def _cap(setting: int | str) -> int | None:
+    """The byte cap of a --max-bytes row's setting ("max:N"); None for a quality."""
+    return int(setting.split(":")[1]) if isinstance(setting, str) else None
+
+
 def _rd_suffix(setting: int | str) -> str:
     """A rate-distortion row's label: ' q=5' for a quality, ' max 112 B' for a --max-bytes row."""
-    return f" max {setting.split(':')[1]} B" if isinstance(setting, str) else f" q={setting}"
+    return f" max {_cap(setting)} B" if _cap(setting) else f" q={setting}"
 
 
 def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
     """Compute (or load from cache) every row for every image; returns per-image records."""
     from codec.images import uint8_to_pil
-    from codec.ladder import base_model, ladder_for
+    from codec.ladder import ladder_for
     from codec.pipeline import DEFAULT_LOSS, EncodeOptions, decode_tensor, encode_batch, load_model
 
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    g, fp = load_model(base_model(cfg.model))
-    ladder = ladder_for(cfg.model) if isinstance(g, RDModel) else None
-    model_key = ladder.key() if ladder else fp.hex()  # what the cached rows were coded with
+    ladder = ladder_for(cfg.model)
+    g, fp = load_model(ladder.rungs[0].model if ladder else cfg.model)
+    # what the cached rows were coded with: every rung model's fingerprint and level
+    rungs = [(load_model(r.model)[1].hex(), r.level) for r in ladder.rungs] if ladder else []
+    model_key = _key("ladder", rungs, ladder.default) if ladder else fp.hex()
     names, images = load_images(cfg, g.config.size, g.config.nc, g.config.crop)
     mine = list(range(rank, len(names), world))
     cache = Cache(Path(cfg.out) / "cache", rank)
@@ -225,10 +232,13 @@ def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
 
         bar = tqdm(desc="bench", unit="row", leave=False, disable=None)
 
-    def finish(key: str, todo: list[int], compute: Callable[[int], dict]) -> None:
+    def finish(
+        key: str, todo: list[int], compute: Callable[[int], dict], current: Callable[[dict, int], bool] | None = None
+    ) -> None:
+        """Compute the row's records not yet cached (or cached but no longer `current`)."""
         keys.append(key)
         done = cache.load(key)
-        recs = [compute(i) for i in todo if names[i] not in done]
+        recs = [compute(i) for i in todo if names[i] not in done or (current and not current(done[names[i]], i))]
         if recs:
             cache.append(key, recs)
         if bar is not None:
@@ -267,7 +277,7 @@ def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
 
     def percodec(model: str, rd: bool, key_of_model: str, settings: list, losses: tuple, tag: str) -> None:
         for setting, is_sweep in settings:
-            capped = isinstance(setting, str)  # "max:N", a --max-bytes row
+            capped = _cap(setting) is not None  # "max:N", a --max-bytes row
             for loss in losses[:1] if is_sweep or capped else losses:
                 label = f"percodec{tag} {loss}" + (
                     _rd_suffix(setting) if rd else (f" {setting}b" if len(cfg.bits) > 1 else "")
@@ -278,7 +288,7 @@ def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
                 done = cache.load(key)
                 todo = [i for i in mine if names[i] not in done]
                 if capped:
-                    knob = {"max_bytes": int(setting.split(":")[1])}
+                    knob = {"max_bytes": _cap(setting)}
                 elif rd:
                     knob = {"quality": None if setting == ladder.default else setting}
                 else:
@@ -345,7 +355,7 @@ def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
         target = budget if level is None else level_bytes(level)
         key = _key(f"{name} matched", cfg.bits[0], model_key, lo, *(() if level is None else (level,)))
         where = "percodec bytes" if level is None else f"{_rd_suffix(level).strip()} bytes"
-        sweep = level is not None and not isinstance(level, str)
+        sweep = level is not None and _cap(level) is None
 
         def compute(i: int) -> dict:
             t = time.perf_counter()
@@ -369,13 +379,7 @@ def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
 
         # A cached row counts only if it was bisected to today's budget: a percodec row
         # that changed (a code fix, a cache file removed) makes its matched rows recompute.
-        keys.append(key)
-        done = cache.load(key)
-        stale = [i for i in mine if done.get(names[i], {}).get("budget") != target[names[i]]]
-        if stale:
-            cache.append(key, [compute(i) for i in stale])
-        if bar is not None:
-            bar.update(1)
+        finish(key, mine, compute, lambda rec, i: rec.get("budget") == target[names[i]])
 
     if budget:
         matched("webp", "webp", lambda q: B.webp(q, nc))
@@ -585,12 +589,12 @@ def plot_grid(cfg: BenchConfig, records: list[dict], path: Path, rows: int = 6) 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from codec.ladder import base_model, ladder_for
+    from codec.ladder import ladder_for
     from codec.pipeline import load_model
 
-    g, _ = load_model(base_model(cfg.model))
+    ladder = ladder_for(cfg.model)
+    g, _ = load_model(ladder.rungs[0].model if ladder else cfg.model)
     names, images = load_images(cfg, g.config.size, g.config.nc, g.config.crop)
-    ladder = ladder_for(cfg.model) if isinstance(g, RDModel) else None
     other_rates = [f" q={q}" for q in grid_levels(len(ladder), ladder.default)] if ladder else []
     cols = [
         r["codec"]

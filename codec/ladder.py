@@ -15,7 +15,6 @@ is a ladder too; any other rate-distortion model is a ladder of its own levels.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from importlib import resources
@@ -62,11 +61,6 @@ class Ladder:
         """The quality whose rung is `level` of `model`, or None when no rung is."""
         return next((q for q, r in enumerate(self.rungs, start=1) if r == Rung(model, level)), None)
 
-    def key(self) -> str:
-        """A short text naming the rungs exactly (for caches keyed by what was coded)."""
-        text = json.dumps([[str(resolve_model(r.model)), r.level] for r in self.rungs] + [self.default])
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
 
 def ladder_file(model: str | Path) -> Path | None:
     """The ladder file `model` names: a `.ladder.json` path, or a shipped name's ladder."""
@@ -89,8 +83,9 @@ def read_ladder(path: Path) -> Ladder:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ModelError(f"{path}: not a ladder file ({exc})") from None
     rungs = tuple(Rung(_rung_model(path, m), lv) for m, lv in pairs)
+    levels = {m: level_count(resolve_model(m)) for m in {r.model for r in rungs}}
     for r in rungs:
-        if not 1 <= r.level <= level_count(resolve_model(r.model)):
+        if not 1 <= r.level <= levels[r.model]:
             raise ModelError(f"{path}: {r.model} has no level {r.level}")
     if not rungs or not 1 <= default <= len(rungs):
         raise ModelError(f"{path}: the default quality {default} is not one of its {len(rungs)} rungs")
@@ -120,8 +115,8 @@ def ladder_for(model: str | Path) -> Ladder | None:
 def base_model(model: str | Path) -> str:
     """The model that stands for `model`'s size, channels and framing: a ladder's first
     rung's (every rung shares them), else `model` itself."""
-    path = ladder_file(model)
-    return read_ladder(path).rungs[0].model if path is not None else str(model)
+    ladder = ladder_for(model)
+    return ladder.rungs[0].model if ladder else str(model)
 
 
 def shipped_ladders() -> list[Ladder]:

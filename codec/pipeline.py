@@ -24,7 +24,7 @@ from codec.errors import ImageError, PercodecError
 from codec.generator import Generator, fingerprint, load_generator, resolve_model, shipped_models
 from codec.images import fit_to_model, float_to_uint8, open_image, read_input, to_tensor, uint8_to_pil
 from codec.inversion import SearchConfig, invert, refine
-from codec.ladder import Ladder, base_model, ladder_for, shipped_ladders
+from codec.ladder import Ladder, Rung, ladder_for, shipped_ladders
 from codec.losses import make_mix
 from codec.metrics import bpp, psnr, ssim
 from codec.quantize import MAX_BITS, MIN_BITS, dequantize, payload_size
@@ -183,9 +183,9 @@ def encode_iter(
     """
     o = options or EncodeOptions()
     device = pick_device(o.device)
-    base = base_model(o.model)
+    ladder = ladder_for(o.model)
+    base = ladder.rungs[0].model if ladder else str(o.model)
     g, fp = load_model(base, device)
-    ladder = ladder_for(o.model) if isinstance(g, RDModel) else None
     code = _rd_coder(ladder, g, o, device, on_step) if ladder else _gan_coder(g, fp, o, device, on_step)
     path, cfg = resolve_model(base), g.config
     for start in range(0, len(images), o.batch_size):
@@ -292,8 +292,9 @@ def _rd_coder(
         raise ValueError("--bits and --restarts apply to GAN-only models; a rate-distortion model takes --quality")
     if o.quality is not None:
         ladder.rung(o.quality)  # range check before any work
-    for name in ladder.models():  # every rung model loads (and is checked) before any work
-        m, _ = load_model(name, device)
+    models = {name: load_model(name, device) for name in ladder.models()}  # every rung model, before any work
+    decoders = {name: load_model(name, "cpu")[0] for name in models}  # decode() runs on CPU: report its output
+    for name, (m, _) in models.items():
         if not isinstance(m, RDModel) or m.config.size != base.config.size or m.config.nc != base.config.nc:
             raise ValueError(f"{ladder.name}: rung model {name} is not a {base.config.size}px rate-distortion model")
     loss = o.loss or RD_LOSS
@@ -303,22 +304,19 @@ def _rd_coder(
 
     def code(x: torch.Tensor, first: int) -> list[EncodeResult]:
         x = x.to(device)
-        qualities, budgets = _pick_levels(ladder, x, candidates, max_bytes, first, device, o.max_bytes is not None)
+        qualities, budgets = _pick_levels(ladder, models, x, candidates, max_bytes, first, o.max_bytes is not None)
         sym: dict[int, torch.Tensor] = {}
         for q in sorted(set(qualities)):
             rung, rows = ladder.rung(q), [i for i, qi in enumerate(qualities) if qi == q]
-            m, _ = load_model(rung.model, device)
+            m, _ = models[rung.model]
             sym.update(zip(rows, refine(m, x[rows], loss_fn, rung.level, steps, on_step=on_step).cpu(), strict=True))
         results = []
         for i, q in enumerate(qualities):
             rung = ladder.rung(q)
-            m, fp = load_model(rung.model, device)
+            m, fp = models[rung.model]
             if budgets[i] is not None and len(_file(m, fp, rung.level, sym[i])) > budgets[i]:  # outgrew the budget
                 sym[i] = refine(m, x[i : i + 1], loss_fn, rung.level, 0)[0].cpu()
-            decoder, _ = load_model(rung.model, "cpu")  # decode() runs on CPU: report exactly its output
-            r = _rd_result(decoder, fp, rung.level, sym[i], x[i].cpu(), steps, loss)
-            r.level, r.model = q, rung.model
-            results.append(r)
+            results.append(_rd_result(decoders[rung.model], fp, rung, q, sym[i], x[i].cpu(), steps, loss))
         return results
 
     return code
@@ -331,9 +329,8 @@ def reusable(data: bytes, options: EncodeOptions) -> str | None:
         c = container.from_bytes(data)
     except ContainerError as exc:
         return f"is not a valid .pgz file ({exc})"
-    g, fp = load_model(base_model(options.model))
-    if isinstance(g, RDModel):
-        ladder = ladder_for(options.model)
+    ladder = ladder_for(options.model)
+    if ladder:
         rungs = [name for name in ladder.models() if load_model(name)[1][:FINGERPRINT_BYTES] == c.fingerprint]
         if not rungs:
             return "was made with another model"
@@ -345,6 +342,7 @@ def reusable(data: bytes, options: EncodeOptions) -> str | None:
             have = f"quality {quality}" if quality else f"level {c.level} of {rungs[0]}, not on this model's scale"
             return f"has {have}, not {qualities[0] if len(qualities) == 1 else f'at most {qualities[0]}'}"
         return None if max_bytes is None or len(data) <= max_bytes else f"is over {max_bytes} bytes"
+    g, fp = load_model(options.model)
     if c.fingerprint != fp[:FINGERPRINT_BYTES]:
         return "was made with another model"
     if isinstance(c, CodedContainer):
@@ -369,11 +367,11 @@ def _rate_setting(o: EncodeOptions, ladder: Ladder) -> tuple[list[int], int | No
 
 def _pick_levels(
     ladder: Ladder,
+    models: dict[str, tuple[RDModel, bytes]],
     x: torch.Tensor,
     candidates: list[int],
     max_bytes: int | None,
     first: int,
-    device: torch.device,
     strict: bool = True,
 ) -> tuple[list[int], list[int | None]]:
     """Per image: the first candidate quality whose encoder-only file fits max_bytes, and
@@ -388,7 +386,7 @@ def _pick_levels(
         sizes = {}
         for q in candidates:
             rung = ladder.rung(q)
-            m, _ = load_model(rung.model, device)
+            m, _ = models[rung.model]
             if rung.model not in latents:
                 with torch.no_grad():
                     latents[rung.model] = m.encoder(x)
@@ -410,15 +408,15 @@ def _pick_levels(
 
 
 def _rd_result(
-    decoder: RDModel, fp: bytes, level: int, sym: torch.Tensor, x: torch.Tensor, steps: int, loss: str
+    decoder: RDModel, fp: bytes, rung: Rung, quality: int, sym: torch.Tensor, x: torch.Tensor, steps: int, loss: str
 ) -> EncodeResult:
     with torch.no_grad():
-        decoded = float_to_uint8(decoder.generator(decoder.prior.dequantize(sym[None], decoder.step_of(level))))[0]
+        y_hat = decoder.prior.dequantize(sym[None], decoder.step_of(rung.level))
+        decoded = float_to_uint8(decoder.generator(y_hat))[0]
     original = float_to_uint8(x)
     p, s = psnr(decoded, original), ssim(decoded, original)
-    return EncodeResult(
-        _file(decoder, fp, level, sym), original, decoded, float(p), float(s), 0.0, steps, 0, level, loss=loss
-    )
+    data = _file(decoder, fp, rung.level, sym)
+    return EncodeResult(data, original, decoded, float(p), float(s), 0.0, steps, 0, quality, rung.model, loss=loss)
 
 
 def encode(image: ImageLike, **options: object) -> bytes:
