@@ -53,7 +53,7 @@ class BenchConfig:
     limit: int | None = None
     losses: tuple[str, ...] = tuple(LOSSES)
     bits: tuple[int, ...] = (7,)
-    qualities: tuple[int, ...] = ()  # rate-distortion: () = the ladder's default quality
+    qualities: tuple[int, ...] = ()  # rate-distortion: () = one row at encode's defaults
     max_bytes: tuple[int, ...] = ()  # rate-distortion: a row coded with --max-bytes N (first loss), each
     steps: int | None = None
     restarts: int = 4
@@ -198,12 +198,15 @@ def _key(*parts: object) -> str:
 
 
 def _cap(setting: int | str) -> int | None:
-    """The byte cap of a --max-bytes row's setting ("max:N"); None for a quality."""
-    return int(setting.split(":")[1]) if isinstance(setting, str) else None
+    """The byte cap of a --max-bytes row's setting ("max:N"); None for a quality or "default"."""
+    return int(setting.split(":")[1]) if isinstance(setting, str) and setting.startswith("max:") else None
 
 
 def _rd_suffix(setting: int | str) -> str:
-    """A rate-distortion row's label: ' q=5' for a quality, ' max 112 B' for a --max-bytes row."""
+    """A rate-distortion row's label: ' q=5' for a quality, ' max 112 B' for a --max-bytes row,
+    ' default' for the row coded with encode's defaults."""
+    if setting == "default":
+        return " default"
     return f" max {_cap(setting)} B" if _cap(setting) else f" q={setting}"
 
 
@@ -268,10 +271,10 @@ def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
     from codec.pipeline import find_shipped
 
     find_shipped(fp[:4])  # load and fingerprint the shipped models now, not inside a timed decode
-    # percodec: one row per (loss, bits) or, for a rate-distortion model, per (loss, quality);
-    # the first row sets the byte budget of the matched rows. A rate-distortion model's other
-    # levels are swept for the plot; its default quality is coded with encode's defaults
-    # (so its byte cap applies). A GAN-only reference model adds its row at its own defaults.
+    # percodec: one row per (loss, bits) or, for a rate-distortion model, per loss at encode's
+    # defaults (the best quality under the default cap) or at each asked --quality; the first
+    # row sets the byte budget of the matched rows. A rate-distortion model's qualities are
+    # swept for the plot. A GAN-only reference model adds its row at its own defaults.
     budget: dict[str, int] = {}
     row_keys: dict[str, str] = {}  # percodec row label -> its cache key
 
@@ -290,7 +293,7 @@ def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
                 if capped:
                     knob = {"max_bytes": _cap(setting)}
                 elif rd:
-                    knob = {"quality": None if setting == ladder.default else setting}
+                    knob = {} if setting == "default" else {"quality": setting}
                 else:
                     knob = {"bits": setting, "restarts": cfg.restarts, "seed": cfg.seed}
                 steps = cfg.steps if model == cfg.model else None
@@ -298,6 +301,7 @@ def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
                     model=model, loss=loss, steps=steps, device=cfg.device, batch_size=cfg.batch_size, **knob
                 )
                 family = f"percodec{tag}-{loss}" + ("-rd" if rd else "") + ("-max" if capped else "")
+                family += "-default" if setting == "default" else ""
                 for start in range(0, len(todo), cfg.batch_size):
                     chunk = todo[start : start + cfg.batch_size]
                     cache.append(key, encode_rows(chunk, opts, label, family, setting, is_sweep))
@@ -306,7 +310,9 @@ def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
                 if not budget:
                     budget.update({r["image"]: int(r["bytes"]) for r in cache.load(key).values()})
 
-    def encode_rows(chunk: list[int], opts: EncodeOptions, label: str, family: str, setting: int, sweep: bool) -> list:
+    def encode_rows(
+        chunk: list[int], opts: EncodeOptions, label: str, family: str, setting: int | str, sweep: bool
+    ) -> list:
         t = time.perf_counter()
         res = encode_batch([uint8_to_pil(torch.from_numpy(images[i]).permute(2, 0, 1)) for i in chunk], opts)
         enc_ms = (time.perf_counter() - t) * 1000 / len(chunk)
@@ -332,8 +338,8 @@ def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
         return recs
 
     rd = ladder is not None
-    qualities = cfg.qualities or ((ladder.default,) if rd else ())
-    settings = [(q, False) for q in qualities] if rd else [(b, False) for b in cfg.bits]
+    qualities = cfg.qualities if rd else ()
+    settings = [(q, False) for q in qualities or ("default",)] if rd else [(b, False) for b in cfg.bits]
     if rd and cfg.sweep:
         settings += [(q, True) for q in range(1, len(ladder) + 1) if q not in qualities]
     percodec(cfg.model, rd, model_key, settings + [(f"max:{n}", False) for n in cfg.max_bytes], cfg.losses, "")

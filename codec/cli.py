@@ -377,8 +377,8 @@ def _batch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--quality",
     type=click.IntRange(1),
-    help="Rate-distortion models: quality, higher = more bytes [celeba64: 4 of 1..N, see README; a single "
-    "model: its level 4]; with neither this nor --max-bytes no file exceeds 112 bytes.",
+    help="Rate-distortion models: a fixed quality, higher = more bytes (celeba64: 1..N over two models, see "
+    "README; a single model: its levels) [per image, the highest quality whose file fits --max-bytes].",
 )
 @click.option(
     "--restarts",
@@ -388,7 +388,12 @@ def _batch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     help="Starting latents searched together; the best is kept after 20% of the steps.",
 )
 @click.option("--bits", type=click.IntRange(1, 16), help="Bits per latent dimension [7: 100-byte files for nz=100].")
-@click.option("--max-bytes", type=click.IntRange(1), help="Pick the most bits whose file fits this many bytes.")
+@click.option(
+    "--max-bytes",
+    type=click.IntRange(1),
+    help="Files fit this many bytes, header included: per image the highest quality (GAN-only model: the most "
+    "bits) that fits [rate-distortion model: 112; with --quality: an error where it does not fit].",
+)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the starting latents.")
 @click.option(

@@ -29,6 +29,8 @@ TAIL = 1e-6
 PRECISION = 16
 #: Widest table (symbols per dimension and level).
 MAX_SYMBOLS = 1024
+#: Stored counts are count - COUNT_BIAS, so that 1..2^PRECISION fits int16.
+COUNT_BIAS = 1 << (PRECISION - 1) | 1
 
 
 class CodingError(ValueError):
@@ -45,6 +47,30 @@ class LevelTables:
     offsets: np.ndarray  # (nz,) int64
     lengths: np.ndarray  # (nz,) int64
     counts: np.ndarray  # (nz, K) int32
+
+    def packed(self) -> dict[str, np.ndarray]:
+        """The tables as stored in a model file: int16 offsets and lengths, and each dimension's
+        counts (1..2^16) back to back, less COUNT_BIAS so that they fit int16 — a quarter of the
+        padded int32 table's size, and the same integers."""
+        flat = np.concatenate([self.counts[d, :n] for d, n in enumerate(self.lengths)]).astype(np.int64)
+        return {
+            "offsets": self.offsets.astype(np.int16),
+            "lengths": self.lengths.astype(np.int16),
+            "packed": (flat - COUNT_BIAS).astype(np.int16),
+        }
+
+    @classmethod
+    def unpack(cls, step: float, offsets: np.ndarray, lengths: np.ndarray, packed: np.ndarray) -> LevelTables:
+        """The inverse of `packed`; ValueError if the parts do not fit together."""
+        lengths = lengths.astype(np.int64)
+        if len(offsets) != len(lengths) or (lengths < 1).any() or int(lengths.sum()) != len(packed):
+            raise ValueError("table parts do not fit together")
+        counts = np.zeros((len(lengths), int(lengths.max())), dtype=np.int32)
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        flat = packed.astype(np.int64) + COUNT_BIAS
+        for d, (a, n) in enumerate(zip(starts, lengths, strict=True)):
+            counts[d, :n] = flat[a : a + n]
+        return cls(step, offsets.astype(np.int64), lengths, counts)
 
     @cached_property
     def _models(self) -> list:

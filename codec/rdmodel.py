@@ -2,7 +2,7 @@
 
 A model file (safetensors, no pickle) holds the three networks under the prefixes
 `encoder.`, `prior.` and `generator.`, the integer coding tables of every quality level
-(`tables.<level>.offsets|lengths|counts`), and metadata: the `ModelConfig`, the quality
+(`tables.<level>.offsets|lengths|packed`, docs/FORMAT.md), and metadata: the `ModelConfig`, the quality
 levels' quantisation steps and a model card. The fingerprint covers what decoding needs
 (generator weights and coding tables), so a file made for another generator or prior is
 refused.
@@ -124,9 +124,7 @@ def save_rd(model: RDModel, path: str | Path, card: dict[str, str] | None = None
     if half:
         state = {k: v.half() if v.is_floating_point() and not k.startswith("prior.") else v for k, v in state.items()}
     for lv, t in model.tables.items():
-        state[f"tables.{lv}.offsets"] = torch.from_numpy(t.offsets)
-        state[f"tables.{lv}.lengths"] = torch.from_numpy(t.lengths)
-        state[f"tables.{lv}.counts"] = torch.from_numpy(t.counts)
+        state.update({f"tables.{lv}.{k}": torch.from_numpy(a) for k, a in t.packed().items()})
     meta = {
         "percodec_model": KIND,
         "config": model.config.to_json(),
@@ -165,10 +163,20 @@ def load_rd(path: str | Path, device: str | torch.device = "cpu") -> tuple[RDMod
     if missing or unexpected:
         raise ModelError(f"{path}: weights do not match the config (missing {missing}, unexpected {unexpected})")
     for lv, step in enumerate(model.steps, start=1):
-        try:
-            offsets, lengths, counts = (tables[f"tables.{lv}.{n}"].numpy() for n in ("offsets", "lengths", "counts"))
-        except KeyError:
-            raise ModelError(f"{path}: coding tables of level {lv} are missing") from None
-        model.tables[lv] = LevelTables(step, offsets.astype(np.int64), lengths.astype(np.int64), counts)
+        model.tables[lv] = _read_tables(path, tables, lv, step)
     model.eval().requires_grad_(False).to(device)
     return model, json.loads(meta.get("card", "{}"))
+
+
+def _read_tables(path: Path, tables: dict[str, torch.Tensor], lv: int, step: float) -> LevelTables:
+    """A level's tables: packed (what save_rd writes) or, in older files, padded int32 counts;
+    the same integers either way, so the fingerprint and every file made with it stay valid."""
+    part = {k.rsplit(".", 1)[1]: v.numpy() for k, v in tables.items() if k.startswith(f"tables.{lv}.")}
+    try:
+        if "packed" in part:
+            return LevelTables.unpack(step, part["offsets"], part["lengths"], part["packed"])
+        return LevelTables(step, part["offsets"].astype(np.int64), part["lengths"].astype(np.int64), part["counts"])
+    except KeyError:
+        raise ModelError(f"{path}: coding tables of level {lv} are missing") from None
+    except ValueError as exc:
+        raise ModelError(f"{path}: coding tables of level {lv} are damaged ({exc})") from None

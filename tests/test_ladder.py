@@ -70,9 +70,16 @@ def test_max_bytes_walks_the_whole_ladder(two_model_ladder, image) -> None:
         encode_batch([image], EncodeOptions(max_bytes=min(sizes.values()) - 1, **opts))
 
 
-def test_the_ladder_default_and_range(two_model_ladder, image) -> None:
-    (r,) = encode_batch([image], EncodeOptions(model=str(two_model_ladder), steps=0))
-    assert r.level == 2  # the ladder's default, not a single model's 4
+def test_the_ladder_default_and_range(two_model_ladder, image, monkeypatch) -> None:
+    from codec import pipeline
+
+    opts = dict(model=str(two_model_ladder), steps=0)
+    sizes = {q: encode_batch([image], EncodeOptions(quality=q, **opts))[0].num_bytes for q in range(1, 7)}
+    (r,) = encode_batch([image], EncodeOptions(**opts))
+    assert r.level == max(q for q, n in sizes.items() if n <= pipeline.DEFAULT_MAX_BYTES)  # across both models
+    monkeypatch.setattr(pipeline, "DEFAULT_MAX_BYTES", min(sizes.values()) - 1)
+    (r,) = encode_batch([image], EncodeOptions(**opts))
+    assert r.level == 2  # nothing fits the default cap: the ladder's default, not a single model's 4
     with pytest.raises(ValueError, match="quality 7 is out of range: faces has qualities 1..6"):
         encode_batch([image], EncodeOptions(model=str(two_model_ladder), quality=7))
 

@@ -10,10 +10,11 @@ from codec import container
 from codec.augment import diff_augment
 from codec.container import CodedContainer, ContainerError
 from codec.entropy import PRECISION, CodingError, _integer_pmf, build_tables
+from codec.errors import ModelError
 from codec.losses import make_mix, parse_mix
 from codec.pipeline import EncodeOptions, decode_tensor, encode_batch
 from codec.prior import FactorizedPrior
-from codec.rdmodel import RDModel, load_rd, save_rd, steps_for_bytes, warm_start
+from codec.rdmodel import RDModel, level_count, load_rd, save_rd, steps_for_bytes, warm_start
 from codec.train import TrainConfig, train
 from tests.conftest import tiny_config
 
@@ -68,6 +69,28 @@ def test_model_file_round_trip_and_fingerprint(tiny_rd_file) -> None:
     t = m.tables[4]
     m2.tables[4] = type(t)(t.step, t.offsets, t.lengths, np.roll(t.counts, 1, axis=1))
     assert m.fingerprint() != m2.fingerprint()  # the tables are part of what decoding needs
+
+
+def test_tables_are_stored_packed_and_older_padded_files_still_load(tiny_rd_file, tmp_path) -> None:
+    from codec.generator import read_model_file, write_model_file
+
+    m, _ = load_rd(tiny_rd_file)
+    meta, state = read_model_file(tiny_rd_file)
+    assert state["tables.4.packed"].dtype == torch.int16 and "tables.4.counts" not in state
+    assert int(state["tables.4.packed"].numel()) == int(m.tables[4].lengths.sum())  # no padding
+    for lv, t in m.tables.items():  # rewrite as files were before packing: padded int32 counts
+        del state[f"tables.{lv}.packed"]
+        state[f"tables.{lv}.counts"] = torch.from_numpy(t.counts)
+    write_model_file(tmp_path / "old.safetensors", state, meta)
+    old, _ = load_rd(tmp_path / "old.safetensors")
+    assert old.fingerprint() == m.fingerprint()
+    for lv, t in m.tables.items():
+        assert (old.tables[lv].counts == t.counts).all() and (old.tables[lv].offsets == t.offsets).all()
+    state = read_model_file(tiny_rd_file)[1]
+    state["tables.2.packed"] = state["tables.2.packed"][:-1]
+    write_model_file(tmp_path / "bad.safetensors", state, meta)
+    with pytest.raises(ModelError, match="coding tables of level 2 are damaged"):
+        load_rd(tmp_path / "bad.safetensors")
 
 
 def test_encode_decode_through_the_v2_container(tiny_rd_file, tmp_path) -> None:
@@ -201,13 +224,17 @@ def test_default_files_never_exceed_the_default_cap(tiny_rd_file, tmp_path, monk
 
     src = tmp_path / "x.png"
     Image.fromarray(np.random.default_rng(2).integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(src)
-    sizes = {q: len(encode_batch([src], EncodeOptions(model=tiny_rd_file, steps=0, quality=q))[0].data) for q in (2, 4)}
-    assert sizes[2] < sizes[4]
+    top = level_count(tiny_rd_file)
+    one = lambda q: encode_batch([src], EncodeOptions(model=tiny_rd_file, steps=0, quality=q))[0]  # noqa: E731
+    sizes = {q: one(q).num_bytes for q in range(1, top + 1)}
+    assert sizes[2] < sizes[4] < sizes[top] <= pipeline.DEFAULT_MAX_BYTES
     (r,) = encode_batch([src], EncodeOptions(model=tiny_rd_file, steps=2, loss="mse"))
-    assert r.level == 4  # under the real cap: the default level
-    monkeypatch.setattr(pipeline, "DEFAULT_MAX_BYTES", sizes[4] - 1)
+    assert r.level == top  # every level fits the real cap: the highest
+    monkeypatch.setattr(pipeline, "DEFAULT_MAX_BYTES", sizes[4])
     (r,) = encode_batch([src], EncodeOptions(model=tiny_rd_file, steps=2, loss="mse"))
-    assert r.level < 4 and r.num_bytes < sizes[4]
+    assert r.num_bytes <= sizes[4] and r.level == max(q for q, n in sizes.items() if n <= sizes[4])  # as --max-bytes
+    (capped,) = encode_batch([src], EncodeOptions(model=tiny_rd_file, steps=2, loss="mse", max_bytes=sizes[4]))
+    assert capped.data == r.data
     (r,) = encode_batch([src], EncodeOptions(model=tiny_rd_file, steps=2, loss="mse", quality=4))
     assert r.level == 4  # asked for explicitly: no cap
     monkeypatch.setattr(pipeline, "DEFAULT_MAX_BYTES", 11)  # no level fits: a model for more bytes
@@ -227,9 +254,11 @@ def test_bench_rows_of_a_rate_distortion_model(tiny_rd_file, tiny_model_file, tm
     capped = rows["percodec mse max 16 B"]  # a --max-bytes row, the first loss only, in the main table
     assert capped["bytes"] <= 16 and not capped["sweep"] and "percodec l1 max 16 B" not in rows
     assert rows["percodec-gan ssim"]["bytes"] == 19 and len([r for r in rows if "-gan" in r]) == 1  # 8 x 7 bits + 12
-    assert not rows["percodec mse q=4"]["sweep"] and rows["percodec mse q=8"]["sweep"]
-    assert rows["percodec mse q=1"]["bytes"] <= rows["percodec mse q=8"]["bytes"]
-    assert rows["webp @ percodec bytes"]["n"] == rows["percodec mse q=4"]["n"]
+    default = rows["percodec mse default"]  # encode's defaults, every loss: the highest quality under 112 B
+    assert not default["sweep"] and not rows["percodec l1 default"]["sweep"] and "percodec l1 q=4" not in rows
+    assert rows["percodec mse q=4"]["sweep"] and rows["percodec mse q=8"]["sweep"]  # every quality, for the plot
+    assert rows["percodec mse q=1"]["bytes"] <= rows["percodec mse q=8"]["bytes"] <= default["bytes"] <= 112
+    assert rows["webp @ percodec bytes"]["n"] == default["n"]
 
 
 def test_cli_trains_encodes_shows_and_decodes_with_an_rd_model(tmp_path) -> None:
@@ -246,9 +275,9 @@ def test_cli_trains_encodes_shows_and_decodes_with_an_rd_model(tmp_path) -> None
     model = tmp_path / "run" / "model.safetensors"
     Image.fromarray(np.full((16, 16, 3), 120, dtype=np.uint8)).save(tmp_path / "x.png")
     r = run.invoke(main, ["encode", str(tmp_path / "x.png"), str(tmp_path / "x.pgz"), "--model", str(model)])
-    assert r.exit_code == 0 and "quality 4" in r.output, r.output
+    assert r.exit_code == 0 and "quality 8" in r.output, r.output  # a flat image: the top level fits 112 B
     r = run.invoke(main, ["info", str(tmp_path / "x.pgz")])
-    assert r.exit_code == 0 and "version 2" in r.output and "quality: level 4 of its model" in r.output
+    assert r.exit_code == 0 and "version 2" in r.output and "quality: level 8 of its model" in r.output
     r = run.invoke(main, ["decode", str(tmp_path / "x.pgz"), str(tmp_path / "y.png"), "--model", str(model)])
     assert r.exit_code == 0 and Image.open(tmp_path / "y.png").size == (16, 16)
     r = run.invoke(
