@@ -522,24 +522,25 @@ def _encode_files(
         from tqdm import tqdm
 
         bar = tqdm(
-            total=(options.steps or 0) * -(-len(sources) // options.batch_size) or None,
-            unit="step",
-            desc="searching",
+            total=len(sources),
+            unit="img",
+            desc="encoding",
             leave=False,
             file=sys.stderr,
             dynamic_ncols=True,
             disable=None,  # no bar when stderr is not a terminal (logs, pipes)
+            bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} [{elapsed}<{remaining}]",
         )
 
-    def on_step(step: int, total: int) -> None:
+    def on_progress(images: float) -> None:
         if bar is not None:
-            bar.update(1)
+            bar.update(images)
 
     rows: list[Row] = []
     t0 = time.perf_counter()
     loaded = [read_bytes(s) if s == "-" else s for s in sources]
     with _batch_run(report, rows, len(sources), "encoded", "; rerun with --skip-existing to finish"):
-        for i, r in encode_iter(loaded, options, on_step, keep_going=keep_going):
+        for i, r in encode_iter(loaded, options, on_progress, keep_going=keep_going):
             src, dst = sources[i], targets[i]
             if isinstance(r, PercodecError):
                 rows.append(Row(src, error=str(r)))

@@ -173,7 +173,7 @@ def frame(image: ImageLike, model_path: Path, size: int, channels: int, crop: fl
 def encode_iter(
     images: Sequence[ImageLike],
     options: EncodeOptions | None = None,
-    on_step: Callable[[int, int], None] | None = None,
+    on_progress: Callable[[float], None] | None = None,
     keep_going: bool = False,
 ) -> Iterator[tuple[int, EncodeResult | PercodecError]]:
     """Encode images `options.batch_size` at a time, yielding (index, result) in input
@@ -181,17 +181,26 @@ def encode_iter(
 
     Inputs are read one batch at a time. A bad input raises its PercodecError, or with
     `keep_going` is yielded in place of its result while the rest go on. Options are
-    checked (and the model loaded) before the first input is read.
+    checked (and the model loaded) before the first input is read. `on_progress(n)` is
+    called as the search advances, n being images' worth of work (fractions while a batch
+    is searched); the calls add up to len(images).
     """
     o = options or EncodeOptions()
     device = pick_device(o.device)
     ladder = ladder_for(o.model)
     base = ladder.rungs[0].model if ladder else str(o.model)
     g, fp = load_model(base, device)
-    code = _rd_coder(ladder, g, o, device, on_step) if ladder else _gan_coder(g, fp, o, device, on_step)
+    done = [0.0]  # progress reported within the current batch
+
+    def tick(n: float) -> None:
+        done[0] += n
+        if on_progress is not None:
+            on_progress(n)
+
+    code = _rd_coder(ladder, g, o, device, tick) if ladder else _gan_coder(g, fp, o, device, tick)
     path, cfg = resolve_model(base), g.config
     for start in range(0, len(images), o.batch_size):
-        t0 = time.perf_counter()
+        t0, done[0] = time.perf_counter(), 0.0
         out: dict[int, EncodeResult | PercodecError] = {}
         framed: dict[int, Framed] = {}
         for i in range(start, min(start + o.batch_size, len(images))):
@@ -207,17 +216,19 @@ def encode_iter(
             for (i, f), r in zip(framed.items(), results, strict=True):
                 r.where, r.notes, r.seconds = f.where, f.notes, seconds
                 out[i] = r
+        if len(out) - done[0] > 1e-9:  # what a search that stopped early (or never ran) left
+            tick(len(out) - done[0])
         yield from sorted(out.items())
 
 
 def encode_batch(
     images: Sequence[ImageLike],
     options: EncodeOptions | None = None,
-    on_step: Callable[[int, int], None] | None = None,
+    on_progress: Callable[[float], None] | None = None,
 ) -> list[EncodeResult]:
     """Encode several images, searched `options.batch_size` at a time; the first bad
-    input raises (see `encode_iter` to keep results as they finish)."""
-    return [r for _, r in encode_iter(images, options, on_step)]  # type: ignore[misc]
+    input raises (see `encode_iter` to keep results as they finish, and for on_progress)."""
+    return [r for _, r in encode_iter(images, options, on_progress)]  # type: ignore[misc]
 
 
 def _gan_bits(nz: int, o: EncodeOptions) -> int:
@@ -232,11 +243,15 @@ def _gan_bits(nz: int, o: EncodeOptions) -> int:
 
 
 BatchCoder = Callable[[torch.Tensor, int], list[EncodeResult]]
+Tick = Callable[[float], None]  # images' worth of search done (see encode_iter)
 
 
-def _gan_coder(
-    g: Generator, fp: bytes, o: EncodeOptions, device: torch.device, on_step: Callable[[int, int], None] | None
-) -> BatchCoder:
+def _steps_of(tick: Tick, rows: int) -> Callable[[int, int], None]:
+    """A search's on_step(step, total) over `rows` images, reported to `tick`."""
+    return lambda step, total: tick(rows / total)
+
+
+def _gan_coder(g: Generator, fp: bytes, o: EncodeOptions, device: torch.device, tick: Tick) -> BatchCoder:
     """Checks the options for a GAN-only model and returns: batch (B, C, H, W) -> results."""
     if o.quality is not None:
         raise ValueError("--quality applies to rate-distortion models; this GAN-only model takes --bits")
@@ -255,7 +270,7 @@ def _gan_coder(
     decoder, _ = load_model(o.model, "cpu")  # decode() runs on CPU: report exactly its output
 
     def code(x: torch.Tensor, first: int) -> list[EncodeResult]:
-        res = invert(g, x.to(device), loss_fn, bits, search, on_step)
+        res = invert(g, x.to(device), loss_fn, bits, search, _steps_of(tick, len(x)))
         with torch.no_grad():
             decoded = float_to_uint8(decoder(dequantize(res.symbols.cpu(), bits)))
         original = float_to_uint8(x)
@@ -280,9 +295,7 @@ def _gan_coder(
     return code
 
 
-def _rd_coder(
-    ladder: Ladder, base: RDModel, o: EncodeOptions, device: torch.device, on_step: Callable[[int, int], None] | None
-) -> BatchCoder:
+def _rd_coder(ladder: Ladder, base: RDModel, o: EncodeOptions, device: torch.device, tick: Tick) -> BatchCoder:
     """Encoder start + rate-aware refinement + entropy coding (see inversion.refine).
 
     The quality is --quality, or else the highest quality whose encoder-only file fits
@@ -311,7 +324,8 @@ def _rd_coder(
         for q in sorted(set(qualities)):
             rung, rows = ladder.rung(q), [i for i, qi in enumerate(qualities) if qi == q]
             m, _ = models[rung.model]
-            sym.update(zip(rows, refine(m, x[rows], loss_fn, rung.level, steps, on_step=on_step).cpu(), strict=True))
+            found = refine(m, x[rows], loss_fn, rung.level, steps, on_step=_steps_of(tick, len(rows)))
+            sym.update(zip(rows, found.cpu(), strict=True))
         results = []
         for i, q in enumerate(qualities):
             rung = ladder.rung(q)

@@ -113,3 +113,17 @@ def test_bad_ladder_files_are_refused_in_one_line(two_model_ladder, tmp_path) ->
             read_ladder(bad)
     with pytest.raises(ModelError, match="no such ladder file"):
         ladder_for(tmp_path / "absent.ladder.json")
+
+
+def test_progress_of_a_batch_spread_over_both_models_adds_up(two_model_ladder, image, monkeypatch) -> None:
+    from codec import pipeline
+
+    def mixed(ladder, models, x, candidates, max_bytes, first, strict=True):  # untrained models code alike
+        return [1 + 5 * (i % 2) for i in range(len(x))], [None] * len(x)
+
+    monkeypatch.setattr(pipeline, "_pick_levels", mixed)
+    seen: list[float] = []
+    results = encode_batch([image] * 5, EncodeOptions(model=str(two_model_ladder), steps=3, loss="mse"), seen.append)
+    assert [r.level for r in results] == [1, 6, 1, 6, 1]  # one batch, two searches
+    running = np.cumsum(seen)
+    assert len(seen) == 6 and running[-1] == pytest.approx(5) and running.max() <= 5 + 1e-9

@@ -133,3 +133,12 @@ def test_options_are_checked_before_any_input_is_read(tiny_model_file) -> None:
 
     with pytest.raises(ValueError, match="--quality"):
         next(encode_iter([b"not an image"], _opts(tiny_model_file, quality=3)))
+
+
+def test_progress_adds_up_to_the_images_and_never_overruns(tiny_model_file, tiny_generator) -> None:
+    imgs = [_target(tiny_generator, s) for s in range(5)]
+    seen: list[float] = []
+    encode_batch(imgs, _opts(tiny_model_file, batch_size=2, steps=10), seen.append)
+    running = torch.tensor(seen, dtype=torch.float64).cumsum(0)
+    assert len(seen) > 5 and (torch.tensor(seen) >= 0).all()  # reported per step, not per batch
+    assert running[-1].item() == pytest.approx(5) and running.max().item() <= 5 + 1e-9
