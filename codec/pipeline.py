@@ -108,19 +108,33 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 @functools.lru_cache(maxsize=8)
-def _load(path: str, mtime: float, device: str) -> tuple[Generator | RDModel, bytes]:
+def _load(path: str, mtime: float, device: str) -> tuple[Generator | RDModel, tuple[bytes, ...]]:
     if is_rd_file(path):
         m, _ = load_rd(path, device)
-        return m, m.fingerprint()
+        return m, tuple(m.fingerprints())
     g, _ = load_generator(path, device)
-    return g, fingerprint(g)
+    return g, (fingerprint(g),)
 
 
 def load_model(model: str | Path, device: str | torch.device = "cpu") -> tuple[Generator | RDModel, bytes]:
     """A model by shipped name or path (cached), with its 8-byte fingerprint: a GAN-only
     `Generator` or a rate-distortion `RDModel`."""
     path = resolve_model(model)
-    return _load(str(path), path.stat().st_mtime, str(device))
+    m, fps = _load(str(path), path.stat().st_mtime, str(device))
+    return m, fps[0]
+
+
+def _answers_to(model: str | Path, prefix: bytes) -> bool:
+    """Whether a model's fingerprint starts with `prefix`, or one it had before levels were
+    added to it (rdmodel.add_levels) does."""
+    path = resolve_model(model)
+    _, fps = _load(str(path), path.stat().st_mtime, "cpu")
+    return any(fp[: len(prefix)] == prefix for fp in fps)
+
+
+def made_for(model: str | Path, c: Container | CodedContainer) -> bool:
+    """Whether a file's header names this model."""
+    return _answers_to(model, c.fingerprint)
 
 
 def bits_for_budget(nz: int, max_bytes: int) -> int:
@@ -347,7 +361,7 @@ def reusable(data: bytes, options: EncodeOptions) -> str | None:
         return f"is not a valid .pgz file ({exc})"
     ladder = ladder_for(options.model)
     if ladder:
-        rungs = [name for name in ladder.models() if load_model(name)[1][:FINGERPRINT_BYTES] == c.fingerprint]
+        rungs = [name for name in ladder.models() if made_for(name, c)]
         if not rungs:
             return "was made with another model"
         if not isinstance(c, CodedContainer):
@@ -358,8 +372,8 @@ def reusable(data: bytes, options: EncodeOptions) -> str | None:
             have = f"quality {quality}" if quality else f"level {c.level} of {rungs[0]}, not on this model's scale"
             return f"has {have}, not {qualities[0] if len(qualities) == 1 else f'at most {qualities[0]}'}"
         return None if max_bytes is None or len(data) <= max_bytes else f"is over {max_bytes} bytes"
-    g, fp = load_model(options.model)
-    if c.fingerprint != fp[:FINGERPRINT_BYTES]:
+    g, _ = load_model(options.model)
+    if not made_for(options.model, c):
         return "was made with another model"
     if isinstance(c, CodedContainer):
         return "is a version-2 file; this model writes version 1"
@@ -446,7 +460,7 @@ def model_for(c: Container | CodedContainer, model: str | Path | None = None) ->
         ladder = ladder_for(model)
         for name in ladder.models() if ladder else [str(model)]:
             g, fp = load_model(name)
-            if fp[:FINGERPRINT_BYTES] == c.fingerprint:
+            if made_for(name, c):
                 return g, name
         needed = find_shipped(c.fingerprint)
         hint = f"model {needed!r}" if needed else f"a generator with fingerprint {want}, not a shipped one"
@@ -461,10 +475,7 @@ def model_for(c: Container | CodedContainer, model: str | Path | None = None) ->
 
 def find_shipped(fp: bytes) -> str | None:
     """Name of the shipped model whose fingerprint starts with fp, if any."""
-    for name in shipped_models():
-        if load_model(name)[1][: len(fp)] == fp:
-            return name
-    return None
+    return next((name for name in shipped_models() if _answers_to(name, fp)), None)
 
 
 def describe(data: bytes) -> dict[str, object]:

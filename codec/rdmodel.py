@@ -29,17 +29,21 @@ from codec.prior import FactorizedPrior
 KIND = "rd"
 
 #: Quantisation step of each quality level (1 = coarsest). Frozen once a model ships: a
-#: file stores its level, and the level's tables decode it.
+#: file stores its level, and the level's tables decode it. Levels added to a shipped model
+#: (`add_levels`) take the next numbers, whatever their step.
 DEFAULT_STEPS = (2.0, 1.6, 1.25, 1.0, 0.8, 0.63, 0.5, 0.4)
 
 
 class RDModel(nn.Module):
     """E, prior and G together; `steps[level - 1]` is the quantisation step of a level."""
 
-    def __init__(self, config: ModelConfig, steps: tuple[float, ...] = DEFAULT_STEPS) -> None:
+    def __init__(
+        self, config: ModelConfig, steps: tuple[float, ...] = DEFAULT_STEPS, released: tuple[int, ...] = ()
+    ) -> None:
         super().__init__()
         self.config = config
         self.steps = tuple(steps)
+        self.released = tuple(released)  # level counts it shipped with before levels were added
         self.encoder = Encoder(config)
         self.prior = FactorizedPrior(config.nz)
         self.generator = Generator(config)
@@ -58,14 +62,23 @@ class RDModel(nn.Module):
         """File size of each rounded latent (B, nz) at its ideal code length, header included."""
         return OVERHEAD_V2 + self.prior.bits(y_hat, step) / 8
 
-    def fingerprint(self) -> bytes:
-        """8 bytes over the generator's fingerprint and every level's tables."""
+    def fingerprint(self, levels: int | None = None) -> bytes:
+        """8 bytes over the generator's fingerprint and every level's tables (or those of
+        levels 1..`levels`)."""
         h = hashlib.sha256(fingerprint(self.generator))
         for lv, t in sorted(self.tables.items()):
+            if levels is not None and lv > levels:
+                break
             h.update(f"{lv}:{t.step!r}".encode())
             for a in (t.offsets, t.lengths, t.counts):
                 h.update(np.ascontiguousarray(a, dtype="<i8").tobytes())  # dtype-independent
         return h.digest()[:8]
+
+    def fingerprints(self) -> list[bytes]:
+        """Every fingerprint this model answers to: its own, then those it had before levels
+        were added. Each is computed from the tables it holds now, so a file made before
+        decodes here only if the levels it can use are unchanged."""
+        return [self.fingerprint(), *(self.fingerprint(n) for n in self.released)]
 
 
 def warm_start(model: RDModel, source: RDModel) -> None:
@@ -131,6 +144,8 @@ def save_rd(model: RDModel, path: str | Path, card: dict[str, str] | None = None
         "steps": json.dumps(model.steps),
         "card": json.dumps(card or {}, sort_keys=True),
     }
+    if model.released:
+        meta["released"] = json.dumps(model.released)
     write_model_file(path, state, meta)
 
 
@@ -155,7 +170,8 @@ def load_rd(path: str | Path, device: str | torch.device = "cpu") -> tuple[RDMod
     meta, state = read_model_file(path)
     if meta.get("percodec_model") != KIND:
         raise ModelError(f"{path}: not a percodec rate-distortion model")
-    model = RDModel(ModelConfig.from_json(meta["config"]), tuple(json.loads(meta["steps"])))
+    released = tuple(json.loads(meta.get("released", "[]")))
+    model = RDModel(ModelConfig.from_json(meta["config"]), tuple(json.loads(meta["steps"])), released)
     tables = {k: v for k, v in state.items() if k.startswith("tables.")}
     weights = {k: v.float() for k, v in state.items() if not k.startswith("tables.")}
     missing, unexpected = model.load_state_dict(weights, strict=False)
@@ -166,6 +182,27 @@ def load_rd(path: str | Path, device: str | torch.device = "cpu") -> tuple[RDMod
         model.tables[lv] = _read_tables(path, tables, lv, step)
     model.eval().requires_grad_(False).to(device)
     return model, json.loads(meta.get("card", "{}"))
+
+
+def add_levels(path: str | Path, steps: list[float]) -> RDModel:
+    """Give a model file more quality levels (numbered after its last) without breaking a
+    file made with it: weights, other metadata and the old levels' tables stay as they
+    are; the model gets a new fingerprint and keeps answering to the old one
+    (`RDModel.fingerprints`). Rewrites the file atomically; returns the new model."""
+    path = Path(path)
+    model, _ = load_rd(path)
+    old = model.fingerprint()
+    meta, state = read_model_file(path)
+    grown = RDModel(model.config, (*model.steps, *steps), (*model.released, len(model.steps)))
+    grown.load_state_dict(model.state_dict())
+    grown.build_tables()
+    if grown.fingerprint(len(model.steps)) != old:
+        raise ModelError(f"{path}: its tables do not rebuild exactly from its prior; levels cannot be added")
+    for lv, t in grown.tables.items():
+        state.update({f"tables.{lv}.{k}": torch.from_numpy(a) for k, a in t.packed().items()})
+    meta.update(steps=json.dumps(grown.steps), released=json.dumps(grown.released))
+    write_model_file(path, state, meta)
+    return load_rd(path)[0]
 
 
 def _read_tables(path: Path, tables: dict[str, torch.Tensor], lv: int, step: float) -> LevelTables:

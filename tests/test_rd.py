@@ -11,6 +11,7 @@ from codec.augment import diff_augment
 from codec.container import CodedContainer, ContainerError
 from codec.entropy import PRECISION, CodingError, _integer_pmf, build_tables
 from codec.errors import ModelError
+from codec.generator import read_model_file
 from codec.losses import make_mix, parse_mix
 from codec.pipeline import EncodeOptions, decode_tensor, encode_batch
 from codec.prior import FactorizedPrior
@@ -72,7 +73,7 @@ def test_model_file_round_trip_and_fingerprint(tiny_rd_file) -> None:
 
 
 def test_tables_are_stored_packed_and_older_padded_files_still_load(tiny_rd_file, tmp_path) -> None:
-    from codec.generator import read_model_file, write_model_file
+    from codec.generator import write_model_file
 
     m, _ = load_rd(tiny_rd_file)
     meta, state = read_model_file(tiny_rd_file)
@@ -287,3 +288,33 @@ def test_cli_trains_encodes_shows_and_decodes_with_an_rd_model(tmp_path) -> None
     r = run.invoke(main, ["encode", str(tmp_path / "x.png"), str(tmp_path / "z.pgz"), "--quality", "3",
                           "--model", "celeba64-gan"])  # fmt: skip
     assert r.exit_code != 0 and "--bits" in r.output  # the shipped GAN-only model takes --bits
+
+
+def test_levels_added_to_a_model_keep_its_old_files_decoding(tiny_rd_file, tmp_path) -> None:
+    from PIL import Image
+
+    from codec.pipeline import reusable
+    from codec.rdmodel import add_levels
+
+    src = tmp_path / "x.png"
+    Image.fromarray(np.random.default_rng(4).integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(src)
+    model = tmp_path / "m.safetensors"
+    model.write_bytes(tiny_rd_file.read_bytes())
+    old_fp = load_rd(model)[0].fingerprint()
+    (old,) = encode_batch([src], EncodeOptions(model=model, quality=3, steps=2, loss="mse"))
+    weights = {k: v for k, v in read_model_file(model)[1].items() if not k.startswith("tables.")}
+    grown = add_levels(model, [3.0])
+    assert len(grown.steps) == 9 and grown.steps[-1] == 3.0 and grown.fingerprint() != old_fp
+    assert grown.fingerprints() == [grown.fingerprint(), old_fp]
+    after = read_model_file(model)[1]
+    assert all(torch.equal(after[k], v) for k, v in weights.items())  # the weights untouched, bit for bit
+    assert torch.equal(decode_tensor(old.data, model), old.decoded)  # an old file decodes exactly as before
+    assert reusable(old.data, EncodeOptions(model=model, quality=3)) is None
+    (new,) = encode_batch([src], EncodeOptions(model=model, quality=9, steps=0))
+    (fine,) = encode_batch([src], EncodeOptions(model=model, quality=8, steps=0))
+    assert container.from_bytes(new.data).fingerprint == grown.fingerprint()[:4] and new.num_bytes < fine.num_bytes
+    assert torch.equal(decode_tensor(new.data, model), new.decoded)
+    add_levels(model, [4.0])  # twice: files of both earlier versions still decode
+    assert load_rd(model)[0].released == (8, 9)
+    assert torch.equal(decode_tensor(old.data, model), old.decoded)
+    assert torch.equal(decode_tensor(new.data, model), new.decoded)
