@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -408,30 +409,41 @@ def _pick_levels(
     if max_bytes is None:
         return [candidates[0]] * len(x), [None] * len(x)
     latents: dict[str, torch.Tensor] = {}  # each rung model's encoder runs once per batch
-    out: list[int] = []
-    budgets: list[int | None] = []
-    for i in range(len(x)):
-        sizes = {}
-        for q in candidates:
+    symbols: dict[int, torch.Tensor] = {}  # quality -> the batch's clamped symbols
+    floors: dict[int, np.ndarray] = {}  # quality -> their ideal file sizes, never above the real ones
+
+    def floor(q: int, i: int) -> float:
+        if q not in symbols:
             rung = ladder.rung(q)
             m, _ = models[rung.model]
             if rung.model not in latents:
                 with torch.no_grad():
                     latents[rung.model] = m.encoder(x)
-            table, step = m.tables[rung.level], m.step_of(rung.level)
-            sym = table.clamp(m.prior.quantize(latents[rung.model][i : i + 1], step))[0].cpu()
-            sizes[q] = OVERHEAD_V2 + len(table.encode(sym.numpy()))
-            if sizes[q] <= max_bytes:
-                out.append(q)
-                budgets.append(max_bytes)
-                break
+            table = m.tables[rung.level]
+            symbols[q] = table.clamp(m.prior.quantize(latents[rung.model], table.step)).cpu()
+            floors[q] = OVERHEAD_V2 + table.bits(symbols[q]).numpy() / 8
+        return float(floors[q][i])
+
+    def size(q: int, i: int) -> int:
+        rung = ladder.rung(q)
+        return OVERHEAD_V2 + len(models[rung.model][0].tables[rung.level].encode(symbols[q][i].numpy()))
+
+    out: list[int] = []
+    budgets: list[int | None] = []
+    for i in range(len(x)):
+        # the real size is only taken where the ideal one fits: one or two coder runs per image
+        fit = next((q for q in candidates if floor(q, i) <= max_bytes and size(q, i) <= max_bytes), None)
+        if fit is not None:
+            out.append(fit)
+            budgets.append(max_bytes)
+        elif not strict:  # the default cap: a model for more bytes keeps its default quality
+            out.append(ladder.default)
+            budgets.append(None)
         else:
-            if not strict:  # the default cap: a model for more bytes keeps its default quality
-                out.append(ladder.default)
-                budgets.append(None)
-                continue
-            q, need = min(sizes.items(), key=lambda kv: kv[1])
-            raise ValueError(f"image {first + i + 1} needs {need} bytes at quality {q}, over --max-bytes {max_bytes}")
+            q = min(candidates, key=lambda c: floor(c, i))
+            raise ValueError(
+                f"image {first + i + 1} needs {size(q, i)} bytes at quality {q}, over --max-bytes {max_bytes}"
+            )
     return out, budgets
 
 

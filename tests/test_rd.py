@@ -318,3 +318,14 @@ def test_levels_added_to_a_model_keep_its_old_files_decoding(tiny_rd_file, tmp_p
     assert load_rd(model)[0].released == (8, 9)
     assert torch.equal(decode_tensor(old.data, model), old.decoded)
     assert torch.equal(decode_tensor(new.data, model), new.decoded)
+
+
+def test_a_real_payload_is_never_smaller_than_its_ideal_code_length(tiny_rd_file) -> None:
+    """What lets --max-bytes skip the coder where the ideal size is already over the cap."""
+    m, _ = load_rd(tiny_rd_file)
+    y = torch.randn(200, m.config.nz, generator=torch.Generator().manual_seed(0)) * 3
+    for lv, t in m.tables.items():
+        sym = t.clamp(m.prior.quantize(y, t.step))
+        ideal = t.bits(sym).numpy() / 8
+        real = np.array([len(t.encode(s.numpy())) for s in sym])
+        assert (real >= ideal).all(), lv
