@@ -56,7 +56,7 @@ bench-samples: install ## The benchmark on samples/ (no data needed, a minute)
 	$(VENV)/bin/percodec bench --dataset samples --steps 100 --out runs/bench-samples
 
 bench: install ## percodec (RD and GAN-only) vs eigenface/JPEG/WebP/AVIF/k-means on 500 CelebA test images
-	$(VENV)/bin/percodec bench --dataset celeba --data-root $(DATA) --limit 500 --max-bytes 112 --loss "ms-ssim=1,mse=3" --loss mse --loss ssim --out runs/bench
+	$(VENV)/bin/percodec bench --dataset celeba --data-root $(DATA) --limit 500 --loss "ms-ssim=1,mse=3" --loss mse --loss ssim --out runs/bench
 
 clean: ## Remove build and test leftovers (keeps .venv and runs/)
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -2,13 +2,16 @@
 codes it, on CelebA *valid* faces, and the quality ladder that follows.
 
     python benchmarks/ladder_rungs.py --models celeba64,celeba64-hi [--images 200]
-        [--default celeba64:4] [--write models/celeba64.ladder.json]
+        [--default celeba64:4] [--write models/celeba64.ladder.json] [--rows runs/ladder_rows.json]
 
 Each (model, level) is coded with encode's defaults at that level (refinement included,
 real files, every byte counted). The ladder keeps the rungs no other rung beats: a rung is
-dropped when another one costs no more bytes and gives at least its PSNR and its SSIM. The
+dropped when another one costs no more bytes and gives at least its PSNR and its SSIM, or
+when the straight line between its neighbours on the ladder does, at its bytes. The
 kept rungs, in order of bytes, are qualities 1..N; `--default` names the rung that becomes
 the default quality (it must be kept). `--write` stores the ladder (see codec.ladder).
+`--rows FILE` keeps each measured level there, keyed by the model's fingerprint, so a
+rerun with one more model measures only that one.
 """
 
 from __future__ import annotations
@@ -23,26 +26,30 @@ import torch
 from codec.data import load_dataset
 from codec.generator import resolve_model
 from codec.images import uint8_to_pil
-from codec.pipeline import EncodeOptions, encode_batch
+from codec.pipeline import EncodeOptions, encode_batch, load_model
 from codec.rdmodel import level_count
 
 
-def measure(models: list[str], images: list, batch: int = 50) -> list[dict]:
+def measure(models: list[str], images: list, store: Path | None = None, batch: int = 50) -> list[dict]:
+    known = json.loads(store.read_text()) if store and store.is_file() else {}
     rows = []
     for name in models:
+        fp = load_model(name)[1].hex()
         for level in range(1, level_count(resolve_model(name)) + 1):
-            opts = EncodeOptions(model=str(resolve_model(name)), quality=level, batch_size=batch)
-            res = encode_batch(images, opts)
-            rows.append(
-                {
-                    "model": name,
-                    "level": level,
+            key = f"{fp}:{level}:{len(images)}"
+            if key not in known:
+                opts = EncodeOptions(model=str(resolve_model(name)), quality=level, batch_size=batch)
+                res = encode_batch(images, opts)
+                known[key] = {
                     "bytes": float(np.mean([r.num_bytes for r in res])),
                     "max": max(r.num_bytes for r in res),
                     "psnr": float(np.mean([r.psnr for r in res])),
                     "ssim": float(np.mean([r.ssim for r in res])),
                 }
-            )
+                if store:
+                    store.parent.mkdir(parents=True, exist_ok=True)
+                    store.write_text(json.dumps(known, indent=1))
+            rows.append({"model": name, "level": level, **known[key]})
             print(_line(rows[-1]), flush=True)
     return rows
 
@@ -60,7 +67,17 @@ def frontier(rows: list[dict]) -> list[dict]:
             o is not r and o["bytes"] <= r["bytes"] and o["psnr"] >= r["psnr"] and o["ssim"] >= r["ssim"] for o in rows
         )
 
-    return sorted((r for r in rows if not beaten(r)), key=lambda r: r["bytes"])
+    kept = sorted((r for r in rows if not beaten(r)), key=lambda r: r["bytes"])
+    while True:  # also drop a rung its neighbours' straight line beats at its bytes, in PSNR and SSIM
+        below = [i for i in range(1, len(kept) - 1) if _under(kept[i - 1], kept[i], kept[i + 1])]
+        if not below:
+            return kept
+        del kept[below[0]]
+
+
+def _under(lo: dict, r: dict, hi: dict) -> bool:
+    t = (r["bytes"] - lo["bytes"]) / (hi["bytes"] - lo["bytes"])
+    return all(lo[m] + t * (hi[m] - lo[m]) >= r[m] for m in ("psnr", "ssim"))
 
 
 def main() -> None:
@@ -70,11 +87,12 @@ def main() -> None:
     ap.add_argument("--data-root", default="../shared/datasets")
     ap.add_argument("--default", default="celeba64:4", help="MODEL:LEVEL of the default quality")
     ap.add_argument("--write", type=Path, help="write the ladder here (e.g. models/celeba64.ladder.json)")
+    ap.add_argument("--rows", type=Path, help="keep measured levels in this JSON file and reuse them")
     args = ap.parse_args()
     data = load_dataset("celeba", args.data_root, "valid", size=64, limit=args.images, progress=False)
     images = [uint8_to_pil(torch.from_numpy(np.ascontiguousarray(x))) for x in data.images]
     print(f"{len(images)} CelebA valid faces, encode's defaults at each level")
-    kept = frontier(measure(args.models.split(","), images))
+    kept = frontier(measure(args.models.split(","), images, args.rows))
     model, level = args.default.rsplit(":", 1)
     default = next((q for q, r in enumerate(kept, start=1) if (r["model"], r["level"]) == (model, int(level))), None)
     print("\nladder (quality: rung):")
