@@ -234,7 +234,7 @@ def load_dataset(
         raise DataError(f"none of the {len(files)} images under {root} could be read")
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(cache.name + ".tmp.npz")
+        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp.npz")  # per process: ranks may race
         np.savez(tmp, images=s.images, names=np.array(s.names), skipped=s.skipped)
         tmp.replace(cache)
     return s

@@ -41,8 +41,9 @@ DEFAULT_BITS = 7
 RD_LOSS = "ms-ssim=1,mse=3"
 RD_STEPS = 25
 #: With neither --quality nor --max-bytes, each image gets the highest quality whose file
-#: fits this many bytes (as --max-bytes 112 would): on 500 CelebA test faces that is
-#: +0.33 dB and +0.011 SSIM over a fixed quality 4 at the same cap (README). A model none of
+#: fits this many bytes (as --max-bytes 112 would): on 500 CelebA test faces 105.0 B and
+#: 25.17 dB / SSIM 0.824, against 92.7 B and 24.85 / 0.808 at the fixed quality 7 (README),
+#: celeba64's level 4, which was the default before. A model none of
 #: whose levels fit keeps the ladder's default quality instead of failing.
 DEFAULT_MAX_BYTES = 112
 
