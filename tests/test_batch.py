@@ -76,7 +76,7 @@ def test_an_interrupted_run_keeps_finished_files_and_skip_existing_completes_it(
     sig, tmp_path, tiny_generator, tiny_model_file
 ) -> None:
     src = tmp_path / "in"
-    _faces(src, tiny_generator, 6)
+    _faces(src, tiny_generator, 40)  # enough that the run outlasts the poll: a tiny model's search stops early
     out = tmp_path / "out"
     args = ["encode", str(src), "-o", str(out), "--model", str(tiny_model_file), "--loss", "mse", "--batch-size", "1"]
     proc = subprocess.Popen([str(EXE), *args, "--steps", "4000", "-q"], stderr=subprocess.PIPE, text=True)
@@ -87,12 +87,12 @@ def test_an_interrupted_run_keeps_finished_files_and_skip_existing_completes_it(
     err = proc.communicate(timeout=60)[1]
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
     kept = {p.name: p.read_bytes() for p in out.glob("*.pgz")}
-    assert 1 <= len(kept) < 6 and _no_temporaries(out)
+    assert 1 <= len(kept) < 40 and _no_temporaries(out)
 
     done = _script(*args, "--steps", "2", "--skip-existing")
     assert done.returncode == 0, done.stderr
     assert f"{len(kept)} skipped" in done.stderr
-    assert len(list(out.glob("*.pgz"))) == 6
+    assert len(list(out.glob("*.pgz"))) == 40
     assert all((out / name).read_bytes() == data for name, data in kept.items())  # left alone
 
 
