@@ -298,6 +298,7 @@ def _batch_run(report: str | None, rows: list, todo: int, verb: str, hint: str) 
         raise KeyboardInterrupt
 
     old = signal.signal(signal.SIGTERM, terminate)
+    old_int = signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
     try:
         yield
     except KeyboardInterrupt:
@@ -306,6 +307,7 @@ def _batch_run(report: str | None, rows: list, todo: int, verb: str, hint: str) 
         sys.exit(130)
     finally:
         signal.signal(signal.SIGTERM, old)
+        signal.signal(signal.SIGINT, old_int)
         if report is not None:
             write_report(report, rows)
 
