@@ -122,7 +122,7 @@ def _framed_folder(cfg: BenchConfig, size: int, nc: int, crop: float) -> tuple[l
 
 def eigenbasis(cfg: BenchConfig, size: int, nc: int, crop: float, k: int = 512) -> B.Eigenbasis:
     """PCA of the dataset's *train* split (fitted once, cached in OUT/cache)."""
-    from codec.data import load_dataset
+    from codec.data import load_dataset, save_npz
 
     path = Path(cfg.out) / "cache" / f"eigenbasis-{_key(cfg.dataset, str(cfg.data_root), size, nc, crop, k)}.npz"
     if path.is_file():
@@ -131,10 +131,7 @@ def eigenbasis(cfg: BenchConfig, size: int, nc: int, crop: float, k: int = 512) 
     train = load_dataset(cfg.dataset, cfg.data_root or ".", "train", size=size, nc=nc, crop=crop,
                          cache_dir=Path(cfg.out) / "cache")  # fmt: skip
     basis = B.fit_eigenfaces(train.images.transpose(0, 2, 3, 1), k)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")  # per process, then renamed: ranks may race
-    np.savez(tmp, mean=basis.mean, components=basis.components, spread=basis.spread, shape=np.array(basis.shape))
-    tmp.replace(path)
+    save_npz(path, mean=basis.mean, components=basis.components, spread=basis.spread, shape=np.array(basis.shape))
     return basis
 
 

@@ -233,8 +233,14 @@ def load_dataset(
     if len(s) == 0:
         raise DataError(f"none of the {len(files)} images under {root} could be read")
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp.npz")  # per process: ranks may race
-        np.savez(tmp, images=s.images, names=np.array(s.names), skipped=s.skipped)
-        tmp.replace(cache)
+        save_npz(cache, images=s.images, names=np.array(s.names), skipped=s.skipped)
     return s
+
+
+def save_npz(path: Path, **arrays: np.ndarray) -> None:
+    """Write a cache file atomically, through a temporary file of this process's own, since
+    torchrun ranks may write the same cache at once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)

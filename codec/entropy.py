@@ -30,7 +30,7 @@ PRECISION = 16
 #: Widest table (symbols per dimension and level).
 MAX_SYMBOLS = 1024
 #: Stored counts are count - COUNT_BIAS, so that 1..2^PRECISION fits int16.
-COUNT_BIAS = 1 << (PRECISION - 1) | 1
+COUNT_BIAS = (1 << (PRECISION - 1)) + 1
 
 
 class CodingError(ValueError):

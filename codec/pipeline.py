@@ -126,17 +126,12 @@ def load_model(model: str | Path, device: str | torch.device = "cpu") -> tuple[G
     return m, fps[0]
 
 
-def _answers_to(model: str | Path, prefix: bytes) -> bool:
-    """Whether a model's fingerprint starts with `prefix`, or one it had before levels were
-    added to it (rdmodel.add_levels) does."""
+def answers_to(model: str | Path, prefix: bytes) -> bool:
+    """Whether a model's fingerprint starts with `prefix` (a file header's), or one it had
+    before levels were added to it (rdmodel.add_levels) does."""
     path = resolve_model(model)
     _, fps = _load(str(path), path.stat().st_mtime, "cpu")
     return any(fp[: len(prefix)] == prefix for fp in fps)
-
-
-def made_for(model: str | Path, c: Container | CodedContainer) -> bool:
-    """Whether a file's header names this model."""
-    return _answers_to(model, c.fingerprint)
 
 
 def bits_for_budget(nz: int, max_bytes: int) -> int:
@@ -206,17 +201,18 @@ def encode_iter(
     ladder = ladder_for(o.model)
     base = ladder.rungs[0].model if ladder else str(o.model)
     g, fp = load_model(base, device)
-    done = [0.0]  # progress reported within the current batch
+    done = 0.0  # progress reported within the current batch
 
     def tick(n: float) -> None:
-        done[0] += n
+        nonlocal done
+        done += n
         if on_progress is not None:
             on_progress(n)
 
     code = _rd_coder(ladder, g, o, device, tick) if ladder else _gan_coder(g, fp, o, device, tick)
     path, cfg = resolve_model(base), g.config
     for start in range(0, len(images), o.batch_size):
-        t0, done[0] = time.perf_counter(), 0.0
+        t0, done = time.perf_counter(), 0.0
         out: dict[int, EncodeResult | PercodecError] = {}
         framed: dict[int, Framed] = {}
         for i in range(start, min(start + o.batch_size, len(images))):
@@ -232,8 +228,8 @@ def encode_iter(
             for (i, f), r in zip(framed.items(), results, strict=True):
                 r.where, r.notes, r.seconds = f.where, f.notes, seconds
                 out[i] = r
-        if len(out) - done[0] > 1e-9:  # what a search that stopped early (or never ran) left
-            tick(len(out) - done[0])
+        if len(out) - done > 1e-9:  # what a search that stopped early (or never ran) left
+            tick(len(out) - done)
         yield from sorted(out.items())
 
 
@@ -363,7 +359,7 @@ def reusable(data: bytes, options: EncodeOptions) -> str | None:
         return f"is not a valid .pgz file ({exc})"
     ladder = ladder_for(options.model)
     if ladder:
-        rungs = [name for name in ladder.models() if made_for(name, c)]
+        rungs = [name for name in ladder.models() if answers_to(name, c.fingerprint)]
         if not rungs:
             return "was made with another model"
         if not isinstance(c, CodedContainer):
@@ -375,7 +371,7 @@ def reusable(data: bytes, options: EncodeOptions) -> str | None:
             return f"has {have}, not {qualities[0] if len(qualities) == 1 else f'at most {qualities[0]}'}"
         return None if max_bytes is None or len(data) <= max_bytes else f"is over {max_bytes} bytes"
     g, _ = load_model(options.model)
-    if not made_for(options.model, c):
+    if not answers_to(options.model, c.fingerprint):
         return "was made with another model"
     if isinstance(c, CodedContainer):
         return "is a version-2 file; this model writes version 1"
@@ -473,7 +469,7 @@ def model_for(c: Container | CodedContainer, model: str | Path | None = None) ->
         ladder = ladder_for(model)
         for name in ladder.models() if ladder else [str(model)]:
             g, fp = load_model(name)
-            if made_for(name, c):
+            if answers_to(name, c.fingerprint):
                 return g, name
         needed = find_shipped(c.fingerprint)
         hint = f"model {needed!r}" if needed else f"a generator with fingerprint {want}, not a shipped one"
@@ -488,7 +484,7 @@ def model_for(c: Container | CodedContainer, model: str | Path | None = None) ->
 
 def find_shipped(fp: bytes) -> str | None:
     """Name of the shipped model whose fingerprint starts with fp, if any."""
-    return next((name for name in shipped_models() if _answers_to(name, fp)), None)
+    return next((name for name in shipped_models() if answers_to(name, fp)), None)
 
 
 def describe(data: bytes) -> dict[str, object]:
