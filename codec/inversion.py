@@ -25,7 +25,7 @@ the same result up to floating-point noise.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -182,7 +182,7 @@ def refine(
     model: nn.Module,
     targets: torch.Tensor,
     loss_fn: nn.Module,
-    level: int,
+    levels: int | Sequence[int],
     steps: int,
     lr: float = 0.05,
     on_step: Callable[[int, int], None] | None = None,
@@ -190,15 +190,17 @@ def refine(
     """Encode-time search of a rate-distortion model: start from the encoder's latent and
     refine it under `loss_fn` on the *rounded* latent (straight-through), with a penalty on
     any rate above the encoder's start, so files do not grow. Returns the best rounded
-    latents' symbols (B, nz), clamped into the coding tables of quality `level`.
+    latents' symbols (B, nz), each row clamped into the coding tables of its quality level.
 
-    `model` is a codec.rdmodel.RDModel (with its coding tables).
+    `model` is a codec.rdmodel.RDModel (with its coding tables); `levels` is one level for
+    every row or one per row (rows are independent, so images at several levels of one model
+    are searched as one batch).
     """
     prior, g = model.prior, model.generator
-    table, step = model.tables[level], model.step_of(level)
+    step, lo, hi = _row_grid(model, levels, len(targets), targets.device)
     with torch.no_grad():
         y = model.encoder(targets)
-        best_sym = table.clamp(prior.quantize(y, step))
+        best_sym = _clamp(prior.quantize(y, step), lo, hi)
         if steps == 0:
             return best_sym
         start_bits = prior.bits(prior.dequantize(best_sym, step), step)
@@ -207,7 +209,7 @@ def refine(
     y = y.clone().requires_grad_(True)
     opt = torch.optim.Adam([y], lr=lr)
     for i in range(steps):
-        sym = table.clamp(prior.quantize(y.detach(), step))
+        sym = _clamp(prior.quantize(y.detach(), step), lo, hi)
         y_hat = y + (prior.dequantize(sym, step) - y).detach()
         with torch.enable_grad():
             per = loss_fn(g(y_hat), targets)
@@ -222,3 +224,22 @@ def refine(
         if on_step is not None:
             on_step(i + 1, steps)
     return best_sym
+
+
+def _row_grid(
+    model: nn.Module, levels: int | Sequence[int], rows: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per row: the level's quantisation step (B, 1) and its tables' symbol range, lowest
+    and highest (B, nz)."""
+    levels = [levels] * rows if isinstance(levels, int) else list(levels)
+    if len(levels) != rows:
+        raise ValueError(f"{len(levels)} levels for {rows} images")
+    tables = {lv: model.tables[lv] for lv in set(levels)}
+    step = model.level_steps(levels, device)
+    lo = torch.stack([torch.as_tensor(tables[lv].offsets) for lv in levels]).to(device)
+    hi = lo + torch.stack([torch.as_tensor(tables[lv].lengths) for lv in levels]).to(device) - 1
+    return step, lo, hi
+
+
+def _clamp(symbols: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    return torch.minimum(torch.maximum(symbols, lo), hi)

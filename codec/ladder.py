@@ -15,6 +15,7 @@ is a ladder too; any other rate-distortion model is a ladder of its own levels.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from importlib import resources
@@ -76,6 +77,12 @@ def ladder_file(model: str | Path) -> Path | None:
 
 def read_ladder(path: Path) -> Ladder:
     """A ladder file, checked: every rung a level its rate-distortion model has."""
+    return _read_ladder(path.resolve(), path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _read_ladder(path: Path, mtime_ns: int) -> Ladder:
+    # Cached per file state: decoding many files reads the ladder for each one.
     try:
         spec = json.loads(path.read_text())
         pairs = [(str(m), int(lv)) for m, lv in spec["rungs"]]

@@ -332,22 +332,35 @@ def _rd_coder(ladder: Ladder, base: RDModel, o: EncodeOptions, device: torch.dev
     def code(x: torch.Tensor, first: int) -> list[EncodeResult]:
         x = x.to(device)
         qualities, budgets = _pick_levels(ladder, models, x, candidates, max_bytes, first, o.max_bytes is not None)
-        sym: dict[int, torch.Tensor] = {}
-        for q in sorted(set(qualities)):
-            rung, rows = ladder.rung(q), [i for i, qi in enumerate(qualities) if qi == q]
-            m, _ = models[rung.model]
-            found = refine(m, x[rows], loss_fn, rung.level, steps, on_step=_steps_of(tick, len(rows)))
-            sym.update(zip(rows, found.cpu(), strict=True))
-        results = []
-        for i, q in enumerate(qualities):
-            rung = ladder.rung(q)
-            m, fp = models[rung.model]
-            if budgets[i] is not None and len(_file(m, fp, rung.level, sym[i])) > budgets[i]:  # outgrew the budget
-                sym[i] = refine(m, x[i : i + 1], loss_fn, rung.level, 0)[0].cpu()
-            results.append(_rd_result(decoders[rung.model], fp, rung, q, sym[i], x[i].cpu(), steps, loss))
-        return results
+        rungs = [ladder.rung(q) for q in qualities]
+        sym: list[torch.Tensor] = [torch.empty(0)] * len(x)  # each row's symbols (its model's nz)
+
+        def search(rows: list[int], n: int) -> None:
+            for name, sub in _rows_by_model([rungs[i] for i in rows]).items():  # one search per model
+                at = [rows[j] for j in sub]
+                on_step = _steps_of(tick, len(at)) if n else None
+                found = refine(models[name][0], x[at], loss_fn, [rungs[i].level for i in at], n, on_step=on_step)
+                for i, row in zip(at, found.cpu(), strict=True):
+                    sym[i] = row
+
+        search(list(range(len(x))), steps)
+        files = [_file(*models[r.model], r.level, sym[i]) for i, r in enumerate(rungs)]
+        outgrown = [i for i, b in enumerate(budgets) if b is not None and len(files[i]) > b]
+        if outgrown:  # back to the encoder's own latent, which fits
+            search(outgrown, 0)
+            for i in outgrown:
+                files[i] = _file(*models[rungs[i].model], rungs[i].level, sym[i])
+        return _rd_results(decoders, rungs, qualities, sym, files, x.cpu(), steps, loss)
 
     return code
+
+
+def _rows_by_model(rungs: Sequence[Rung]) -> dict[str, list[int]]:
+    """Row indices of each rung model, models in order of first appearance."""
+    out: dict[str, list[int]] = {}
+    for i, r in enumerate(rungs):
+        out.setdefault(r.model, []).append(i)
+    return out
 
 
 def reusable(data: bytes, options: EncodeOptions) -> str | None:
@@ -444,16 +457,27 @@ def _pick_levels(
     return out, budgets
 
 
-def _rd_result(
-    decoder: RDModel, fp: bytes, rung: Rung, quality: int, sym: torch.Tensor, x: torch.Tensor, steps: int, loss: str
-) -> EncodeResult:
-    with torch.no_grad():
-        y_hat = decoder.prior.dequantize(sym[None], decoder.step_of(rung.level))
-        decoded = float_to_uint8(decoder.generator(y_hat))[0]
+def _rd_results(
+    decoders: dict[str, RDModel],
+    rungs: Sequence[Rung],
+    qualities: Sequence[int],
+    sym: Sequence[torch.Tensor],
+    files: Sequence[bytes],
+    x: torch.Tensor,
+    steps: int,
+    loss: str,
+) -> list[EncodeResult]:
+    """The batch's results, decoded on the CPU as `decode` does, one generator run per model."""
+    decoded = torch.empty(x.shape, dtype=torch.uint8)
+    for name, rows in _rows_by_model(rungs).items():
+        symbols = torch.stack([sym[i] for i in rows])
+        decoded[rows] = float_to_uint8(decoders[name].decode_symbols(symbols, [rungs[i].level for i in rows]))
     original = float_to_uint8(x)
     p, s = psnr(decoded, original), ssim(decoded, original)
-    data = _file(decoder, fp, rung.level, sym)
-    return EncodeResult(data, original, decoded, float(p), float(s), 0.0, steps, 0, quality, rung.model, loss=loss)
+    return [
+        EncodeResult(files[i], original[i], decoded[i], float(p[i]), float(s[i]), 0.0, steps, 0, q, r.model, loss=loss)
+        for i, (q, r) in enumerate(zip(qualities, rungs, strict=True))
+    ]
 
 
 def encode(image: ImageLike, **options: object) -> bytes:
@@ -526,10 +550,7 @@ def decode_tensor(data: bytes, model: str | Path | None = None) -> torch.Tensor:
             symbols = g.tables[c.level].decode(c.payload)
         except CodingError as exc:
             raise ContainerError(f"corrupt payload: {exc}") from None
-        with torch.no_grad():
-            return float_to_uint8(g.generator(g.prior.dequantize(torch.from_numpy(symbols)[None], g.step_of(c.level))))[
-                0
-            ]
+        return float_to_uint8(g.decode_symbols(torch.from_numpy(symbols)[None], [c.level]))[0]
     if not isinstance(g, Generator):
         raise ContainerError(f"{name} is a rate-distortion model; this version-1 file needs a GAN-only generator")
     if (g.config.size, g.config.nc, g.config.nz) != (c.size, c.channels, c.nz):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,16 @@ class RDModel(nn.Module):
         if not 1 <= level <= len(self.steps):
             raise ValueError(f"quality {level} is out of range: this model has levels 1..{len(self.steps)}")
         return self.steps[level - 1]
+
+    def level_steps(self, levels: Sequence[int], device: torch.device | str = "cpu") -> torch.Tensor:
+        """Each row's quantisation step (B, 1), for rows coded at several levels at once."""
+        return torch.tensor([[self.step_of(lv)] for lv in levels], device=device)
+
+    @torch.no_grad()
+    def decode_symbols(self, symbols: torch.Tensor, levels: Sequence[int]) -> torch.Tensor:
+        """Symbols (B, nz), row i coded at quality `levels[i]` -> images (B, C, H, W) in [-1, 1]:
+        what `decode` regenerates, whether one file or a batch."""
+        return self.generator(self.prior.dequantize(symbols, self.level_steps(levels, symbols.device)))
 
     def ideal_bytes(self, y_hat: torch.Tensor, step: torch.Tensor | float) -> torch.Tensor:
         """File size of each rounded latent (B, nz) at its ideal code length, header included."""

@@ -12,6 +12,7 @@ from codec.container import CodedContainer, ContainerError
 from codec.entropy import PRECISION, CodingError, _integer_pmf, build_tables
 from codec.errors import ModelError
 from codec.generator import read_model_file
+from codec.inversion import refine
 from codec.losses import make_mix, parse_mix
 from codec.pipeline import EncodeOptions, decode_tensor, encode_batch
 from codec.prior import FactorizedPrior
@@ -329,3 +330,19 @@ def test_a_real_payload_is_never_smaller_than_its_ideal_code_length(tiny_rd_file
         ideal = t.bits(sym).numpy() / 8
         real = np.array([len(t.encode(s.numpy())) for s in sym])
         assert (real >= ideal).all(), lv
+
+
+def test_one_search_over_several_levels_equals_a_search_per_level(tiny_rd_file) -> None:
+    """Encode searches every image of one model in one batch, whatever their levels: rows
+    are independent, so each gets what a search at its own level alone gives."""
+    m, _ = load_rd(tiny_rd_file)
+    x = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    levels = [1, 3, 1, 8, 3, 5]
+    loss = make_mix("mse")
+    together = refine(m, x, loss, levels, steps=5)
+    for i, lv in enumerate(levels):
+        alone = refine(m, x[i : i + 1], loss, lv, steps=5)
+        assert torch.equal(together[i], alone[0]), i
+        t = m.tables[lv]
+        assert torch.equal(t.clamp(together[i]), together[i])  # inside its own level's tables
+    assert torch.equal(m.decode_symbols(together, levels)[3:4], m.decode_symbols(together[3:4], [8]))
