@@ -15,6 +15,7 @@ Images: the first N of CelebA's valid split (tuning data; reported results use t
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -31,6 +32,8 @@ from codec.losses import make_loss  # noqa: E402
 from codec.metrics import psnr, ssim  # noqa: E402
 from codec.pipeline import DEFAULT_BITS, DEFAULT_LOSS, RD_LOSS, EncodeOptions, decode_tensor, encode_batch, load_model  # noqa: E402
 from codec.rdmodel import RDModel  # noqa: E402
+
+ROUNDS = 3  # timed repeats per figure; the median is reported
 
 
 def main() -> None:
@@ -110,15 +113,21 @@ def rd_speed(args: argparse.Namespace, pils: list, skip: set[str]) -> None:
         return res, (time.perf_counter() - t) / len(images) * 1000
 
     if "speed" not in skip:
-        timed(pils[:4])  # warm-up: model load, tables
-        _, enc0 = timed(pils[:32], steps=0)
-        res, enc = timed(pils[:32])
-        t = time.perf_counter()
-        for r in res * 4:
-            decode_tensor(r.data, args.model)
-        dec = (time.perf_counter() - t) / (len(res) * 4) * 1000
-        print(f"batch of 32: encoder only {enc0:.1f} ms/image, default encode {enc:.1f} ms/image")
-        print(f"decode: {dec:.2f} ms/image")
+        timed(pils[:32], steps=0)  # warm-up: model load, tables, the batch's shapes
+        timed(pils[:32])
+        enc0 = statistics.median(timed(pils[:32], steps=0)[1] for _ in range(ROUNDS))
+        runs = [timed(pils[:32]) for _ in range(ROUNDS)]
+        res, enc = runs[0][0], statistics.median(ms for _, ms in runs)
+
+        def decode_ms() -> float:
+            t = time.perf_counter()
+            for r in res:
+                decode_tensor(r.data, args.model)
+            return (time.perf_counter() - t) / len(res) * 1000
+
+        dec = statistics.median(decode_ms() for _ in range(ROUNDS * 2))
+        print(f"batch of 32 (median of {ROUNDS}): encoder only {enc0:.1f} ms/image, default encode {enc:.1f} ms/image")
+        print(f"decode, one file at a time: {dec:.2f} ms/image")
     if "steps" not in skip:
         from codec.faces import same_person
 
