@@ -507,6 +507,34 @@ def table(summary: list[dict], markdown: bool = False) -> str:
     )
 
 
+def quality_table(summary: list[dict]) -> str:
+    """Markdown: each swept quality of a rate-distortion model beside eigenface bisected to
+    that quality's bytes (the rate-distortion plot's two curves, as numbers); '' if none."""
+    rows = {r["codec"]: r for r in summary}
+
+    def eigen(r: dict) -> dict | None:
+        is_quality = r["family"].endswith("-rd") and r["codec"].endswith(f" q={r['setting']}")
+        return rows.get(f"eigenface @ q={r['setting']} bytes") if is_quality else None
+
+    pairs = [(r, e) for r in summary if r["family"].startswith("percodec") and (e := eigen(r)) is not None]
+    if not pairs:
+        return ""
+
+    def cells(r: dict) -> str:
+        same = "" if math.isnan(r["same_person"]) else f" / {100 * r['same_person']:.0f}%"
+        return f"{r['bytes']:.1f} | {r['psnr']:.2f} / {r['ssim']:.3f}{same}"
+
+    out = [
+        "| quality | percodec bytes | PSNR / SSIM / same | eigenface bytes | PSNR / SSIM / same "
+        "| percodec - eigenface |",
+        "|---|---|---|---|---|---|",
+    ]
+    for p, e in pairs:
+        lead = f"{p['psnr'] - e['psnr']:+.2f} dB, {p['ssim'] - e['ssim']:+.3f}"
+        out.append(f"| {p['setting']} | {cells(p)} | {cells(e)} | {lead} |")
+    return "\n".join(out) + "\n"
+
+
 def write_outputs(cfg: BenchConfig, records: list[dict]) -> dict[str, Path]:
     """results.json, per_image.csv, results.md, rd.png and grid.png under cfg.out."""
     out = Path(cfg.out)
@@ -532,6 +560,7 @@ def write_outputs(cfg: BenchConfig, records: list[dict]) -> dict[str, Path]:
         + table(summary, markdown=True)
         + "\n"
         + different_people_line(cfg)
+        + (f"\nEvery quality beside eigenface at its bytes:\n\n{q}" if (q := quality_table(summary)) else "")
     )
     plot_rd(summary, paths["rd"])
     plot_grid(cfg, records, paths["grid"])
@@ -627,6 +656,7 @@ def plot_grid(cfg: BenchConfig, records: list[dict], path: Path, rows: int = 6) 
             axes[a][b].imshow(reconstruct(r, images[i], cfg.model, basis).squeeze(), cmap="gray")
             if a == 0:
                 title = c.replace(" @ percodec bytes", " (same B)").replace(" q=", "\nq=").replace(" max ", "\nmax ")
+                title = title.replace(" default", "\ndefault")  # long loss names would overlap
                 axes[a][b].set_title(title, fontsize=7)
             axes[a][b].set_xlabel(f"{int(r['bytes'])} B, {r['ssim']:.2f}", fontsize=6)
     for ax in axes.flat:

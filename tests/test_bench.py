@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from codec import baselines as B
-from codec.bench import BenchConfig, load_images, reconstruct
+from codec.bench import BenchConfig, load_images, quality_table, reconstruct
 from codec.cli import main
 from codec.generator import load_generator
 from tests.conftest import run_torchrun
@@ -170,3 +170,20 @@ def test_eigenface_codec_round_trips_and_trades_bytes_for_quality() -> None:
         errors.append(np.abs(dec.astype(float) - img).mean())
     assert sizes[0] <= sizes[1] <= sizes[2] and sizes[0] < sizes[2]
     assert errors[2] < errors[0]
+
+
+def test_the_quality_table_pairs_each_quality_with_eigenface_at_its_bytes() -> None:
+    def row(codec: str, family: str, setting: object, psnr: float, ssim: float, same: float) -> dict:
+        return {"codec": codec, "family": family, "setting": setting, "bytes": 60.0, "psnr": psnr, "ssim": ssim,
+                "same_person": same}  # fmt: skip
+
+    summary = [
+        row("percodec mse default", "percodec-mse-rd-default", "default", 25.0, 0.8, 0.9),
+        row("percodec mse q=1", "percodec-mse-rd", 1, 22.5, 0.75, 0.875),
+        row("percodec mse q=2", "percodec-mse-rd", 2, 23.0, 0.76, 0.9),  # no eigenface row: left out
+        row("eigenface @ q=1 bytes", "eigenface-matched", 1.5, 22.25, 0.70, 0.75),
+    ]
+    lines = quality_table(summary).splitlines()
+    assert len(lines) == 3 and lines[2].startswith("| 1 | 60.0 | 22.50 / 0.750 / 88% | 60.0 | 22.25 / 0.700 / 75%")
+    assert lines[2].endswith("| +0.25 dB, +0.050 |")
+    assert quality_table(summary[:1]) == ""
