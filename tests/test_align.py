@@ -123,3 +123,15 @@ def test_several_faces_largest_first_and_face_n_picks_another() -> None:
     assert first.face.box[0] < 600 < second.face.box[0]
     with pytest.raises(Exception, match="only 2 face"):
         align.align(photo, _framing(), 64, face_index=3)
+
+
+@needs_celeba
+def test_small_faces_are_looked_for_when_more_faces_are_asked_for() -> None:
+    """Detection looks at twice the size only where it must: --face 2 finds a face too small
+    for the first look (about 50 px in the 640-px copy) beside a large one."""
+    files = sorted(CELEBA.iterdir())
+    big, small = (Image.open(f).convert("RGB") for f in files[:2])
+    photo = _paste(big, 2.0, 0, (1200, 700), (50, 100))
+    photo.paste(small.resize((100, 122)), (900, 300))
+    second = align.align(photo, _framing(), 64, face_index=2)
+    assert second.found >= 2 and 850 < second.face.box[0] < 1000
