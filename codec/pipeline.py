@@ -452,7 +452,8 @@ def _pick_levels(
         else:
             q = min(candidates, key=lambda c: floor(c, i))
             raise ValueError(
-                f"image {first + i + 1} needs {size(q, i)} bytes at quality {q}, over --max-bytes {max_bytes}"
+                f"image {first + i + 1}: its encoder's file at quality {q}, the smallest, is {size(q, i)} bytes, "
+                f"over --max-bytes {max_bytes}"
             )
     return out, budgets
 

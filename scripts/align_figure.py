@@ -46,7 +46,8 @@ def main() -> None:
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(f"model {args.model} ({resolve_model(args.model).name})", fontsize=8)
+    coded_by = f", quality {r.level} ({r.model})" if r.level else f" ({resolve_model(args.model).name})"
+    fig.suptitle(f"model {args.model}{coded_by}", fontsize=8)
     fig.tight_layout()
     fig.savefig(args.out, dpi=100)
     print(f"wrote {args.out}")
