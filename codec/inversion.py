@@ -186,10 +186,12 @@ def refine(
     steps: int,
     lr: float = 0.05,
     on_step: Callable[[int, int], None] | None = None,
+    budget_bits: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Encode-time search of a rate-distortion model: start from the encoder's latent and
     refine it under `loss_fn` on the *rounded* latent (straight-through), with a penalty on
-    any rate above the encoder's start, so files do not grow. Returns the best rounded
+    any rate above the encoder's start - or above `budget_bits` (B,) where a row's budget is
+    larger, so a file may grow into the room its byte cap leaves. Returns the best rounded
     latents' symbols (B, nz), each row clamped into the coding tables of its quality level.
 
     `model` is a codec.rdmodel.RDModel (with its coding tables); `levels` is one level for
@@ -204,6 +206,8 @@ def refine(
         if steps == 0:
             return best_sym
         start_bits = prior.bits(prior.dequantize(best_sym, step), step)
+        if budget_bits is not None:
+            start_bits = torch.maximum(start_bits, budget_bits.to(start_bits))
         best = loss_fn(g(prior.dequantize(best_sym, step)), targets)
     pixels = targets.shape[-1] * targets.shape[-2]
     y = y.clone().requires_grad_(True)

@@ -332,10 +332,20 @@ def test_a_real_payload_is_never_smaller_than_its_ideal_code_length(tiny_rd_file
         assert (real >= ideal).all(), lv
 
 
+def _lively(m: RDModel) -> RDModel:
+    """The untrained tiny model decodes every latent near the prior's centre (0) to exactly 0
+    (ReLU at 0), where a search has no gradient; a random centre and BN shifts wake it up."""
+    with torch.no_grad():
+        m.prior.centre.copy_(torch.randn(m.config.nz, generator=torch.Generator().manual_seed(3)))
+        for bn in (mod for mod in m.generator.modules() if isinstance(mod, torch.nn.BatchNorm2d)):
+            bn.bias.fill_(0.1)
+    return m
+
+
 def test_one_search_over_several_levels_equals_a_search_per_level(tiny_rd_file) -> None:
     """Encode searches every image of one model in one batch, whatever their levels: rows
     are independent, so each gets what a search at its own level alone gives."""
-    m, _ = load_rd(tiny_rd_file)
+    m = _lively(load_rd(tiny_rd_file)[0])
     x = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
     levels = [1, 3, 1, 8, 3, 5]
     loss = make_mix("mse")
@@ -345,4 +355,21 @@ def test_one_search_over_several_levels_equals_a_search_per_level(tiny_rd_file) 
         assert torch.equal(together[i], alone[0]), i
         t = m.tables[lv]
         assert torch.equal(t.clamp(together[i]), together[i])  # inside its own level's tables
-    assert torch.equal(m.decode_symbols(together, levels)[3:4], m.decode_symbols(together[3:4], [8]))
+    assert (together != refine(m, x, loss, levels, steps=0)).any()  # the search moved
+
+
+def test_under_a_byte_budget_the_refinement_may_grow_a_file_up_to_it(tiny_rd_file) -> None:
+    m = _lively(load_rd(tiny_rd_file)[0])
+    x = torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    loss, step = make_mix("mse"), m.step_of(8)
+    start = m.tables[8].clamp(m.prior.quantize(m.encoder(x).detach(), step))
+
+    def ideal_bits(sym: torch.Tensor) -> torch.Tensor:
+        return m.prior.bits(m.prior.dequantize(sym, step), step).detach()
+
+    kept = refine(m, x, loss, 8, steps=30)
+    assert (ideal_bits(kept) <= ideal_bits(start) + 1e-3).all()  # no budget: never above the start
+    room = ideal_bits(start) + 40
+    grown = refine(m, x, loss, 8, steps=30, budget_bits=room)
+    assert (ideal_bits(grown) <= room + 1e-3).all() and (ideal_bits(grown) > ideal_bits(start) + 1e-3).any()
+    assert (loss(m.decode_symbols(grown, [8] * 8), x) <= loss(m.decode_symbols(kept, [8] * 8), x) + 1e-6).all()
