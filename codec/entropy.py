@@ -81,9 +81,13 @@ class LevelTables:
             for d in range(len(self.offsets))
         ]
 
+    def bounds(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """Each dimension's lowest and highest symbol in the tables, (nz,) each."""
+        lo = torch.as_tensor(self.offsets, device=device)
+        return lo, lo + torch.as_tensor(self.lengths, device=device) - 1
+
     def clamp(self, symbols: torch.Tensor) -> torch.Tensor:
-        lo = torch.as_tensor(self.offsets, device=symbols.device)
-        return torch.minimum(torch.maximum(symbols, lo), lo + torch.as_tensor(self.lengths, device=symbols.device) - 1)
+        return symbols.clamp(*self.bounds(symbols.device))
 
     def encode(self, symbols: np.ndarray) -> bytes:
         """One latent's symbols (nz,) -> payload bytes (must lie inside the tables)."""

@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import functools
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -109,14 +110,9 @@ class Generator(nn.Module):
         # same weights; as one it runs 3-7x faster on a CPU than conv_transpose2d does.
         b, seed = z.shape[0], self.main[0]
         x = (z.reshape(b, -1) @ seed.weight.flatten(1)).view(b, seed.out_channels, 4, 4)
-        for layer in self.rest:
+        for layer in itertools.islice(self.main, 1, None):
             x = layer(x)
         return x
-
-    @property
-    def rest(self) -> list[nn.Module]:
-        """Every layer after the first (see forward)."""
-        return list(self.main)[1:]
 
 
 class Discriminator(nn.Module):

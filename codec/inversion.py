@@ -202,25 +202,25 @@ def refine(
     step, lo, hi = _row_grid(model, levels, len(targets), targets.device)
     with torch.no_grad():
         y = model.encoder(targets)
-        best_sym = _clamp(prior.quantize(y, step), lo, hi)
+        best_sym = prior.quantize(y, step).clamp(lo, hi)
         if steps == 0:
             return best_sym
-        start_bits = prior.bits(prior.dequantize(best_sym, step), step)
+        allowed = prior.bits(prior.dequantize(best_sym, step), step)  # the start's rate, or the budget
         if budget_bits is not None:
-            start_bits = torch.maximum(start_bits, budget_bits.to(start_bits))
+            allowed = torch.maximum(allowed, budget_bits.to(allowed))
         best = loss_fn(g(prior.dequantize(best_sym, step)), targets)
     pixels = targets.shape[-1] * targets.shape[-2]
     y = y.clone().requires_grad_(True)
     opt = torch.optim.Adam([y], lr=lr)
     for i in range(steps):
-        sym = _clamp(prior.quantize(y.detach(), step), lo, hi)
+        sym = prior.quantize(y.detach(), step).clamp(lo, hi)
         y_hat = y + (prior.dequantize(sym, step) - y).detach()
         with torch.enable_grad():
             per = loss_fn(g(y_hat), targets)
-            over = (prior.bits(y_hat, step) - start_bits).clamp_min(0) / pixels
+            over = (prior.bits(y_hat, step) - allowed).clamp_min(0) / pixels
             opt.zero_grad(set_to_none=True)
             (per + over).sum().backward()
-        with torch.no_grad():  # keep a row's best rounded latent that is no larger than its start
+        with torch.no_grad():  # keep a row's best rounded latent within its allowed rate
             better = (per < best) & (over <= 0)
             best = torch.where(better, per.detach(), best)
             best_sym = torch.where(better[:, None], sym, best_sym)
@@ -238,12 +238,6 @@ def _row_grid(
     levels = [levels] * rows if isinstance(levels, int) else list(levels)
     if len(levels) != rows:
         raise ValueError(f"{len(levels)} levels for {rows} images")
-    tables = {lv: model.tables[lv] for lv in set(levels)}
-    step = model.level_steps(levels, device)
-    lo = torch.stack([torch.as_tensor(tables[lv].offsets) for lv in levels]).to(device)
-    hi = lo + torch.stack([torch.as_tensor(tables[lv].lengths) for lv in levels]).to(device) - 1
-    return step, lo, hi
-
-
-def _clamp(symbols: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
-    return torch.minimum(torch.maximum(symbols, lo), hi)
+    bounds = {lv: model.tables[lv].bounds(device) for lv in set(levels)}
+    lo, hi = (torch.stack([bounds[lv][end] for lv in levels]) for end in (0, 1))
+    return model.level_steps(levels, device), lo, hi

@@ -66,7 +66,8 @@ class RDModel(nn.Module):
     @torch.no_grad()
     def decode_symbols(self, symbols: torch.Tensor, levels: Sequence[int]) -> torch.Tensor:
         """Symbols (B, nz), row i coded at quality `levels[i]` -> images (B, C, H, W) in [-1, 1]:
-        what `decode` regenerates, whether one file or a batch."""
+        what `decode` regenerates (it decodes one file at a time; a batch may differ from that
+        in the last float bit)."""
         return self.generator(self.prior.dequantize(symbols, self.level_steps(levels, symbols.device)))
 
     def ideal_bytes(self, y_hat: torch.Tensor, step: torch.Tensor | float) -> torch.Tensor:
