@@ -60,7 +60,13 @@ class DlibFormatError(PercodecError):
 # --- the network's shape, as dlib's templates spell it ---------------------------------------
 
 #: (channels, downsampling first, plain residual blocks after) per level, input side first.
-LEVELS: tuple[tuple[int, bool, int], ...] = ((32, False, 3), (64, True, 3), (128, True, 2), (256, True, 2), (256, True, 0))
+LEVELS: tuple[tuple[int, bool, int], ...] = (
+    (32, False, 3),
+    (64, True, 3),
+    (128, True, 2),
+    (256, True, 2),
+    (256, True, 0),
+)
 
 
 def _layer_sequence() -> list[str]:

@@ -19,10 +19,11 @@ import argparse
 
 import numpy as np
 import torch
+
 from codec.align import read_framing, similarity
 from codec.data import load_dataset
-from codec.faces import _dlib_models
 from codec.facenet import CHIP_SIZE
+from codec.faces import _dlib_models
 
 
 def chip_mapping(details) -> np.ndarray:
@@ -61,8 +62,10 @@ def check_warp(data_root: str, images: int) -> None:
     theirs = np.stack([_describe(np.ascontiguousarray(c.transpose(1, 2, 0)))[1] for c in crops])
     d = np.linalg.norm(ours - theirs, axis=1)
     cos = (ours * theirs).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(theirs, axis=1)
-    print(f"fixed warp vs dlib's landmarked chip on {len(x)} valid crops: distance mean {d.mean():.3f} "
-          f"(median {np.median(d):.3f}, share under 0.6: {(d < 0.6).mean():.3f}), cosine mean {cos.mean():.4f}")
+    print(
+        f"fixed warp vs dlib's landmarked chip on {len(x)} valid crops: distance mean {d.mean():.3f} "
+        f"(median {np.median(d):.3f}, share under 0.6: {(d < 0.6).mean():.3f}), cosine mean {cos.mean():.4f}"
+    )
 
 
 def main() -> None:
