@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from codec.errors import ImageError
-from codec.faces import _dlib_models, _models_dir
+from codec.faces import _models_dir, detector, load_dlib
 
 #: Longer side of the copy the detector sees.
 DETECT_SIDE = 640
@@ -74,7 +74,7 @@ def detect(img: Image.Image, thorough: bool = False) -> list[Face]:
     copy); only where that finds none, or with `thorough`, at twice its size (down to ~40
     px, 4x the time); where that finds none too, the CNN detector looks.
     """
-    dlib, _, _ = _dlib_models()
+    dlib = load_dlib()
     scale = min(1.0, DETECT_SIDE / max(img.size))
     small = img if scale == 1.0 else img.resize((round(img.width * scale), round(img.height * scale)), Image.BILINEAR)
     arr = np.asarray(small.convert("RGB"))
@@ -94,19 +94,17 @@ def detect(img: Image.Image, thorough: bool = False) -> list[Face]:
 
 @functools.lru_cache(maxsize=1)
 def _landmarks68():
-    dlib, _, _ = _dlib_models()
+    dlib = load_dlib()
     return dlib.shape_predictor(str(_models_dir() / "shape_predictor_68_face_landmarks.dat"))
 
 
-@functools.lru_cache(maxsize=1)
 def _detector():
-    dlib, _, _ = _dlib_models()
-    return dlib.get_frontal_face_detector()
+    return detector()
 
 
 @functools.lru_cache(maxsize=1)
 def _cnn_detector():
-    dlib, _, _ = _dlib_models()
+    dlib = load_dlib()
     return dlib.cnn_face_detection_model_v1(str(_models_dir() / "mmod_human_face_detector.dat"))
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from codec import baselines as B
-from codec import metrics
+from codec import metrics, verify
 from codec.losses import LOSSES
 from codec.losses.watson import WatsonDistance
 from codec.rdmodel import RDModel
@@ -64,6 +64,7 @@ class BenchConfig:
     out: str = "runs/bench"
     batch_size: int = 32
     sweep: bool = True
+    identities: str | None = None  # folder datasets: '<file> <identity>' lines for cross-photo verification
 
 
 def load_images(cfg: BenchConfig, size: int, nc: int, crop: float) -> tuple[list[str], np.ndarray]:
@@ -135,6 +136,39 @@ def eigenbasis(cfg: BenchConfig, size: int, nc: int, crop: float, k: int = 512) 
     return basis
 
 
+def verification(cfg: BenchConfig, names: list[str], images: np.ndarray, crop: float) -> verify.Protocol | None:
+    """The cross-photo protocol for the coded faces, or None where it cannot run: grey
+    images, no dlib, or no identity labels (CelebA's identity_CelebA.txt; a folder's
+    --identities file). CelebA's pool is the whole split; a folder's, its images."""
+    from codec import faces
+    from codec.data import celeba_identities, load_dataset, read_identities, save_npz
+
+    if images.shape[-1] != 3 or not faces.available():
+        return None
+    if cfg.dataset == "celeba":
+        identities = celeba_identities(cfg.data_root or ".")
+    else:
+        identities = read_identities(cfg.identities) if cfg.identities else None
+    if not identities:
+        return None
+    pool_names, pool = names, images
+    if cfg.dataset == "celeba":
+        size, nc = images.shape[1], images.shape[-1]
+        s = load_dataset("celeba", cfg.data_root or ".", cfg.split, size=size, nc=nc, crop=crop,
+                         cache_dir=Path(cfg.out) / "cache")  # fmt: skip
+        pool_names, pool = s.names, s.images.transpose(0, 2, 3, 1)
+    path = Path(cfg.out) / "cache" / f"pool-descriptors-{_key(cfg.dataset, pool_names, pool.shape)}.npz"
+    if path.is_file():
+        desc = np.load(path)["desc"]
+    else:
+        desc = faces.describe(pool)
+        save_npz(path, desc=desc)
+    missing = sorted(set(names) - set(pool_names))
+    if missing:
+        raise ValueError(f"coded faces not in the verification pool: {', '.join(missing[:3])}")
+    return verify.build(names, list(pool_names), desc, identities, seed=cfg.seed)
+
+
 class Scorer:
     """Per-image metrics of a decoded 8-bit image against its original."""
 
@@ -161,8 +195,17 @@ class Scorer:
             "ssim": metrics.ssim(b, a).item(),
             "ms_ssim": metrics.ms_ssim(b, a).item(),
             "watson_dft": wd,
-            **({"same_person": float(self.same_person(orig, dec))} if self.same_person else {}),
+            **(self._person(orig, dec) if self.same_person else {}),
         }
+
+    def _person(self, orig: np.ndarray, dec: np.ndarray) -> dict:
+        """Same photo: the decoded face within dlib's 0.6 of its original; and the decoded
+        face's descriptor, for cross-photo verification (codec.verify)."""
+        from codec import faces, verify
+
+        got = self.same_person.descriptor(orig, dec)
+        same = np.linalg.norm(self.same_person.original(orig)[1] - got) < faces.SAME_PERSON
+        return {"same_person": float(same), "desc": verify.pack(got)}
 
 
 class Cache:
@@ -431,9 +474,10 @@ def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
     return [r for k in keys for r in cache.load(k).values() if r["image"] in wanted]
 
 
-def summarize(records: list[dict]) -> list[dict]:
+def summarize(records: list[dict], protocol: verify.Protocol | None = None) -> list[dict]:
     """Per codec, in the order `run` made the rows: means and 95% confidence half-widths
-    (normal approximation) of METRICS."""
+    (normal approximation) of METRICS; with a verification `protocol`, each row's
+    cross-photo accept rates (codec.verify.rates) too."""
     by: dict[str, list[dict]] = {}
     for r in records:
         by.setdefault(r["codec"], []).append(r)
@@ -453,8 +497,54 @@ def summarize(records: list[dict]) -> list[dict]:
             row[m + "_ci"] = float(1.96 * finite.std(ddof=1) / math.sqrt(len(finite))) if len(finite) > 1 else 0.0
         if "reached" in rs[0]:
             row["reached"] = sum(bool(r["reached"]) for r in rs)
+        if protocol is not None and protocol.has_pairs and any("desc" in r for r in rs):
+            row.update(verify.rates(protocol, _descriptors(protocol, rs)))
         out.append(row)
     return out
+
+
+def _descriptors(protocol: verify.Protocol, rs: list[dict]) -> np.ndarray:
+    """A row's decoded descriptors in the protocol's face order (NaN where not scored)."""
+    at = {n: i for i, n in enumerate(protocol.names)}
+    desc = np.full((len(protocol.names), 128), np.nan)
+    for r in rs:
+        if "desc" in r and r["image"] in at:
+            desc[at[r["image"]]] = verify.unpack(r["desc"])
+    return desc
+
+
+def originals_row(protocol: verify.Protocol) -> dict:
+    """The ceiling: the originals' own cross-photo accept rates."""
+    return {
+        "codec": "originals",
+        "family": "originals",
+        "n": len(protocol.names),
+        **verify.rates(protocol, protocol.originals),
+    }
+
+
+def verification_table(summary: list[dict], protocol: verify.Protocol) -> str:
+    """Markdown: every main row's cross-photo accept rates at the originals' 1% and 0.1%
+    false-accept thresholds, with 95% bootstrap intervals and the ratio to the originals."""
+    top = originals_row(protocol)
+    heads = ["codec", "bytes", "accepted at 1% FA", "x originals", "accepted at 0.1% FA", "x originals",
+             "decoded false accepts at 1% FA", "same photo"]  # fmt: skip
+    out = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    for r in [top] + [r for r in summary if "tar_1" in r and not r["sweep"]]:
+        cells = [r["codec"], f"{r['bytes']:.1f}" if "bytes" in r else "-"]
+        for tag in ("1", "01"):
+            cells += [f"{100 * r[f'tar_{tag}']:.1f}% [{100 * r[f'tar_{tag}_lo']:.1f}, {100 * r[f'tar_{tag}_hi']:.1f}]",
+                      f"{r[f'tar_{tag}'] / top[f'tar_{tag}']:.2f}x"]  # fmt: skip
+        same = r.get("same_person", math.nan)
+        cells += [f"{100 * r['far_1']:.1f}%", "-" if math.isnan(same) else f"{100 * same:.0f}%"]
+        out.append("| " + " | ".join(cells) + " |")
+    pairs = int(top["pairs"])
+    return (
+        f"{pairs} genuine pairs (each coded face against every other photo of the same person in the "
+        f"split), {verify.IMPOSTORS} impostor photos per face; thresholds where the originals' impostor pairs "
+        f"are accepted 1% (distance {protocol.thresholds[0]:.3f}) and 0.1% ({protocol.thresholds[1]:.3f}) of "
+        "the time; dlib's descriptors.\n\n" + "\n".join(out) + "\n"
+    )
 
 
 def table(summary: list[dict], markdown: bool = False) -> str:
@@ -470,6 +560,7 @@ def table(summary: list[dict], markdown: bool = False) -> str:
         "MS-SSIM",
         "Watson-DFT",
         "same person",
+        "cross-photo",
         "enc ms",
         "dec ms",
         "reached",
@@ -488,6 +579,7 @@ def table(summary: list[dict], markdown: bool = False) -> str:
                 f"{r['ms_ssim']:.4f}",
                 f"{r['watson_dft']:.1f}",
                 "" if math.isnan(r["same_person"]) else f"{100 * r['same_person']:.0f}%",
+                f"{100 * r['tar_1']:.0f}%" if "tar_1" in r else "",
                 f"{r['enc_ms']:.1f}",
                 f"{r['dec_ms']:.2f}",
                 f"{r['reached']}/{r['n']}" if "reached" in r else "",
@@ -535,11 +627,23 @@ def quality_table(summary: list[dict]) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_outputs(cfg: BenchConfig, records: list[dict]) -> dict[str, Path]:
-    """results.json, per_image.csv, results.md, rd.png and grid.png under cfg.out."""
+def protocol_for(cfg: BenchConfig) -> verify.Protocol | None:
+    """The cross-photo verification protocol of a bench run's faces (None: it cannot run)."""
+    from codec.ladder import base_model
+    from codec.pipeline import load_model
+
+    g, _ = load_model(base_model(cfg.model))
+    names, images = load_images(cfg, g.config.size, g.config.nc, g.config.crop)
+    return verification(cfg, names, images, g.config.crop)
+
+
+def write_outputs(cfg: BenchConfig, records: list[dict]) -> tuple[dict[str, Path], list[dict]]:
+    """results.json, per_image.csv, results.md, rd.png, grid.png and (with identity labels)
+    verify.png under cfg.out; returns their paths and the summary rows."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    summary = summarize(records)
+    protocol = protocol_for(cfg)
+    summary = summarize(records, protocol)
     paths = {
         "json": out / "results.json",
         "csv": out / "per_image.csv",
@@ -547,24 +651,30 @@ def write_outputs(cfg: BenchConfig, records: list[dict]) -> dict[str, Path]:
         "rd": out / "rd.png",
         "grid": out / "grid.png",
     }
-    paths["json"].write_text(json.dumps({"config": asdict(cfg), "summary": summary}, indent=1, default=str))
+    head = {"originals": originals_row(protocol)} if protocol is not None and protocol.has_pairs else {}
+    paths["json"].write_text(json.dumps({"config": asdict(cfg), **head, "summary": summary}, indent=1, default=str))
     keys = ["image", "codec", "family", "setting", *METRICS, "reached"]
     with open(paths["csv"], "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         w.writeheader()
         w.writerows(sorted(records, key=lambda r: (r["codec"], r["image"])))
     n = summary[0]["n"] if summary else 0
+    cross = f"\nCross-photo verification:\n\n{verification_table(summary, protocol)}" if head else ""
     paths["md"].write_text(
         f"{n} images, dataset {cfg.dataset} ({cfg.split}), model {cfg.model}, "
         f"{cfg.steps if cfg.steps is not None else 'default'} steps\n\n"
         + table(summary, markdown=True)
         + "\n"
         + different_people_line(cfg)
+        + cross
         + (f"\nEvery quality beside eigenface at its bytes:\n\n{q}" if (q := quality_table(summary)) else "")
     )
     plot_rd(summary, paths["rd"])
     plot_grid(cfg, records, paths["grid"])
-    return paths
+    if head:
+        paths["verify"] = out / "verify.png"
+        plot_verify(summary, head["originals"], paths["verify"])
+    return paths, summary
 
 
 def different_people_line(cfg: BenchConfig) -> str:
@@ -610,6 +720,36 @@ def plot_rd(summary: list[dict], path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=7, loc="lower right")
     fig.suptitle("rate-distortion, means over images")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_verify(summary: list[dict], originals: dict, path: Path) -> None:
+    """Cross-photo accept rate against file size for every codec family, the originals on top."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fams: dict[str, list[dict]] = {}
+    for r in summary:
+        if "tar_1" in r:
+            fams.setdefault(r["family"], []).append(r)
+    for ax, tag, far in zip(axes, ("1", "01"), ("1%", "0.1%"), strict=True):
+        ax.axhline(100 * originals[f"tar_{tag}"], color="k", ls="--", lw=1, label="originals (the ceiling)")
+        for fam, rs in sorted(fams.items()):
+            rs = sorted(rs, key=lambda r: r["bytes"])
+            style = "o-" if len(rs) > 1 else ("*" if fam.startswith("percodec") else "s")
+            ax.plot([r["bytes"] for r in rs], [100 * r[f"tar_{tag}"] for r in rs], style, label=fam,
+                    ms=9 if style == "*" else 5)  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_xlabel("bytes per face (whole files)")
+        ax.set_ylabel(f"accepted as the person at {far} false accepts (%)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="lower right")
+    fig.suptitle("cross-photo verification: decoded face against other photos of the same person")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

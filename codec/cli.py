@@ -798,6 +798,13 @@ def info(inputs: tuple[str, ...], as_json: bool) -> None:
     show_default=True,
     help="Results folder; its cache/ makes an interrupted run resume.",
 )
+@click.option(
+    "--identities",
+    type=click.Path(dir_okay=False, exists=True),
+    help="--dataset folder: an identity file ('<file> <identity>' per line, CelebA's format, files relative to "
+    "--data-root) for the cross-photo verification column [CelebA: its identity_CelebA.txt; without labels "
+    "the column is left out].",
+)
 @click.option("--no-sweep", is_flag=True, help="Skip the extra quality settings drawn in the rate-distortion plot.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @friendly_errors
@@ -821,7 +828,7 @@ def bench(
       percodec bench --dataset samples --steps 50       # no data needed
     Under torchrun the images are sharded across processes and merged by rank 0.
     """
-    from codec.bench import BenchConfig, run, summarize, table, write_outputs
+    from codec.bench import BenchConfig, run, table, write_outputs
 
     if kwargs["dataset"] in ("celeba", "folder", "mnist") and not kwargs["data_root"]:
         raise click.UsageError(f"--dataset {kwargs['dataset']} needs --data-root")
@@ -840,8 +847,8 @@ def bench(
     records = run(cfg, progress=not quiet)
     if int(os.environ.get("RANK", "0")) != 0:
         return
-    paths = write_outputs(cfg, records)
-    click.echo(table(summarize(records)))
+    paths, summary = write_outputs(cfg, records)
+    click.echo(table(summary))
     click.echo("wrote " + ", ".join(str(p) for p in paths.values()))
 
 

@@ -93,6 +93,33 @@ def celeba_files(root: str | Path, split: str) -> list[Path]:
     return files
 
 
+def read_identities(path: str | Path) -> dict[str, str]:
+    """An identity file in CelebA's format (`identity_CelebA.txt`: one '<file> <identity>' per
+    line, no header) as {file: identity}; also what `bench --identities` reads for a folder
+    (file names relative to the folder)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"identity file {path} does not exist")
+    out: dict[str, str] = {}
+    for n, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.rsplit(maxsplit=1)
+        if len(parts) != 2:
+            raise DataError(f"{path}, line {n}: expected '<file> <identity>', found {line.strip()!r}")
+        out[parts[0].strip()] = parts[1]
+    if not out:
+        raise DataError(f"identity file {path} holds no '<file> <identity>' lines")
+    return out
+
+
+def celeba_identities(root: str | Path) -> dict[str, str] | None:
+    """CelebA's identity labels (identity_CelebA.txt beside the partition file), or None
+    where the copy has none."""
+    path = find_celeba(root) / "identity_CelebA.txt"
+    return read_identities(path) if path.is_file() else None
+
+
 def folder_files(root: str | Path) -> list[Path]:
     """Every image file under `root`, recursively, sorted."""
     root = Path(root)

@@ -49,8 +49,6 @@ from codec.errors import PercodecError
 
 #: Side of the face chip the network takes.
 CHIP_SIZE = 150
-#: dlib's threshold on descriptor distance for "same person".
-SAME_PERSON = 0.6
 
 
 class DlibFormatError(PercodecError):

@@ -26,7 +26,7 @@ from codec.generator import Generator, fingerprint, load_generator, resolve_mode
 from codec.images import fit_to_model, float_to_uint8, open_image, read_input, to_tensor, uint8_to_pil
 from codec.inversion import SearchConfig, invert, refine
 from codec.ladder import Ladder, Rung, ladder_for, shipped_ladders
-from codec.losses import make_mix
+from codec.losses import make_mix, parse_mix
 from codec.metrics import bpp, psnr, ssim
 from codec.quantize import MAX_BITS, MIN_BITS, dequantize, payload_size
 from codec.rdmodel import RDModel, is_rd_file, load_rd
@@ -269,6 +269,15 @@ def _steps_of(tick: Tick, rows: int) -> Callable[[int, int], None]:
     return lambda step, total: tick(rows / total)
 
 
+def search_loss(spec: str, channels: int, params: dict, model: str | Path, device: torch.device) -> torch.nn.Module:
+    """The search's loss (eval mode: deterministic); an identity term is told the model's
+    framing, so that its face chip is cut where the model's crops put the face."""
+    if "identity" in parse_mix(spec) and "framing" not in params:
+        framing = align.read_framing(resolve_model(model))
+        params = {**params, **({"framing": framing.tolist()} if framing is not None else {})}
+    return make_mix(spec, channels, **params).to(device).eval()
+
+
 def _gan_coder(g: Generator, fp: bytes, o: EncodeOptions, device: torch.device, tick: Tick) -> BatchCoder:
     """Checks the options for a GAN-only model and returns: batch (B, C, H, W) -> results."""
     if o.quality is not None:
@@ -277,7 +286,7 @@ def _gan_coder(g: Generator, fp: bytes, o: EncodeOptions, device: torch.device, 
     bits = _gan_bits(cfg.nz, o)
     # eval(): deterministic by default; the search passes Watson's grid shifts explicitly.
     loss = o.loss or DEFAULT_LOSS
-    loss_fn = make_mix(loss, cfg.nc, **o.loss_params).to(device).eval()
+    loss_fn = search_loss(loss, cfg.nc, o.loss_params, o.model, device)
     search = SearchConfig(
         steps=o.steps if o.steps is not None else SearchConfig.steps,
         restarts=o.restarts,
@@ -331,7 +340,7 @@ def _rd_coder(ladder: Ladder, base: RDModel, o: EncodeOptions, device: torch.dev
         if not isinstance(m, RDModel) or m.config.size != base.config.size or m.config.nc != base.config.nc:
             raise ValueError(f"{ladder.name}: rung model {name} is not a {base.config.size}px rate-distortion model")
     loss = o.loss or RD_LOSS
-    loss_fn = make_mix(loss, base.config.nc, **o.loss_params).to(device).eval()
+    loss_fn = search_loss(loss, base.config.nc, o.loss_params, ladder.rungs[0].model, device)
     steps = RD_STEPS if o.steps is None else o.steps
     candidates, max_bytes = _rate_setting(o, ladder)
 

@@ -7,7 +7,7 @@ landmarks (`get_face_chip_details`, padding 0.25). The identity loss cannot land
 the search loop, so it warps a model's crop with one fixed transform: the one taking the
 model's framing (mean eye centres and mouth centre in its crops) onto where dlib's chips put
 those points on average. Measured the way the bench and `codec.faces` give dlib a
-model-sized face: the 5 landmarks placed inside the whole crop's box, on training crops. It
+model-sized face (upscaled, detected, 5 landmarks in the detector's box), on training crops. It
 prints those positions, in [0, 1] of the chip (pixel edges at 0 and 1), for
 `codec.losses.identity.CHIP_KEY_POINTS`, and, on validation crops, how close the fixed
 warp's descriptor comes to dlib's own per-crop chip.
@@ -23,7 +23,7 @@ import torch
 from codec.align import read_framing, similarity
 from codec.data import load_dataset
 from codec.facenet import CHIP_SIZE
-from codec.faces import _dlib_models
+from codec.faces import UPSCALE, landmarks, load_dlib
 
 
 def chip_mapping(details) -> np.ndarray:
@@ -38,14 +38,12 @@ def chip_mapping(details) -> np.ndarray:
 
 def chip_key_points(crops: np.ndarray, framing: np.ndarray) -> np.ndarray:
     """Mean position in dlib's chips (in [0, 1]) of the framing's points, over uint8 crops (N, 3, H, W)."""
-    dlib, shape5, _ = _dlib_models()
-    side = crops.shape[-1]
+    side = crops.shape[-1] * UPSCALE
     pts = []
     for c in crops:
-        a = np.ascontiguousarray(c.transpose(1, 2, 0))
-        s5 = shape5(a, dlib.rectangle(0, 0, side - 1, side - 1))
-        m = chip_mapping(dlib.get_face_chip_details(s5, CHIP_SIZE, 0.25))
-        k = framing * side - 0.5  # [0, 1] of the crop -> pixel centres
+        s5 = landmarks(c.transpose(1, 2, 0))
+        m = chip_mapping(load_dlib().get_face_chip_details(s5, CHIP_SIZE, 0.25))
+        k = framing * side - 0.5  # [0, 1] of the crop -> pixel centres of its upscaled copy
         pts.append((k @ m[:, :2].T + m[:, 2] + 0.5) / CHIP_SIZE)  # chip pixel centres -> [0, 1]
     return np.mean(pts, axis=0)
 
