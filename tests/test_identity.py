@@ -31,7 +31,8 @@ def _dlib_chip_and_descriptor(img: np.ndarray) -> tuple[np.ndarray, np.ndarray] 
 
 def test_the_bench_descriptor_is_dlibs() -> None:
     face = np.asarray(Image.open(SAMPLES / "astronaut.png").convert("RGB").resize((64, 64)))
-    want = np.asarray(faces.dlib_recogniser().compute_face_descriptor(face, faces.landmarks(face)))
+    rec = faces.dlib_recogniser()  # landmarks live on the upscaled copy dlib is shown
+    want = np.asarray(rec.compute_face_descriptor(faces.upscaled(face), faces.landmarks(face)))
     assert np.abs(faces.describe(face[None])[0] - want).max() < 1e-4
 
 
@@ -128,9 +129,21 @@ def test_the_fixed_warp_agrees_with_dlibs_landmarked_chips_on_model_crops() -> N
         ours = IdentityLoss().eval().descriptors(torch.from_numpy(crops).float() / 127.5 - 1).numpy()
     hwc = np.ascontiguousarray(crops.transpose(0, 2, 3, 1))
     rec = faces.dlib_recogniser()  # dlib's own C++ descriptors, each at its crop's own landmarks
-    theirs = np.stack([np.asarray(rec.compute_face_descriptor(c, faces.landmarks(c))) for c in hwc])
-    # landmarks on 64-pixel crops wobble, so single faces differ; on average the warp is dlib's chip
-    assert _cosine(ours, theirs).mean() > 0.9
+    theirs = np.stack([np.asarray(rec.compute_face_descriptor(faces.upscaled(c), faces.landmarks(c))) for c in hwc])
+    # one fixed warp against each crop's own landmarks: single faces differ a little
+    assert _cosine(ours, theirs).mean() > 0.97  # measured 0.99 on 300 valid crops
     # and it tells people apart: each crop is closer to its own dlib descriptor than to the others'
     d = np.linalg.norm(ours[:, None] - theirs[None], axis=2)
-    assert (d.argmin(1) == np.arange(len(d))).mean() > 0.5  # measured 0.67; chance 1/48
+    assert (d.argmin(1) == np.arange(len(d))).mean() > 0.9  # chance: 1/48
+
+
+def test_a_search_target_is_described_once_and_a_changed_one_again() -> None:
+    a, b = _face("astronaut.png"), _face("grace_hopper.png")
+    loss = IdentityLoss().eval()
+    target = a.clone()
+    first = loss(b, target)
+    calls = []
+    loss.net.register_forward_hook(lambda *_: calls.append(1))
+    assert torch.equal(loss(b, target), first) and len(calls) == 1  # only the input went through
+    target.copy_(b)  # the same tensor, new contents
+    assert loss(b, target).abs().item() < 1e-5 and len(calls) == 3
