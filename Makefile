@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 DATA ?= ../shared/datasets
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-slow lint format fuzz bench bench-samples bench-losses bench-train bench-codec clean
+.PHONY: help install demo test test-slow lint format fuzz bench bench-samples bench-losses bench-train bench-codec bench-identity clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ bench-losses: install ## Forward+backward time and memory of every loss, relativ
 
 bench-codec: install ## Encode/decode speed, and quality vs refinement steps for three search losses
 	$(PY) benchmarks/codec_speed.py --data-root $(DATA) --images 100 --steps-list 0,10,25,50,100,200 --loss "ms-ssim=1,mse=3;ssim;mse"
+
+bench-identity: install ## Identity term in the encode-time search: weight x steps on 200 valid faces (cross-photo accept rates)
+	$(PY) benchmarks/identity_refine.py --data-root $(DATA) --images 200 --weights 0,0.3,1 --steps-list 10,25
 
 bench-samples: install ## The benchmark on samples/ (no data needed, a minute)
 	$(VENV)/bin/percodec bench --dataset samples --steps 100 --out runs/bench-samples

@@ -34,6 +34,11 @@ from codec.faces import _models_dir, detector, load_dlib
 
 #: Longer side of the copy the detector sees.
 DETECT_SIDE = 640
+#: The HOG detector's window is 80 px and it looks at twice the copy's size at most: a copy
+#: whose shorter side is under 40 px holds no face it can find, and dlib's detectors crash
+#: the process on such shapes (1x1, 3x200, 64x20000: "Filter windows must be small enough",
+#: SIGSEGV, double free). They are not shown to it.
+MIN_DETECT_SIDE = 40
 #: Supersampling of the warp before the antialiased resize to the model's size.
 WARP_OVERSAMPLE = 4
 
@@ -77,6 +82,8 @@ def detect(img: Image.Image, thorough: bool = False) -> list[Face]:
     dlib = load_dlib()
     scale = min(1.0, DETECT_SIDE / max(img.size))
     small = img if scale == 1.0 else img.resize((round(img.width * scale), round(img.height * scale)), Image.BILINEAR)
+    if min(small.size) < MIN_DETECT_SIDE:
+        return []
     arr = np.asarray(small.convert("RGB"))
     full = np.asarray(img.convert("RGB"))
     faces = []

@@ -135,3 +135,10 @@ def test_small_faces_are_looked_for_when_more_faces_are_asked_for() -> None:
     photo.paste(small.resize((100, 122)), (900, 300))
     second = align.align(photo, _framing(), 64, face_index=2)
     assert second.found >= 2 and 850 < second.face.box[0] < 1000
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 2), (3, 200), (200, 3), (39, 400), (64, 20000), (20000, 64)])
+def test_shapes_the_detector_cannot_take_are_not_shown_to_it(size) -> None:
+    # these shapes crashed the process inside dlib (traceback, SIGSEGV, double free)
+    img = Image.new("RGB", size, (120, 100, 90))
+    assert align.detect(img) == []

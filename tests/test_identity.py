@@ -147,3 +147,20 @@ def test_a_search_target_is_described_once_and_a_changed_one_again() -> None:
     assert torch.equal(loss(b, target), first) and len(calls) == 1  # only the input went through
     target.copy_(b)  # the same tensor, new contents
     assert loss(b, target).abs().item() < 1e-5 and len(calls) == 3
+
+
+def test_the_search_tells_the_identity_loss_its_models_framing(tmp_path) -> None:
+    from codec.align import read_framing, write_framing
+    from codec.generator import resolve_model
+    from codec.losses.identity import chip_theta
+    from codec.pipeline import search_loss
+
+    mix = search_loss("ms-ssim=1,mse=3,identity=0.3", 3, {}, "celeba64", torch.device("cpu"))
+    framing = read_framing(resolve_model("celeba64"))
+    assert torch.allclose(mix.parts["identity"].theta, chip_theta(framing))
+    # a model framed otherwise (its faces higher in the crop) gets another chip
+    other = tmp_path / "other.safetensors"
+    other.write_bytes(resolve_model("celeba64").read_bytes())
+    write_framing(other, framing - [0, 0.1], 100)
+    theta = search_loss("identity", 3, {}, str(other), torch.device("cpu")).theta
+    assert not torch.allclose(theta, chip_theta(framing))

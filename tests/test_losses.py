@@ -113,7 +113,7 @@ def test_ms_ssim_scale_rule() -> None:
 
 
 def test_registry_has_every_loss_with_metadata() -> None:
-    assert list(LOSSES) == ["mse", "l1", "ssim", "ms-ssim", "watson-dct", "watson-dft"]
+    assert list(LOSSES) == ["mse", "l1", "ssim", "ms-ssim", "watson-dct", "watson-dft", "identity"]
     assert LOSSES["ssim"].higher_is_better and not LOSSES["mse"].higher_is_better
     assert not LOSSES["watson-dft"].deterministic and LOSSES["ssim"].deterministic
     with pytest.raises(ValueError, match="unknown loss"):
@@ -160,7 +160,9 @@ def test_gradients_are_finite_in_degenerate_cases(name) -> None:
         assert torch.isfinite(x.grad).all(), name
 
 
-@pytest.mark.parametrize("name", list(LOSSES))
+# identity is left out: its ~10^6 ReLU and max-pool units of a 29-layer network put kinks within
+# any finite-difference step (it is built of torch's own differentiable ops only).
+@pytest.mark.parametrize("name", [n for n in LOSSES if n != "identity"])
 def test_float64_gradcheck(name) -> None:
     loss = make_loss(name).double().eval()
     g = torch.Generator().manual_seed(3)

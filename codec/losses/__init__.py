@@ -125,4 +125,6 @@ def make_mix(spec: str, channels: int | None = None, **params: object) -> nn.Mod
 
 
 # Importing the modules fills the registry; their order is the order of --loss choices.
-from codec.losses import identity, pixel, ssim, watson  # noqa: E402,F401
+from codec.losses import pixel, ssim, watson  # noqa: E402,F401
+
+from codec.losses import identity  # noqa: E402,F401 isort: skip (last among the choices)
