@@ -120,6 +120,8 @@ class _Reader:
     def tensor(self) -> np.ndarray:
         self.expect_int(2, "tensor version")
         shape = tuple(self.int() for _ in range(4))
+        if min(shape) < 0:
+            raise DlibFormatError(f"negative tensor shape {shape} at offset {self.pos}")
         count = int(np.prod(shape))
         return np.frombuffer(self._take(4 * count), dtype="<f4").reshape(shape)
 

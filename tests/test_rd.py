@@ -128,7 +128,11 @@ def test_v2_file_with_a_gan_model_is_refused(tiny_rd_file, tiny_model_file, tmp_
 def test_distortion_mix_parses_and_weighs() -> None:
     assert parse_mix("ms-ssim=1,mse=0.1") == {"ms-ssim": 1.0, "mse": 0.1}
     assert parse_mix("mse") == {"mse": 1.0}
-    for bad, msg in (("nope", "unknown loss"), ("mse=x", "not a number"), ("mse,mse", "twice"), ("mse=0", "positive")):
+    bad_specs = (
+        ("nope", "unknown loss"), ("mse=x", "not a number"), ("mse,mse", "twice"), ("mse=0", "positive"),
+        ("mse=inf", "finite"), ("mse=1e400", "finite"), ("mse=nan", "finite"), ("ms-ssim=", "no weight"),
+    )  # fmt: skip
+    for bad, msg in bad_specs:
         with pytest.raises(ValueError, match=msg):
             parse_mix(bad)
     x, y = torch.rand(2, 3, 16, 16) * 2 - 1, torch.rand(2, 3, 16, 16) * 2 - 1

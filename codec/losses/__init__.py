@@ -9,6 +9,7 @@ cores behind them (e.g. `ssim.ssim`) take the data range as an explicit argument
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -97,17 +98,19 @@ def parse_mix(spec: str) -> dict[str, float]:
     """'ms-ssim=1,mse=0.1' -> {'ms-ssim': 1.0, 'mse': 0.1}; a bare name has weight 1."""
     out: dict[str, float] = {}
     for item in spec.split(","):
-        name, _, weight = item.strip().partition("=")
+        name, eq, weight = item.strip().partition("=")
         if name not in LOSSES:
             raise ValueError(f"unknown loss {name!r} in {spec!r}: choose from {', '.join(LOSSES)}")
         if name in out:
             raise ValueError(f"loss {name!r} appears twice in {spec!r}")
+        if eq and not weight.strip():
+            raise ValueError(f"{name!r} in {spec!r} has '=' but no weight")
         try:
-            out[name] = float(weight) if weight else 1.0
+            out[name] = float(weight) if eq else 1.0
         except ValueError:
             raise ValueError(f"weight {weight!r} of {name!r} in {spec!r} is not a number") from None
-        if not out[name] > 0:
-            raise ValueError(f"weight of {name!r} in {spec!r} must be positive")
+        if not (math.isfinite(out[name]) and out[name] > 0):
+            raise ValueError(f"weight of {name!r} in {spec!r} must be a positive finite number")
     return out
 
 
