@@ -695,6 +695,17 @@ def different_people_line(cfg: BenchConfig) -> str:
     return f"\nSame person, sanity line: two different faces of this set pass {100 * rate:.0f}% of the time.\n"
 
 
+def _family_lines(ax, summary: list[dict], x: str, y: Callable[[dict], float]) -> None:
+    """One line per codec family (a point for a single row; a star for percodec's), by `x`."""
+    fams: dict[str, list[dict]] = {}
+    for r in summary:
+        fams.setdefault(r["family"], []).append(r)
+    for fam, rs in sorted(fams.items()):
+        rs = sorted(rs, key=lambda r: r[x])
+        style = "o-" if len(rs) > 1 else ("*" if fam.startswith("percodec") else "s")
+        ax.plot([r[x] for r in rs], [y(r) for r in rs], style, label=fam, ms=9 if style == "*" else 5)
+
+
 def plot_rd(summary: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -702,14 +713,8 @@ def plot_rd(summary: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    fams: dict[str, list[dict]] = {}
-    for r in summary:
-        fams.setdefault(r["family"], []).append(r)
-    for fam, rs in sorted(fams.items()):
-        rs = sorted(rs, key=lambda r: r["bpp"])
-        for ax, m in zip(axes, ("ssim", "psnr"), strict=True):
-            style = "o-" if len(rs) > 1 else ("*" if fam.startswith("percodec") else "s")
-            ax.plot([r["bpp"] for r in rs], [r[m] for r in rs], style, label=fam, ms=9 if style == "*" else 5)
+    for ax, m in zip(axes, ("ssim", "psnr"), strict=True):
+        _family_lines(ax, summary, "bpp", lambda r, m=m: r[m])
     from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
 
     for ax, m in zip(axes, ("SSIM", "PSNR (dB)"), strict=True):
@@ -735,17 +740,10 @@ def plot_verify(summary: list[dict], originals: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    fams: dict[str, list[dict]] = {}
-    for r in summary:
-        if "tar_1" in r:
-            fams.setdefault(r["family"], []).append(r)
+    scored = [r for r in summary if "tar_1" in r]
     for ax, tag, far in zip(axes, ("1", "01"), ("1%", "0.1%"), strict=True):
         ax.axhline(100 * originals[f"tar_{tag}"], color="k", ls="--", lw=1, label="originals (the ceiling)")
-        for fam, rs in sorted(fams.items()):
-            rs = sorted(rs, key=lambda r: r["bytes"])
-            style = "o-" if len(rs) > 1 else ("*" if fam.startswith("percodec") else "s")
-            ax.plot([r["bytes"] for r in rs], [100 * r[f"tar_{tag}"] for r in rs], style, label=fam,
-                    ms=9 if style == "*" else 5)  # fmt: skip
+        _family_lines(ax, scored, "bytes", lambda r, tag=tag: 100 * r[f"tar_{tag}"])
         ax.set_xscale("log")
         ax.set_xlabel("bytes per face (whole files)")
         ax.set_ylabel(f"accepted as the person at {far} false accepts (%)")
