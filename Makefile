@@ -53,7 +53,7 @@ bench-codec: install ## Encode/decode speed, and quality vs refinement steps for
 	$(PY) benchmarks/codec_speed.py --data-root $(DATA) --images 100 --steps-list 0,10,25,50,100,200 --loss "ms-ssim=1,mse=3;ssim;mse"
 
 bench-identity: install ## Identity term in the encode-time search: weight x steps on 200 valid faces (cross-photo accept rates)
-	$(PY) benchmarks/identity_refine.py --data-root $(DATA) --images 200 --weights 0,0.3,1 --steps-list 10,25
+	$(PY) benchmarks/identity_refine.py --data-root $(DATA) --images 200 --weights 0,0.3,0.5,1 --steps-list 8,12,25
 
 bench-samples: install ## The benchmark on samples/ (no data needed, a minute)
 	$(VENV)/bin/percodec bench --dataset samples --steps 100 --out runs/bench-samples

@@ -223,6 +223,13 @@ def _default_reference(model: str, dataset: str) -> str:
     return GAN_REFERENCE if wanted else "none"
 
 
+def _rd_default(name: str) -> object:
+    """A rate-distortion default of the pipeline (RD_LOSS, RD_STEPS), for --help."""
+    from codec import pipeline
+
+    return getattr(pipeline, name)
+
+
 def _loss_names() -> list[str]:
     from codec.losses import LOSSES
 
@@ -363,7 +370,8 @@ def _batch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     "--loss",
     type=LossMix(),
     help=f"What the search minimises: {', '.join(_loss_names())}, or a weighted mix such as "
-    "'ms-ssim=1,mse=3' [rate-distortion models: ms-ssim=1,mse=3; GAN-only: ssim]; see README 'Which loss'.",
+    f"'ms-ssim=1,mse=3' [rate-distortion models: {_rd_default('RD_LOSS')}; GAN-only: ssim]; see README "
+    "'Which loss'.",
 )
 @click.option(
     "--loss-params",
@@ -373,7 +381,8 @@ def _batch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--steps",
     type=click.IntRange(0),
-    help="Most search steps per image [rate-distortion model: 25 of refinement from the encoder's latent, "
+    help=f"Most search steps per image [rate-distortion model: {_rd_default('RD_STEPS')} of refinement from the "
+    "encoder's latent, "
     "0 = encoder only; GAN model: 300, stopping early when the loss stalls].",
 )
 @click.option(

@@ -71,12 +71,12 @@ def test_the_shipped_quality_scale_spans_both_models_and_keeps_the_default() -> 
 
     ladder = ladder_for("celeba64")
     assert ladder.rung(ladder.default) == Rung("celeba64", 4)
-    assert ladder.models() == ["celeba64", "celeba64-hi2"]
+    assert ladder.models() == ["celeba64", "celeba64-id"]
     face = [SAMPLES / "astronaut.png"]
     low, high = (encode_batch(face, EncodeOptions(quality=q, device="cpu"))[0] for q in (1, len(ladder)))
-    assert high.model == "celeba64-hi2" and high.num_bytes > 2 * low.num_bytes and high.psnr > low.psnr + 1.0
+    assert high.model == "celeba64-id" and high.num_bytes > 2 * low.num_bytes and high.psnr > low.psnr + 1.0
     info = describe(high.data)
-    assert info["model"] == "celeba64-hi2" and info["quality"] == len(ladder) and info["scale"] == "celeba64"
+    assert info["model"] == "celeba64-id" and info["quality"] == len(ladder) and info["scale"] == "celeba64"
     assert torch.equal(decode_tensor(high.data), high.decoded)
 
 
@@ -93,7 +93,7 @@ def test_wheel_ships_the_models_for_a_non_editable_install(tmp_path) -> None:
     assert build.returncode == 0, build.stderr[-2000:]
     (wheel,) = wheel_dir.glob("percodec-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for name in ("celeba64", "celeba64-hi", "celeba64-hi2", "celeba64-gan", "mnist32"):
+    for name in ("celeba64", "celeba64-hi", "celeba64-hi2", "celeba64-id", "celeba64-gan", "mnist32"):
         assert f"codec/models/{name}.safetensors" in names
     assert "codec/models/celeba64.ladder.json" in names
     zipfile.ZipFile(wheel).extractall(target)
@@ -108,7 +108,7 @@ def test_wheel_ships_the_models_for_a_non_editable_install(tmp_path) -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert str(target) in done.stdout
-    assert "'celeba64', 'celeba64-gan', 'celeba64-hi', 'celeba64-hi2', 'mnist32'" in done.stdout
+    assert "'celeba64', 'celeba64-gan', 'celeba64-hi', 'celeba64-hi2', 'celeba64-id', 'mnist32'" in done.stdout
 
 
 # A version-1 file of the shipped GAN-only model (astronaut sample, 100 steps), stored when it
@@ -142,3 +142,21 @@ def test_a_stored_rate_distortion_file_still_decodes() -> None:
     decoded = decode_tensor(OLD_RD_FILE)
     target = float_to_uint8(prepare(SAMPLES / "astronaut.png", 64, 3, 1.0))
     assert decoded.shape == (3, 64, 64) and 20.5 <= psnr(decoded, target).item() <= 22.0  # 21.25 when stored
+
+
+# A celeba64-hi2 file (astronaut sample, quality 9 when the scale's upper rungs were hi2's, 5
+# steps): celeba64-hi2 left the scale for celeba64-id, and its files must keep decoding.
+HI2_FILE = bytes.fromhex(
+    "504702a958983902094d61e1416b91b6bd7b39f70ae683b2c27cf9b2e43b724c9ba06cd34a16d95ae4568e14fff8f4c45e"
+    "22d964dd3815c6e53df5eba095885824c78ece7f3989ed3f8605c5c6f7d4b3dcf93a08b7b000cb0a0959e67d07aacf5ea4"
+    "2b447f7cffc628d4633750126ac5ae3a0634389b5b656ccad26ae919316af3a6784f5add0073477a12e2c0ec35e7fd70ce"
+    "6d08fd75e179050d55"
+)
+
+
+def test_a_file_of_the_model_that_left_the_scale_still_decodes() -> None:
+    from codec.pipeline import describe
+
+    assert describe(HI2_FILE)["model"] == "celeba64-hi2"
+    img = decode_tensor(HI2_FILE)
+    assert img.shape == (3, 64, 64) and abs(img.float().mean().item() - 142.96) < 0.5
