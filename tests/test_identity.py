@@ -164,3 +164,9 @@ def test_the_search_tells_the_identity_loss_its_models_framing(tmp_path) -> None
     write_framing(other, framing - [0, 0.1], 100)
     theta = search_loss("identity", 3, {}, str(other), torch.device("cpu")).theta
     assert not torch.allclose(theta, chip_theta(framing))
+
+
+def test_moving_a_loss_leaves_the_verifiers_network_alone() -> None:
+    loss = IdentityLoss().double()
+    assert loss.net.fc.dtype == torch.float64
+    assert facenet.load_facenet().fc.dtype == torch.float32

@@ -16,6 +16,7 @@ three channels.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 
@@ -75,7 +76,9 @@ class IdentityLoss(nn.Module):
 
     def __init__(self, framing: Sequence[Sequence[float]] | None = None) -> None:
         super().__init__()
-        self.net = load_facenet()
+        # its own copy: moving the loss to a GPU or to float64 must not move the shared
+        # network the bench's verifier (codec.faces) runs on the CPU
+        self.net = copy.deepcopy(load_facenet())
         self.register_buffer("theta", chip_theta(CELEBA_FRAMING if framing is None else framing))
         self._cached: tuple[torch.Tensor, tuple, torch.Tensor] | None = None
 
