@@ -695,6 +695,16 @@ def different_people_line(cfg: BenchConfig) -> str:
     return f"\nSame person, sanity line: two different faces of this set pass {100 * rate:.0f}% of the time.\n"
 
 
+def _save(fig, title: str, path: Path) -> None:
+    """Title, lay out, write and close a figure."""
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _family_lines(ax, summary: list[dict], x: str, y: Callable[[dict], float]) -> None:
     """One line per codec family (a point for a single row; a star for percodec's), by `x`."""
     fams: dict[str, list[dict]] = {}
@@ -726,10 +736,7 @@ def plot_rd(summary: list[dict], path: Path) -> None:
         ax.set_ylabel(m)
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=7, loc="lower right")
-    fig.suptitle("rate-distortion, means over images")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, "rate-distortion, means over images", path)
 
 
 def plot_verify(summary: list[dict], originals: dict, path: Path) -> None:
@@ -749,10 +756,7 @@ def plot_verify(summary: list[dict], originals: dict, path: Path) -> None:
         ax.set_ylabel(f"accepted as the person at {far} false accepts (%)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, loc="lower right")
-    fig.suptitle("cross-photo verification: decoded face against other photos of the same person")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, "cross-photo verification: decoded face against other photos of the same person", path)
 
 
 def plot_grid(cfg: BenchConfig, records: list[dict], path: Path, rows: int = 6) -> None:
