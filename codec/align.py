@@ -30,7 +30,8 @@ import numpy as np
 from PIL import Image
 
 from codec.errors import ImageError
-from codec.faces import _models_dir, detector, load_dlib
+from codec.faces import _models_dir, load_dlib
+from codec.faces import detector as _detector  # one HOG detector, shared with codec.faces
 
 #: Longer side of the copy the detector sees.
 DETECT_SIDE = 640
@@ -103,10 +104,6 @@ def detect(img: Image.Image, thorough: bool = False) -> list[Face]:
 def _landmarks68():
     dlib = load_dlib()
     return dlib.shape_predictor(str(_models_dir() / "shape_predictor_68_face_landmarks.dat"))
-
-
-def _detector():
-    return detector()
 
 
 @functools.lru_cache(maxsize=1)

