@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 DATA ?= ../shared/datasets
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-slow lint format fuzz bench bench-samples bench-losses bench-train bench-codec bench-identity clean
+.PHONY: help install demo test test-all lint format fuzz bench bench-samples bench-losses bench-train bench-codec bench-identity clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -26,10 +26,10 @@ demo: install ## Find the face in a sample photo, encode it with the shipped mod
 	$(VENV)/bin/percodec decode runs/demo/astronaut.pgz runs/demo/astronaut_decoded.png --force
 	@echo "what was encoded: runs/demo/astronaut_crop.png; decoded image: runs/demo/astronaut_decoded.png"
 
-test: install ## Run the fast test suite (what CI runs)
+test: install ## Run the fast test suite (under a minute; slow tests excluded)
 	$(PY) -m pytest
 
-test-slow: install ## Run the slow tests too
+test-all: install ## Run every test, the slow ones too (CI runs test and test-all)
 	$(PY) -m pytest -m "slow or not slow"
 
 lint: install ## ruff lint and format check

@@ -24,6 +24,26 @@ def tiny_config(nc: int = 3, size: int = 16, nz: int = 8) -> ModelConfig:
     return ModelConfig(nz=nz, ngf=4, ndf=4, nc=nc, size=size, crop=1.0)
 
 
+def seed_rounding_depends_on_batch(monkeypatch) -> None:
+    """Emulate MKL on AVX-512 Intel CPUs, where the last bits of the generator's seed layer
+    (a matrix product) depend on the batch's row count: a relative 2^-22 jitter keyed to it."""
+    forward = Generator.forward
+
+    def jitter(_module, args):
+        (x,) = args
+        sign = torch.randint(-1, 2, x.shape[1:], generator=torch.Generator().manual_seed(len(x)))
+        return (x * (1 + sign.to(x) * 2.0**-22),)
+
+    def jittered_forward(self, z):
+        hook = self.main[1].register_forward_pre_hook(jitter)
+        try:
+            return forward(self, z)
+        finally:
+            hook.remove()
+
+    monkeypatch.setattr(Generator, "forward", jittered_forward)
+
+
 @pytest.fixture
 def tiny_generator() -> Generator:
     torch.manual_seed(0)

@@ -134,6 +134,7 @@ def test_interrupted_run_resumes_from_cache(bench_run) -> None:
     assert {f: f.read_text() for f in (out / "cache").glob("*.jsonl")} == files  # nothing recomputed
 
 
+@pytest.mark.slow
 def test_torchrun_shards_merge_to_the_single_process_result(tmp_path, tiny_model_file) -> None:
     single = _bench(tmp_path / "one", tiny_model_file, "--no-sweep")
     assert single.exit_code == 0

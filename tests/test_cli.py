@@ -133,6 +133,7 @@ def test_help_lists_losses_and_commands() -> None:
     assert "mse" in r.output and "ssim" in r.output and "--max-bytes" in r.output
 
 
+@pytest.mark.slow
 def test_installed_console_script(tmp_path, face, tiny_model_file) -> None:
     exe = Path(sys.executable).parent / "percodec"
     if not exe.exists():

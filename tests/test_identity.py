@@ -120,6 +120,7 @@ def test_identity_mixes_with_other_losses_and_takes_grey_images() -> None:
     assert make_mix("identity", 1).eval()(grey, grey).abs().item() < 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not CELEBA.is_dir(), reason="needs ../shared/datasets/celeba")
 def test_the_fixed_warp_agrees_with_dlibs_landmarked_chips_on_model_crops() -> None:
     from codec.data import load_dataset

@@ -8,7 +8,7 @@ from codec.images import to_pil
 from codec.inversion import SearchConfig, invert
 from codec.losses import make_loss
 from codec.pipeline import EncodeOptions, bits_for_budget, decode, decode_tensor, encode, encode_batch
-from tests.conftest import tiny_config
+from tests.conftest import seed_rounding_depends_on_batch, tiny_config
 
 
 def _target(g: Generator, seed: int) -> Image.Image:
@@ -39,7 +39,10 @@ def test_search_recovers_a_generated_image(tiny_model_file, tiny_generator) -> N
     assert r.psnr > 35  # G(z*) reproduces an image G made, up to quantisation
 
 
-def test_batch_matches_one_at_a_time(tiny_model_file, tiny_generator) -> None:
+@pytest.mark.parametrize("jitter", [False, True], ids=["this-cpu", "batch-dependent-rounding"])
+def test_batch_matches_one_at_a_time(tiny_model_file, tiny_generator, monkeypatch, jitter) -> None:
+    if jitter:
+        seed_rounding_depends_on_batch(monkeypatch)
     imgs = [_target(tiny_generator, s) for s in (1, 2, 3)]
     together = encode_batch(imgs, _opts(tiny_model_file))
     alone = [encode_batch([im], _opts(tiny_model_file))[0] for im in imgs]
@@ -94,15 +97,22 @@ def test_grey_model(tmp_path) -> None:
     assert decode(data, model=path).mode == "L"
 
 
-def test_watson_search_is_repeatable_and_batch_invariant(tiny_model_file, tiny_generator) -> None:
-    imgs = [_target(tiny_generator, s) for s in (1, 2)]
+@pytest.mark.parametrize("jitter", [False, True], ids=["this-cpu", "batch-dependent-rounding"])
+def test_watson_search_is_repeatable_and_batch_mates_change_nothing_but_rounding(
+    tiny_model_file, tiny_generator, monkeypatch, jitter
+) -> None:
+    # The claim (inversion.py): the same batch gives the same bytes; alone or in a batch, an
+    # image gets a result of the same quality and a decoded image within rounding - but not
+    # necessarily the same symbols, as the Watson-DFT gradient amplifies last-bit differences.
+    imgs = [_target(tiny_generator, s) for s in (5, 6)]
+    if jitter:
+        seed_rounding_depends_on_batch(monkeypatch)
     opts = _opts(tiny_model_file, loss="watson-dft", steps=30)
     a = encode_batch(imgs, opts)
-    b = encode_batch(imgs, opts)
-    alone = encode_batch(imgs[1:], opts)
-    assert [r.data for r in a] == [r.data for r in b]
-    sa, sb = from_bytes(a[1].data).symbols, from_bytes(alone[0].data).symbols
-    assert sum(x != y for x, y in zip(sa, sb, strict=True)) <= 1
+    assert [r.data for r in a] == [r.data for r in encode_batch(imgs, opts)]
+    (alone,) = encode_batch(imgs[1:], opts)
+    assert alone.search_loss == pytest.approx(a[1].search_loss, rel=0.1)
+    assert (alone.decoded.int() - a[1].decoded.int()).abs().max() <= 3
 
 
 def test_pil_inputs_get_the_same_mode_handling_as_files(tiny_model_file) -> None:

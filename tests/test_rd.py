@@ -18,7 +18,7 @@ from codec.pipeline import EncodeOptions, decode_tensor, encode_batch
 from codec.prior import FactorizedPrior
 from codec.rdmodel import RDModel, level_count, load_rd, save_rd, steps_for_bytes, warm_start
 from codec.train import TrainConfig, train
-from tests.conftest import tiny_config
+from tests.conftest import seed_rounding_depends_on_batch, tiny_config
 
 
 @pytest.fixture
@@ -346,9 +346,12 @@ def _lively(m: RDModel) -> RDModel:
     return m
 
 
-def test_one_search_over_several_levels_equals_a_search_per_level(tiny_rd_file) -> None:
+@pytest.mark.parametrize("jitter", [False, True], ids=["this-cpu", "batch-dependent-rounding"])
+def test_one_search_over_several_levels_equals_a_search_per_level(tiny_rd_file, monkeypatch, jitter) -> None:
     """Encode searches every image of one model in one batch, whatever their levels: rows
     are independent, so each gets what a search at its own level alone gives."""
+    if jitter:
+        seed_rounding_depends_on_batch(monkeypatch)
     m = _lively(load_rd(tiny_rd_file)[0])
     x = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
     levels = [1, 3, 1, 8, 3, 5]

@@ -80,6 +80,7 @@ def test_the_shipped_quality_scale_spans_both_models_and_keeps_the_default() -> 
     assert torch.equal(decode_tensor(high.data), high.decoded)
 
 
+@pytest.mark.slow
 def test_wheel_ships_the_models_for_a_non_editable_install(tmp_path) -> None:
     wheel_dir, target = tmp_path / "wheel", tmp_path / "site"
     build = subprocess.run(

@@ -8,7 +8,7 @@ import torch
 from click.testing import CliRunner
 
 from codec.cli import main
-from codec.generator import load_generator
+from codec.generator import load_generator, save_generator
 from codec.train import SampleStream, TrainConfig, train
 from tests.conftest import ROOT, run_torchrun
 
@@ -135,6 +135,7 @@ torch.save(state, os.path.join(out, f"rank{rank}.pt"))
 """
 
 
+@pytest.mark.slow
 def test_two_process_ddp_ends_with_identical_weights(tmp_path) -> None:
     worker = tmp_path / "worker.py"
     worker.write_text(DDP_WORKER)
@@ -151,7 +152,12 @@ def test_two_process_ddp_ends_with_identical_weights(tmp_path) -> None:
 
 
 def test_init_generator_warm_starts_from_a_model_file(tmp_path, tiny_model_file, tiny_generator) -> None:
-    cfg = _cfg(tmp_path, ngf=4, nz=8, size=16, steps=1, lr=0.0, init_generator=str(tiny_model_file))
+    with torch.no_grad():  # weights no fresh initialisation can give, whatever its seed
+        for p in tiny_generator.parameters():
+            p.add_(0.5)
+    warm = tmp_path / "warm.safetensors"
+    save_generator(tiny_generator, warm, {"dataset": "none"})
+    cfg = _cfg(tmp_path / "run", ngf=4, nz=8, size=16, steps=1, lr=0.0, init_generator=str(warm))
     res = train(cfg)
     for a, b in zip(res.objective.netG.parameters(), tiny_generator.parameters(), strict=True):
         assert torch.equal(a, b)  # lr 0: the loaded weights are untouched by the one step
@@ -159,6 +165,7 @@ def test_init_generator_warm_starts_from_a_model_file(tmp_path, tiny_model_file,
         train(_cfg(tmp_path / "other", ngf=8, steps=1, init_generator=str(tiny_model_file)))
 
 
+@pytest.mark.slow
 def test_sigint_stops_after_a_checkpoint(tmp_path) -> None:
     import signal
     import time
@@ -207,6 +214,7 @@ torch.save(res.objective.model.state_dict(), os.path.join(out, f"rank{os.environ
 """
 
 
+@pytest.mark.slow
 def test_two_process_rd_training_ends_with_identical_models(tmp_path) -> None:
     worker = tmp_path / "worker.py"
     worker.write_text(RD_DDP_WORKER)
