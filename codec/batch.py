@@ -18,7 +18,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from codec.errors import PercodecError
+from codec.errors import OutputExistsError, PercodecError
 from codec.fileio import write_bytes
 
 REPORT_SUFFIXES = (".csv", ".json")
@@ -66,6 +66,57 @@ def check_outputs(targets: Iterable[str | Path | None], *, force: bool, keep: Co
             raise PercodecError(f"{p} exists: pass --force to overwrite it")
 
 
+def check_roles(sources: Sequence[str], outputs: dict[str, Sequence[str | Path | None]]) -> None:
+    """Refuse an output that is also an input (even with --force: the input is being read)
+    or that two kinds of output share (e.g. --save-crop naming OUT). `outputs` maps a kind
+    ('output', '--save-crop', '--report') to its paths; '-' and None are ignored."""
+    inputs = {_identity(s): s for s in sources if s != "-"}
+    owner: dict[object, str] = {}
+    for kind, paths in outputs.items():
+        for p in paths:
+            if p is None or str(p) == "-":
+                continue
+            key = _identity(p)
+            if key in inputs:
+                raise PercodecError(f"{p} is an input as well as {kind}: choose another name")
+            if owner.setdefault(key, kind) != kind:
+                raise PercodecError(f"{p} is named as {owner[key]} and as {kind}: give them different names")
+
+
+def _identity(path: str | Path) -> object:
+    """A key equal for two names of one file (links, relative paths), also for a name that
+    does not exist yet."""
+    p = Path(path)
+    try:
+        st = p.stat()
+        return (st.st_dev, st.st_ino)
+    except OSError:
+        return os.path.normcase(os.path.abspath(p))
+
+
+@dataclass
+class Outputs:
+    """Writes a batch run's checked outputs: each name claimed exclusively unless `force`
+    (codec.fileio.write_bytes), its folder made on first use, so an interrupted run leaves
+    no empty folder behind."""
+
+    force: bool = False
+    skip_existing: bool = False
+
+    def write(self, path: str | Path, data: bytes) -> bool:
+        """Write `data`; False where another run created the name since the check and
+        `skip_existing` leaves that file (otherwise OutputExistsError)."""
+        if str(path) != "-":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            write_bytes(path, data, force=self.force)
+        except OutputExistsError:
+            if self.skip_existing:
+                return False
+            raise
+        return True
+
+
 def make_folders(targets: Iterable[str | Path | None]) -> None:
     """Create the folders the (checked) outputs go into."""
     for t in targets:
@@ -105,8 +156,9 @@ def _cell(v: object) -> object:
     return "" if v is None else f"{v:.4f}" if isinstance(v, float) else v
 
 
-def write_report(path: str | Path, rows: Sequence[Row]) -> None:
-    """All rows as CSV or JSON (by the name's suffix), written atomically."""
+def write_report(path: str | Path, rows: Sequence[Row], force: bool = False) -> None:
+    """All rows as CSV or JSON (by the name's suffix), written atomically (exclusively
+    unless `force`)."""
     if Path(path).suffix.lower() == ".json":
         text = json.dumps([asdict(r) for r in rows], indent=1) + "\n"
     else:
@@ -116,4 +168,4 @@ def write_report(path: str | Path, rows: Sequence[Row]) -> None:
         for r in rows:
             writer.writerow([_cell(v) for v in asdict(r).values()])
         text = buf.getvalue()
-    write_bytes(path, text.encode(), force=True)
+    write_bytes(path, text.encode(), force=force)

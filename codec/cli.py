@@ -296,7 +296,7 @@ def _parse_size(text: str | None) -> tuple[int, int] | None:
 
 
 @contextlib.contextmanager
-def _batch_run(report: str | None, rows: list, todo: int, verb: str, hint: str) -> Iterator[None]:
+def _batch_run(report: str | None, rows: list, todo: int, verb: str, hint: str, force: bool) -> Iterator[None]:
     """SIGTERM acts as Ctrl-C; either ends the run with exit 130 and a count of what was
     kept. The --report file is written however the run ends."""
     from codec.batch import write_report
@@ -316,7 +316,7 @@ def _batch_run(report: str | None, rows: list, todo: int, verb: str, hint: str) 
         signal.signal(signal.SIGTERM, old)
         signal.signal(signal.SIGINT, old_int)
         if report is not None:
-            write_report(report, rows)
+            write_report(report, rows, force=force)
 
 
 def _summary(verb: str, done: int, failed: int, skipped: int, seconds: float) -> str:
@@ -468,7 +468,7 @@ def encode(
     `percodec decode` will produce, measured against the model-sized input. Files are
     written as their batch finishes: after Ctrl-C, rerun with --skip-existing to finish.
     """
-    from codec.batch import check_outputs, check_report_name, make_folders
+    from codec.batch import Outputs, check_outputs, check_report_name, check_roles
     from codec.pipeline import EncodeOptions
 
     if opts["crop"] is not None and not no_align:
@@ -481,14 +481,15 @@ def encode(
         options.loss_params = {"params_file": loss_params}
     # Every output is checked before the model is loaded or any search runs.
     check_report_name(report)
+    check_roles(sources, {"the output": targets, "--save-crop": crops, "--report": [report]})
     existing = {t for t in targets if skip_existing and t != "-" and Path(t).is_file()}
     kept_crops = {str(c) for t, c in zip(targets, crops, strict=True) if t in existing and c is not None}
     check_outputs([*targets, *crops, report], force=force, keep=existing | kept_crops)
     skip = _reusable(existing, options, force)
-    make_folders([*targets, *crops])
     todo = [i for i, t in enumerate(targets) if t not in skip]
+    write = Outputs(force=force, skip_existing=skip_existing)
     _encode_files(
-        [sources[i] for i in todo], [targets[i] for i in todo], [crops[i] for i in todo], options, force=force,
+        [sources[i] for i in todo], [targets[i] for i in todo], [crops[i] for i in todo], options, write,
         keep_going=keep_going, report=report, quiet=quiet, skipped=len(skip),
     )  # fmt: skip
 
@@ -513,8 +514,8 @@ def _encode_files(
     targets: list[str],
     crops: list[Path | None],
     options: Any,
+    outputs: Any,
     *,
-    force: bool,
     keep_going: bool,
     report: str | None,
     quiet: bool,
@@ -524,52 +525,38 @@ def _encode_files(
     import time
 
     from codec.batch import Row
-    from codec.fileio import read_bytes, write_bytes
-    from codec.images import uint8_to_pil
+    from codec.errors import OutputExistsError
+    from codec.fileio import read_bytes
     from codec.pipeline import encode_iter
 
-    bar = None
-    if not quiet:
-        from tqdm import tqdm
-
-        bar = tqdm(
-            total=len(sources),
-            unit="img",
-            desc="encoding",
-            leave=False,
-            file=sys.stderr,
-            dynamic_ncols=True,
-            disable=None,  # no bar when stderr is not a terminal (logs, pipes)
-            bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} [{elapsed}<{remaining}]",
-        )
-
-    def on_progress(images: float) -> None:
-        if bar is not None:
-            bar.update(images)
-
+    bar = _progress_bar(len(sources), "encoding", quiet)
     rows: list[Row] = []
     t0 = time.perf_counter()
     loaded = [read_bytes(s) if s == "-" else s for s in sources]
-    with _batch_run(report, rows, len(sources), "encoded", "; rerun with --skip-existing to finish"):
-        for i, r in encode_iter(loaded, options, on_progress, keep_going=keep_going):
+    with _batch_run(report, rows, len(sources), "encoded", "; rerun with --skip-existing to finish", outputs.force):
+        for i, r in encode_iter(loaded, options, bar.update if bar else None, keep_going=keep_going):
             src, dst = sources[i], targets[i]
             if isinstance(r, PercodecError):
                 rows.append(Row(src, error=str(r)))
                 click.echo(f"percodec: skipped: {r}", err=True)
                 continue
-            write_bytes(dst, r.data, force=True)  # overwriting was allowed (or refused) up front
-            if crops[i] is not None:
-                uint8_to_pil(r.original).save(crops[i])
+            try:
+                written = _write_encoded(outputs, r, dst, crops[i])
+            except OutputExistsError as exc:  # another run claimed the name after the up-front check
+                if not keep_going:
+                    raise
+                rows.append(Row(src, error=str(exc)))
+                click.echo(f"percodec: skipped: {exc}", err=True)
+                continue
+            if not written:
+                skipped += 1
+                click.echo(f"percodec: skipped: {dst} was written by another run meanwhile", err=True)
+                continue
             rows.append(Row(src, dst, r.num_bytes, r.bpp, r.psnr, r.ssim, r.steps, r.seconds))
             for note in r.notes:
                 click.echo(f"{src}: note: {note}", err=True)
             if not quiet:
-                click.echo(
-                    f"{src} -> {dst}: {r.num_bytes} bytes ({r.bpp:.3f} bpp), PSNR {r.psnr:.2f} dB, SSIM {r.ssim:.3f} "
-                    f"[{r.loss}, {f'{r.bits} bits' if r.bits else f'quality {r.level} ({Path(r.model).stem})'}, "
-                    f"{r.steps} steps; {r.where}]",
-                    err=dst == "-",
-                )
+                click.echo(_encoded_line(src, dst, r), err=dst == "-")
     if bar is not None:
         bar.close()
     failed = sum(1 for r in rows if r.error)
@@ -579,32 +566,80 @@ def _encode_files(
         sys.exit(1)
 
 
+def _write_encoded(outputs: Any, r: Any, dst: str, crop: Path | None) -> bool:
+    """Write one result's file (and its crop); False where another run wrote the file first
+    and --skip-existing leaves it."""
+    from codec.images import format_for, image_bytes, uint8_to_pil
+
+    if not outputs.write(dst, r.data):
+        return False
+    if crop is not None:
+        outputs.write(crop, image_bytes(uint8_to_pil(r.original), format_for(crop.suffix)))
+    return True
+
+
+def _encoded_line(src: str, dst: str, r: Any) -> str:
+    rate = f"{r.bits} bits" if r.bits else f"quality {r.level} ({Path(r.model).stem})"
+    return (
+        f"{src} -> {dst}: {r.num_bytes} bytes ({r.bpp:.3f} bpp), PSNR {r.psnr:.2f} dB, SSIM {r.ssim:.3f} "
+        f"[{r.loss}, {rate}, {r.steps} steps; {r.where}]"
+    )
+
+
+def _progress_bar(total: int, desc: str, quiet: bool) -> Any:
+    """A tqdm bar on stderr counting images (None with -q; hidden when stderr is no terminal)."""
+    if quiet:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        unit="img",
+        desc=desc,
+        leave=False,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        disable=None,  # no bar when stderr is not a terminal (logs, pipes)
+        bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} [{elapsed}<{remaining}]",
+    )
+
+
 def _crop_paths(save_crop: str | None, sources: list[str]) -> list[Path | None]:
-    """Where --save-crop writes each input's model-sized crop (PNG)."""
+    """Where --save-crop writes each input's model-sized crop: the file named (one input,
+    its extension saying the format) or NAME.crop.png in the folder named."""
+    from codec.images import format_for
+
     if save_crop is None:
         return [None] * len(sources)
-    if len(sources) == 1 and Path(save_crop).suffix:
+    if save_crop == "-":
+        raise click.BadParameter("the crop cannot go to stdout: name a file or a folder", param_hint="--save-crop")
+    if len(sources) == 1 and Path(save_crop).suffix and not Path(save_crop).is_dir():
+        try:
+            format_for(Path(save_crop).suffix)
+        except PercodecError as exc:
+            raise click.BadParameter(f"{save_crop}: {exc}", param_hint="--save-crop") from None
         return [Path(save_crop)]
     return [Path(save_crop) / (Path(s).stem + ".crop.png") for s in sources]
 
 
 def _image_format(dst: str | None, fmt: str | None) -> tuple[str, str]:
-    """(Pillow format, file suffix) from --format or OUT's extension [PNG]."""
+    """(Pillow format, file suffix) from --format or OUT's extension [PNG]; the two must agree."""
     from PIL import Image
 
     exts = Image.registered_extensions()
-    if fmt is not None:
-        fmt = fmt.upper()
-        suffix = next((e for e, f in exts.items() if f == fmt), None)
-        if suffix is None:
-            raise click.UsageError(f"unknown image format {fmt!r}: use png, jpeg, webp ...")
-        return fmt, ".jpg" if fmt == "JPEG" else suffix
-    if dst is None or dst == "-" or not Path(dst).suffix:
-        return "PNG", ".png"
-    ext = Path(dst).suffix.lower()
-    if ext not in exts:
-        raise click.UsageError(f"unknown image extension {ext!r}: use .png, .jpg, .webp ... or --format")
-    return exts[ext], ext
+    ext = Path(dst).suffix.lower() if dst not in (None, "-") else ""
+    named = exts.get(ext)
+    if fmt is None:
+        if ext and named not in Image.SAVE:
+            raise click.UsageError(f"unknown image extension {ext!r}: use .png, .jpg, .webp ... or --format")
+        return (named, ext) if named else ("PNG", ".png")
+    fmt = "JPEG" if fmt.upper() == "JPG" else fmt.upper()
+    suffix = ".jpg" if fmt == "JPEG" else next((e for e, f in exts.items() if f == fmt), None)
+    if suffix is None or fmt not in Image.SAVE:
+        raise click.UsageError(f"unknown image format {fmt.lower()!r}: use png, jpeg, webp ...")
+    if named is not None and named != fmt:
+        raise click.UsageError(f"--format {fmt.lower()} but {dst} is named as {named} (drop --format or rename it)")
+    return fmt, suffix
 
 
 @main.command()
@@ -643,24 +678,27 @@ def decode(
     """
     import time
 
-    from codec.batch import Row, check_outputs, check_report_name, make_folders
+    from codec.batch import Outputs, Row, check_outputs, check_report_name, check_roles
 
     wh = _parse_size(size)
     pil_format, suffix = _image_format(inputs[-1] if out_dir is None and len(inputs) == 2 else None, fmt)
     sources, targets = _sources_and_targets(inputs, out_dir, suffix, ".pgz files")
     check_report_name(report)
+    check_roles(sources, {"the output": targets, "--report": [report]})
     check_outputs([*targets, report], force=force)
-    make_folders(targets)
+    outputs = Outputs(force=force)
     rows: list[Row] = []
     t0 = time.perf_counter()
-    with _batch_run(report, rows, len(sources), "decoded", ""):
+    with _batch_run(report, rows, len(sources), "decoded", "", force):
         for src, dst in zip(sources, targets, strict=True):
             try:
-                rows.append(_decode_one(src, dst, model, wh, pil_format))
+                rows.append(_decode_one(src, dst, outputs, model, wh, pil_format))
             except PercodecError as exc:
                 rows.append(Row(src, error=str(exc)))
-                if not keep_going or isinstance(exc, WriteError):
+                if isinstance(exc, WriteError):
                     raise
+                if not keep_going:
+                    raise type(exc)(f"{src}: {exc}") from None
                 click.echo(f"percodec: skipped: {src}: {exc}", err=True)
                 continue
             if not quiet and dst != "-":
@@ -672,25 +710,20 @@ def decode(
         sys.exit(1)
 
 
-def _decode_one(src: str, dst: str, model: str | None, wh: tuple[int, int] | None, fmt: str) -> Any:
+def _decode_one(src: str, dst: str, outputs: Any, model: str | None, wh: tuple[int, int] | None, fmt: str) -> Any:
     """Decode one file and write it; its report row."""
-    import io
     import time
 
     from codec.batch import Row
-    from codec.fileio import read_bytes, write_bytes
+    from codec.fileio import read_bytes
+    from codec.images import image_bytes
     from codec.metrics import bpp
     from codec.pipeline import decode as decode_image
 
     t0 = time.perf_counter()
     data = read_bytes(src)
     img = decode_image(data, model=model, size=wh)
-    buf = io.BytesIO()
-    try:
-        img.save(buf, format=fmt)
-    except (KeyError, ValueError, OSError) as exc:
-        raise PercodecError(f"cannot write {fmt} images: {exc}") from None
-    write_bytes(dst, buf.getvalue(), force=True)  # overwriting was allowed (or refused) up front
+    outputs.write(dst, image_bytes(img, fmt))
     return Row(src, dst, len(data), bpp(len(data), img.height, img.width), seconds=time.perf_counter() - t0)
 
 

@@ -22,3 +22,8 @@ class DataError(PercodecError):
 class WriteError(PercodecError):
     """An output cannot be written (full disk, read-only folder, name too long): a batch
     run stops here even with --keep-going, since the next output would fail alike."""
+
+
+class OutputExistsError(PercodecError):
+    """An output name exists and overwriting was not allowed, or another run created it
+    between the up-front check and the write (the write is exclusive, so it never wins)."""

@@ -180,6 +180,25 @@ def uint8_to_pil(x: torch.Tensor) -> Image.Image:
     return Image.fromarray(arr.transpose(1, 2, 0), mode="RGB")
 
 
+def format_for(suffix: str) -> str:
+    """The Pillow format that writes files named `*suffix` ('.png' -> 'PNG'); ImageError
+    for an extension Pillow cannot write."""
+    fmt = Image.registered_extensions().get(suffix.lower())
+    if fmt is None or fmt not in Image.SAVE:
+        raise ImageError(f"{suffix or 'no extension'}: not an image type that can be written (.png, .jpg, .webp ...)")
+    return fmt
+
+
+def image_bytes(img: Image.Image, fmt: str) -> bytes:
+    """`img` as the bytes of a file in format `fmt` (a Pillow name such as 'PNG')."""
+    buf = io.BytesIO()
+    try:
+        img.save(buf, format=fmt)
+    except (KeyError, ValueError, OSError) as exc:
+        raise ImageError(f"cannot write {fmt} images: {exc}") from None
+    return buf.getvalue()
+
+
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 8) -> None:
     """Tile a batch (B, C, H, W) in [-1, 1] into one image file, `nrow` per row, white gaps."""
     from torchvision.utils import save_image  # imported here: only grids need torchvision

@@ -45,6 +45,16 @@ def seed_rounding_depends_on_batch(monkeypatch) -> None:
 
 
 @pytest.fixture
+def no_model_load(monkeypatch):
+    """Fail if the model is loaded (so no search can have started)."""
+
+    def refuse(*a, **k):
+        raise AssertionError("the model was loaded before the outputs were checked")
+
+    monkeypatch.setattr("codec.pipeline.load_model", refuse)
+
+
+@pytest.fixture
 def tiny_generator() -> Generator:
     torch.manual_seed(0)
     return Generator(tiny_config()).eval()

@@ -110,16 +110,6 @@ def test_skip_existing_refuses_an_invalid_output_unless_forced(tmp_path, tiny_ge
     assert _run(*base, "--skip-existing").exit_code == 0 and out.read_bytes() == good
 
 
-@pytest.fixture
-def no_model_load(monkeypatch):
-    """Fail if the model is loaded (so no search can have started)."""
-
-    def refuse(*a, **k):
-        raise AssertionError("the model was loaded before the outputs were checked")
-
-    monkeypatch.setattr("codec.pipeline.load_model", refuse)
-
-
 def test_outputs_are_checked_before_the_model_is_loaded(tmp_path, tiny_generator, no_model_load) -> None:
     faces = _faces(tmp_path / "a", tiny_generator, 2)
     blocker = tmp_path / "file"
@@ -160,15 +150,15 @@ def test_a_full_disk_is_one_line_naming_the_file_and_keeps_earlier_files(
     tmp_path, tiny_generator, tiny_model_file, monkeypatch
 ) -> None:
     _faces(tmp_path / "in", tiny_generator, 3)
-    real_replace, calls = os.replace, []
+    real_link, calls = os.link, []
 
-    def replace(a, b):
+    def link(a, b):  # the step that puts a finished file in place without --force
         calls.append(b)
         if len(calls) == 2:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real_replace(a, b)
+        real_link(a, b)
 
-    monkeypatch.setattr("codec.fileio.os.replace", replace)
+    monkeypatch.setattr("codec.fileio.os.link", link)
     out = tmp_path / "out"
     r = _run("encode", str(tmp_path / "in"), "-o", str(out), "--model", str(tiny_model_file), "--steps", "2",
              "--batch-size", "1", "--keep-going")  # fmt: skip
