@@ -117,13 +117,6 @@ class Outputs:
         return True
 
 
-def make_folders(targets: Iterable[str | Path | None]) -> None:
-    """Create the folders the (checked) outputs go into."""
-    for t in targets:
-        if t is not None and str(t) != "-":
-            Path(t).parent.mkdir(parents=True, exist_ok=True)
-
-
 def _existing_ancestor(folder: Path) -> Path:
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
