@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,12 +144,15 @@ def warp(img: Image.Image, face: Face, framing: np.ndarray, size: int) -> Image.
     return out.resize((size, size), Image.Resampling.BICUBIC)
 
 
-def align(img: Image.Image, framing: np.ndarray, size: int, face_index: int = 1) -> Aligned:
-    """Detect, pick face `face_index` (1 = largest) and warp; Aligned.face is None when
-    the photo holds no face (the caller decides between centre crop and refusal)."""
-    faces = detect(img)
+def align(
+    img: Image.Image, framing: np.ndarray, size: int, face_index: int = 1, finder: Callable[..., list[Face]] = detect
+) -> Aligned:
+    """Detect (with `finder`, `detect` or a stand-in such as codec.isolate.Detector), pick
+    face `face_index` (1 = largest) and warp; Aligned.face is None when the photo holds no
+    face (the caller decides between centre crop and refusal)."""
+    faces = finder(img)
     if face_index > len(faces) > 0:  # smaller faces may be there: look harder
-        faces = detect(img, thorough=True)
+        faces = finder(img, thorough=True)
     if not faces:
         return Aligned(img, None, 0, ("no face found",))
     if face_index > len(faces):

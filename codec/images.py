@@ -54,17 +54,18 @@ def read_input(
         img = ImageOps.exif_transpose(img)
         return convert_mode(img, channels), tuple(notes)
     except (OSError, ValueError) as exc:
-        raise ImageError(f"{_name(source)}: cannot convert a {img.mode} image to 8 bits ({exc})") from None
+        raise ImageError(f"{input_name(source)}: cannot convert a {img.mode} image to 8 bits ({exc})") from None
 
 
-def _name(source: object) -> str:
+def input_name(source: object) -> str:
+    """How messages name an input: its path, '<bytes>', or 'image' for a PIL image."""
     if isinstance(source, Image.Image):
         return "image"
     return "<bytes>" if isinstance(source, bytes | bytearray) else str(getattr(source, "name", source))
 
 
 def _read_file(source: str | Path | bytes | BinaryIO) -> Image.Image:
-    name = _name(source)
+    name = input_name(source)
     try:
         if isinstance(source, bytes | bytearray):
             if not source:

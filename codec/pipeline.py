@@ -7,6 +7,7 @@ bytes -> container.from_bytes -> quantize.dequantize -> G(z) -> 8-bit image
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -23,8 +24,9 @@ from codec.container import FINGERPRINT_BYTES, OVERHEAD_BYTES, OVERHEAD_V2, Code
 from codec.entropy import CodingError
 from codec.errors import ImageError, PercodecError
 from codec.generator import Generator, fingerprint, load_generator, resolve_model, shipped_models
-from codec.images import fit_to_model, float_to_uint8, open_image, read_input, to_tensor, uint8_to_pil
+from codec.images import fit_to_model, float_to_uint8, input_name, open_image, read_input, to_tensor, uint8_to_pil
 from codec.inversion import SearchConfig, invert, refine
+from codec.isolate import Detector
 from codec.ladder import Ladder, Rung, ladder_for, shipped_ladders
 from codec.losses import make_mix, parse_mix
 from codec.metrics import bpp, psnr, ssim
@@ -165,10 +167,18 @@ class Framed:
     notes: tuple[str, ...] = ()
 
 
-def frame(image: ImageLike, model_path: Path, size: int, channels: int, crop: float, o: EncodeOptions) -> Framed:
-    """Read an input and make the model-sized crop: the face found and aligned as the
-    model's training faces (when the model has a framing and the input is larger than the
-    model's size), else the centre crop."""
+def frame(
+    image: ImageLike,
+    model_path: Path,
+    size: int,
+    channels: int,
+    crop: float,
+    o: EncodeOptions,
+    finder: Callable[..., list[align.Face]] = align.detect,
+) -> Framed:
+    """Read an input and make the model-sized crop: the face found (by `finder`) and aligned
+    as the model's training faces (when the model has a framing and the input is not already
+    model-sized), else the centre crop."""
     img, notes = read_input(image, channels)
     if min(img.size) < size:
         notes += (f"image is {img.size[0]}x{img.size[1]}, smaller than the model's {size}x{size}: upscaled",)
@@ -176,11 +186,14 @@ def frame(image: ImageLike, model_path: Path, size: int, channels: int, crop: fl
     framing = align.read_framing(model_path) if o.align and channels == 3 and img.size != (size, size) else None
     if framing is None:
         return Framed(to_tensor(fit_to_model(img, size, crop)), "centre crop", notes)
-    a = align.align(img, framing, size, o.face)
+    name = input_name(image)
+    try:
+        a = align.align(img, framing, size, o.face, finder)
+    except ImageError as exc:
+        raise ImageError(f"{name}: {exc}") from None
     if a.face is None:
         if o.require_face:
-            raise ImageError(f"{getattr(image, 'name', image) if not isinstance(image, Image.Image) else 'image'}: "
-                             "no face found (--require-face)")  # fmt: skip
+            raise ImageError(f"{name}: no face found (--require-face)")
         return Framed(
             to_tensor(fit_to_model(img, size, crop)), "centre crop", (*notes, "no face found: coded the centre crop")
         )
@@ -209,36 +222,48 @@ def encode_iter(
     ladder = ladder_for(o.model)
     base = ladder.rungs[0].model if ladder else str(o.model)
     g, fp = load_model(base, device)
-    done = 0.0  # progress reported within the current batch
-
-    def tick(n: float) -> None:
-        nonlocal done
-        done += n
-        if on_progress is not None:
-            on_progress(n)
-
-    code = _rd_coder(ladder, g, o, device, tick) if ladder else _gan_coder(g, fp, o, device, tick)
+    progress = _Progress(on_progress)
+    code = _rd_coder(ladder, g, o, device, progress.tick) if ladder else _gan_coder(g, fp, o, device, progress.tick)
     path, cfg = resolve_model(base), g.config
-    for start in range(0, len(images), o.batch_size):
-        t0, done = time.perf_counter(), 0.0
-        out: dict[int, EncodeResult | PercodecError] = {}
-        framed: dict[int, Framed] = {}
-        for i in range(start, min(start + o.batch_size, len(images))):
-            try:
-                framed[i] = frame(images[i], path, cfg.size, cfg.nc, cfg.crop, o)
-            except PercodecError as exc:
-                if not keep_going:
-                    raise
-                out[i] = exc
-        if framed:
-            results = code(torch.stack([f.tensor for f in framed.values()]), start)
-            seconds = (time.perf_counter() - t0) / len(results)
-            for (i, f), r in zip(framed.items(), results, strict=True):
-                r.where, r.notes, r.seconds = f.where, f.notes, seconds
-                out[i] = r
-        if len(out) - done > 1e-9:  # what a search that stopped early (or never ran) left
-            tick(len(out) - done)
-        yield from sorted(out.items())
+    # Where a batch is at stake, a native crash in the face finder must cost one image only.
+    with Detector() if keep_going or len(images) > 1 else contextlib.nullcontext(align.detect) as finder:
+        for start in range(0, len(images), o.batch_size):
+            t0 = time.perf_counter()
+            out: dict[int, EncodeResult | PercodecError] = {}
+            framed: dict[int, Framed] = {}
+            for i in range(start, min(start + o.batch_size, len(images))):
+                try:
+                    framed[i] = frame(images[i], path, cfg.size, cfg.nc, cfg.crop, o, finder)
+                except PercodecError as exc:
+                    if not keep_going:
+                        raise
+                    out[i] = exc
+            if framed:
+                results = code(torch.stack([f.tensor for f in framed.values()]), start)
+                seconds = (time.perf_counter() - t0) / len(results)
+                for (i, f), r in zip(framed.items(), results, strict=True):
+                    r.where, r.notes, r.seconds = f.where, f.notes, seconds
+                    out[i] = r
+            progress.end_batch(len(out))
+            yield from sorted(out.items())
+
+
+class _Progress:
+    """Calls on_progress(n) as work is done, n in images' worth; a batch's calls add up to
+    its size (a search that stops early, or never runs, is topped up at the batch's end)."""
+
+    def __init__(self, on_progress: Callable[[float], None] | None) -> None:
+        self.on_progress, self.in_batch = on_progress, 0.0
+
+    def tick(self, n: float) -> None:
+        self.in_batch += n
+        if self.on_progress is not None:
+            self.on_progress(n)
+
+    def end_batch(self, images: int) -> None:
+        if images - self.in_batch > 1e-9:
+            self.tick(images - self.in_batch)
+        self.in_batch = 0.0
 
 
 def encode_batch(
