@@ -150,4 +150,6 @@ def rd_speed(args: argparse.Namespace, pils: list, skip: set[str]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from codec.cli import friendly_errors  # a missing data folder is one line, not a traceback
+
+    friendly_errors(main)()

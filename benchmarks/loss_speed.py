@@ -143,4 +143,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from codec.cli import friendly_errors  # a missing data folder is one line, not a traceback
+
+    friendly_errors(main)()

@@ -186,10 +186,9 @@ def measure_framing(images: list[Image.Image], crop_box: tuple[float, float, flo
 
 def _framing_text(model_path: str | Path) -> str | None:
     """The framing as stored in a model file's metadata (JSON), if any."""
-    from safetensors import safe_open
+    from codec.generator import read_metadata
 
-    with safe_open(str(model_path), framework="pt") as f:
-        return (f.metadata() or {}).get("framing")
+    return read_metadata(model_path).get("framing")
 
 
 def read_framing(model_path: str | Path) -> np.ndarray | None:

@@ -249,12 +249,28 @@ def _rd_suffix(setting: int | str) -> str:
     return f" max {_cap(setting)} B" if _cap(setting) else f" q={setting}"
 
 
+def check(cfg: BenchConfig) -> None:
+    """Refuse, before any work, a split the dataset lacks and a reference model that is
+    missing or not GAN-only."""
+    from codec.data import SPLITS
+    from codec.pipeline import load_model
+
+    if cfg.dataset in ("samples", "folder"):
+        if cfg.split not in ("test", "all"):
+            raise ValueError(f"--dataset {cfg.dataset} has no splits (every image is used): drop --split {cfg.split}")
+    elif cfg.split not in SPLITS:
+        raise ValueError(f"unknown split {cfg.split!r}: choose one of {', '.join(SPLITS)}")
+    if cfg.reference and isinstance(load_model(cfg.reference)[0], RDModel):
+        raise ValueError(f"--reference-model {cfg.reference} must be a GAN-only model")
+
+
 def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
     """Compute (or load from cache) every row for every image; returns per-image records."""
     from codec.images import uint8_to_pil
     from codec.ladder import ladder_for
     from codec.pipeline import DEFAULT_LOSS, EncodeOptions, decode_tensor, encode_batch, load_model
 
+    check(cfg)
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     ladder = ladder_for(cfg.model)
     g, fp = load_model(ladder.rungs[0].model if ladder else cfg.model)
@@ -383,9 +399,7 @@ def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
         settings += [(q, True) for q in range(1, len(ladder) + 1) if q not in qualities]
     percodec(cfg.model, rd, model_key, settings + [(f"max:{n}", False) for n in cfg.max_bytes], cfg.losses, "")
     if cfg.reference:
-        ref, ref_fp = load_model(cfg.reference)
-        if isinstance(ref, RDModel):
-            raise ValueError(f"--reference-model {cfg.reference} must be a GAN-only model")
+        ref_fp = load_model(cfg.reference)[1]
         percodec(cfg.reference, False, ref_fp.hex(), [(cfg.bits[0], False)], (DEFAULT_LOSS,), "-gan")  # its defaults
 
     def level_bytes(level: int | str) -> dict[str, int]:

@@ -20,6 +20,28 @@ import click
 
 from codec.errors import PercodecError, WriteError
 
+#: Bounds on counts a user types: far beyond any use, and inside what torch and the
+#: file format take (a huge --steps ran without end, a huge --seed overflowed in torch).
+MAX_STEPS = 100_000
+MAX_SEED = 2**32 - 1
+MAX_BYTES_OPTION = 1 << 20
+MAX_RESTARTS = 64
+MAX_BATCH = 4096
+
+
+class Finite(click.FloatRange):
+    """A float range that also refuses nan and inf (click's FloatRange lets nan through)."""
+
+    name = "float"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        import math
+
+        v = super().convert(value, param, ctx)
+        if not math.isfinite(v):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return v
+
 
 def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn expected errors into a one-line message and a non-zero exit code."""
@@ -71,10 +93,8 @@ def main() -> None:
     help="Run folder: checkpoint.pt, generator.safetensors, samples/, train.log.jsonl.",
 )
 @click.option("--split", default="train", show_default=True, help="Split to train on (folder: all).")
-@click.option("--steps", type=click.IntRange(1), help="Total optimiser steps (a resumed run continues to this).")
-@click.option(
-    "--epochs", type=click.FloatRange(min=0, min_open=True), help="Total epochs, if --steps is not given [5]."
-)
+@click.option("--steps", type=click.IntRange(1, 10**9), help="Total optimiser steps (a resumed run continues to this).")
+@click.option("--epochs", type=Finite(min=0, min_open=True), help="Total epochs, if --steps is not given [5].")
 @click.option(
     "--batch-size",
     type=click.IntRange(1),
@@ -93,7 +113,7 @@ def main() -> None:
 )
 @click.option("--d-width", "ndf", type=click.IntRange(1), help="Discriminator width [same as --width].")
 @click.option("--size", type=click.IntRange(8), help="Image side [celeba/folder 64, mnist 32].")
-@click.option("--lr", type=float, default=2e-4, show_default=True)
+@click.option("--lr", type=Finite(min=0, min_open=True), default=2e-4, show_default=True)
 @click.option(
     "--lr-drop",
     type=click.IntRange(0),
@@ -107,7 +127,7 @@ def main() -> None:
     show_default=True,
     help="auto picks CUDA when present.",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
 @click.option("--limit", type=click.IntRange(1), help="Use only the first N images of the split.")
 @click.option("--flip/--no-flip", default=None, help="Random horizontal flips [on, off for mnist].")
 @click.option(
@@ -148,21 +168,21 @@ def main() -> None:
 )
 @click.option(
     "--target-bytes",
-    type=click.FloatRange(min=12, min_open=True),
+    type=Finite(min=12, min_open=True),
     default=96.0,
     show_default=True,
     help="rd: mean file size (header included) at quality 4 that the rate weight is steered to.",
 )
 @click.option(
     "--adv-weight",
-    type=click.FloatRange(min=0),
+    type=Finite(min=0),
     default=0.0,
     show_default=True,
     help="rd: weight of the adversarial term (DCGAN discriminator with DiffAugment); 0 turns it off.",
 )
 @click.option(
     "--step-range",
-    type=(click.FloatRange(min=0, min_open=True), click.FloatRange(min=0, min_open=True)),
+    type=(Finite(min=0, min_open=True), Finite(min=0, min_open=True)),
     default=(0.5, 2.0),
     show_default=True,
     help="rd: quantisation steps drawn per image (log-uniform) so that one model serves every quality level.",
@@ -380,7 +400,7 @@ def _batch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option(
     "--steps",
-    type=click.IntRange(0),
+    type=click.IntRange(0, MAX_STEPS),
     help=f"Most search steps per image [rate-distortion model: {_rd_default('RD_STEPS')} of refinement from the "
     "encoder's latent, "
     "0 = encoder only; GAN model: 300, stopping early when the loss stalls].",
@@ -393,23 +413,23 @@ def _batch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option(
     "--restarts",
-    type=click.IntRange(1),
-    default=4,
-    show_default=True,
-    help="Starting latents searched together; the best is kept after 20% of the steps.",
+    type=click.IntRange(1, MAX_RESTARTS),
+    help="GAN-only models: starting latents searched together, the best kept after 20% of the steps [4].",
 )
 @click.option("--bits", type=click.IntRange(1, 16), help="Bits per latent dimension [7: 100-byte files for nz=100].")
 @click.option(
     "--max-bytes",
-    type=click.IntRange(1),
+    type=click.IntRange(1, MAX_BYTES_OPTION),
     help="Files fit this many bytes, header included: per image the highest quality (GAN-only model: the most "
     "bits) that fits [rate-distortion model: 112; with --quality: an error where it does not fit].",
 )
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the starting latents.")
+@click.option(
+    "--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True, help="Seed of the starting latents."
+)
 @click.option(
     "--crop",
-    type=click.FloatRange(0, 1, min_open=True),
+    type=Finite(0, 1, min_open=True),
     help="With --no-align: centre-crop fraction of the shorter side [the model's: 0.787 for CelebA faces].",
 )
 @click.option(
@@ -428,7 +448,7 @@ def _batch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option(
     "--batch-size",
-    type=click.IntRange(1),
+    type=click.IntRange(1, MAX_BATCH),
     default=32,
     show_default=True,
     help="Images searched together (where a GPU pays off); each batch's files are written when it finishes.",
@@ -697,9 +717,10 @@ def decode(
                 rows.append(Row(src, error=str(exc)))
                 if isinstance(exc, WriteError):
                     raise
+                named = str(exc) if str(exc).startswith(src) else f"{src}: {exc}"
                 if not keep_going:
-                    raise type(exc)(f"{src}: {exc}") from None
-                click.echo(f"percodec: skipped: {src}: {exc}", err=True)
+                    raise type(exc)(named) from None
+                click.echo(f"percodec: skipped: {named}", err=True)
                 continue
             if not quiet and dst != "-":
                 click.echo(f"{src} -> {dst}", err=True)
@@ -808,7 +829,9 @@ def info(inputs: tuple[str, ...], as_json: bool) -> None:
     help="Bits per latent dimension, repeatable for a rate curve [7].",
 )
 @click.option(
-    "--steps", type=click.IntRange(0), help="Search steps per image [GAN model 300; rate-distortion model 25]."
+    "--steps",
+    type=click.IntRange(0, MAX_STEPS),
+    help="Search steps per image [GAN model 300; rate-distortion model 25].",
 )
 @click.option(
     "--quality",
@@ -820,12 +843,12 @@ def info(inputs: tuple[str, ...], as_json: bool) -> None:
 )
 @click.option(
     "--max-bytes",
-    type=click.IntRange(1),
+    type=click.IntRange(1, MAX_BYTES_OPTION),
     multiple=True,
     help="Rate-distortion model: also a row coded with encode --max-bytes N (the best quality that fits, "
     "per image; the first --loss), with eigenface at its bytes; repeatable.",
 )
-@click.option("--restarts", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--restarts", type=click.IntRange(1, MAX_RESTARTS), default=4, show_default=True)
 @click.option("--model", default=None, help="Model name or path [celeba64; mnist32 for --dataset mnist].")
 @click.option(
     "--reference-model",

@@ -15,10 +15,20 @@ def read_bytes(path: str | Path) -> bytes:
     """Read a whole file, or stdin when path is '-'."""
     if str(path) == "-":
         return sys.stdin.buffer.read()
+    require_file(path)
+    return Path(path).read_bytes()
+
+
+def require_file(path: str | Path, error: type[PercodecError] = PercodecError) -> None:
+    """Raise `error` naming what `path` is when it is not a regular file one can read."""
     p = Path(path)
-    if not p.is_file():
-        raise PercodecError(f"{p}: no such file")
-    return p.read_bytes()
+    if p.is_file():
+        return
+    if p.is_dir():
+        raise error(f"{p}: is a folder, not a file (give it with -o OUTDIR to take every file in it)")
+    if p.exists():
+        raise error(f"{p}: not a regular file (a device or pipe); to read a stream, give '-' and pipe it in")
+    raise error(f"{p}: no such file")
 
 
 def _umask() -> int:
@@ -93,3 +103,24 @@ def _claim_then_replace(tmp: str, p: Path) -> None:
     except FileExistsError:
         raise OutputExistsError(f"{p} was written by another run meanwhile: left as it is") from None
     os.replace(tmp, p)
+
+
+def load_torch_file(path: str | Path, what: str, map_location: object = "cpu") -> object:
+    """`torch.load(path, weights_only=True)`; a garbage, truncated or foreign file raises
+    PercodecError in one line naming it and `what` it should be (torch's own message is a
+    paragraph that advises weights_only=False, which would run the file's code)."""
+    import pickle
+    import warnings
+
+    import torch
+
+    require_file(path)
+    try:
+        with warnings.catch_warnings():  # a foreign file's "pickle protocol" warning is noise here
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, EOFError):
+        raise PercodecError(f"{path}: not a readable {what} (not a torch.save file, or cut short)") from None
+    except (RuntimeError, ValueError, OSError) as exc:
+        cause = str(exc).strip().split(". ")[0].splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise PercodecError(f"{path}: not a readable {what} ({cause})") from None

@@ -207,6 +207,17 @@ def write_model_file(path: str | Path, state: dict[str, torch.Tensor], meta: dic
     tmp.replace(path)
 
 
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """A safetensors file's metadata alone (no tensors read); ModelError when unreadable."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except FileNotFoundError:
+        raise ModelError(f"{path}: no such model file") from None
+    except Exception as exc:  # safetensors raises its own error types
+        raise ModelError(f"{path}: not a readable safetensors model ({exc})") from None
+
+
 def read_model_file(path: str | Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     """(metadata, tensors) of a safetensors file; ModelError when missing or unreadable."""
     try:
@@ -222,6 +233,8 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
     """Load a generator (eval mode, float32, frozen) and its model card from safetensors."""
     path = Path(path)
     meta, state = read_model_file(path)
+    if meta.get("percodec_model") == "rd":  # codec.rdmodel.KIND
+        raise ModelError(f"{path}: a rate-distortion model (encoder, prior, generator), not a GAN-only generator")
     if meta.get("percodec_model") != FORMAT_VERSION or "config" not in meta:
         raise ModelError(f"{path}: not a percodec generator (missing percodec metadata)")
     config = ModelConfig.from_json(meta["config"])
@@ -252,6 +265,8 @@ def resolve_model(name_or_path: str | Path) -> Path:
     """A shipped model's name (e.g. 'celeba64') or a path to a .safetensors file -> path."""
     p = Path(name_or_path)
     if p.suffix == ".safetensors" or p.exists():
+        if p.is_dir():
+            raise ModelError(f"{p}: is a folder, not a model file (.safetensors or .ladder.json)")
         if not p.is_file():
             raise ModelError(f"{p}: no such model file")
         return p

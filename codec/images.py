@@ -19,6 +19,7 @@ import torch
 from PIL import Image, ImageOps
 
 from codec.errors import ImageError
+from codec.fileio import require_file
 
 #: Refuse images with more pixels than this (decompression bombs): 64 megapixels.
 MAX_PIXELS = 64 * 1024 * 1024
@@ -73,8 +74,7 @@ def _read_file(source: str | Path | bytes | BinaryIO) -> Image.Image:
             source = io.BytesIO(source)
         elif isinstance(source, str | Path):
             path = Path(source)
-            if not path.is_file():
-                raise ImageError(f"{path}: no such file")
+            require_file(path, ImageError)
             if path.stat().st_size == 0:
                 raise ImageError(f"{path}: file is empty (0 bytes)")
         with warnings.catch_warnings():
@@ -102,8 +102,9 @@ def convert_mode(img: Image.Image, channels: int) -> Image.Image:
     """Any PIL mode -> 8-bit RGB (channels=3) or L; transparency is composited on white.
 
     Integer modes wider than 8 bits are scaled from 16 bits (0..65535) when any value
-    exceeds 255; float images are read as 0..1 (or 0..255 when values exceed 1), and
-    anything else (negative, NaN, over 255) is refused rather than guessed at.
+    exceeds 255 (32-bit values beyond 0..65535 are refused); float images are read as 0..1
+    (or 0..255 when values exceed 1), and anything else (negative, NaN, over 255) is refused
+    rather than guessed at.
     """
     if img.mode in ("P", "PA") or (img.mode in ("L", "RGB") and "transparency" in img.info):
         img = img.convert("RGBA")
@@ -112,6 +113,8 @@ def convert_mode(img: Image.Image, channels: int) -> Image.Image:
         img = Image.alpha_composite(background, img.convert("RGBA"))
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img, dtype=np.float64)
+        if arr.min() < 0 or arr.max() > 65535:  # 32-bit data: its range is not known, so not guessed
+            raise ValueError(f"32-bit integer values {arr.min():.0f}..{arr.max():.0f} are outside 0..65535")
         hi = 65535.0 if arr.max() > 255 else 255.0
         img = Image.fromarray(np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8))
     elif img.mode == "F":

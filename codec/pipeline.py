@@ -57,6 +57,11 @@ DEFAULT_MAX_BYTES = 112
 #: 6 -> 25.31; not growing at all 25.26 dB / 0.8268 (104.9 B).
 CAP_SLACK_BYTES = 3
 
+#: A GAN-only search holds restarts x batch size latents with their generator activations:
+#: peak memory 1.3-2.5 MB per latent for celeba64-gan (watson-dft, ms-ssim, ssim; 256
+#: latents, measured with ru_maxrss), so 4096 is ~10 GB.
+MAX_SEARCH_ROWS = 4096
+
 ImageLike = str | Path | bytes | BinaryIO | Image.Image
 
 
@@ -70,7 +75,7 @@ class EncodeOptions:
     max_bytes: int | None = None
     steps: int | None = None  # None: SearchConfig.steps (GAN model) or RD_STEPS (RD model)
     quality: int | None = None
-    restarts: int = SearchConfig.restarts
+    restarts: int | None = None  # GAN-only models; None: SearchConfig.restarts
     lr: float = SearchConfig.lr
     prior: float = SearchConfig.prior
     seed: int = 0
@@ -223,7 +228,10 @@ def encode_iter(
     base = ladder.rungs[0].model if ladder else str(o.model)
     g, fp = load_model(base, device)
     progress = _Progress(on_progress)
-    code = _rd_coder(ladder, g, o, device, progress.tick) if ladder else _gan_coder(g, fp, o, device, progress.tick)
+    if ladder:
+        code = _rd_coder(ladder, g, o, device, progress.tick)
+    else:
+        code = _gan_coder(g, fp, o, device, progress.tick, min(o.batch_size, len(images)))
     path, cfg = resolve_model(base), g.config
     # Where a batch is at stake, a native crash in the face finder must cost one image only.
     with Detector() if keep_going or len(images) > 1 else contextlib.nullcontext(align.detect) as finder:
@@ -242,7 +250,7 @@ def encode_iter(
                 results = code(torch.stack([f.tensor for f in framed.values()]), start)
                 seconds = (time.perf_counter() - t0) / len(results)
                 for (i, f), r in zip(framed.items(), results, strict=True):
-                    r.where, r.notes, r.seconds = f.where, f.notes, seconds
+                    r.where, r.notes, r.seconds = f.where, (*f.notes, *r.notes), seconds
                     out[i] = r
             progress.end_batch(len(out))
             yield from sorted(out.items())
@@ -305,18 +313,25 @@ def search_loss(spec: str, channels: int, params: dict, model: str | Path, devic
     return make_mix(spec, channels, **params).to(device).eval()
 
 
-def _gan_coder(g: Generator, fp: bytes, o: EncodeOptions, device: torch.device, tick: Tick) -> BatchCoder:
-    """Checks the options for a GAN-only model and returns: batch (B, C, H, W) -> results."""
+def _gan_coder(g: Generator, fp: bytes, o: EncodeOptions, device: torch.device, tick: Tick, batch: int) -> BatchCoder:
+    """Checks the options for a GAN-only model (`batch` images at most searched at once)
+    and returns: batch (B, C, H, W) -> results."""
     if o.quality is not None:
         raise ValueError("--quality applies to rate-distortion models; this GAN-only model takes --bits")
     cfg = g.config
     bits = _gan_bits(cfg.nz, o)
+    rows = (o.restarts or SearchConfig.restarts) * batch
+    if rows > MAX_SEARCH_ROWS:
+        raise ValueError(
+            f"--restarts x --batch-size is {rows} latents searched at once, over the {MAX_SEARCH_ROWS} that fit "
+            "in memory (up to 2.5 MB each): lower --batch-size"
+        )
     # eval(): deterministic by default; the search passes Watson's grid shifts explicitly.
     loss = o.loss or DEFAULT_LOSS
     loss_fn = search_loss(loss, cfg.nc, o.loss_params, o.model, device)
     search = SearchConfig(
         steps=o.steps if o.steps is not None else SearchConfig.steps,
-        restarts=o.restarts,
+        restarts=o.restarts or SearchConfig.restarts,
         lr=o.lr,
         prior=o.prior,
         seed=o.seed,
@@ -357,8 +372,9 @@ def _rd_coder(ladder: Ladder, base: RDModel, o: EncodeOptions, device: torch.dev
     to the encoder's own latent (which fits it). Each quality is a rung of the ladder: a
     level of one of its models.
     """
-    if o.bits is not None or o.restarts != SearchConfig.restarts:
-        raise ValueError("--bits and --restarts apply to GAN-only models; a rate-distortion model takes --quality")
+    for given, name in ((o.bits, "--bits"), (o.restarts, "--restarts")):
+        if given is not None:
+            raise ValueError(f"{name} applies to GAN-only models; a rate-distortion model takes --quality")
     if o.quality is not None:
         ladder.rung(o.quality)  # range check before any work
     models = {name: load_model(name, device) for name in ladder.models()}  # every rung model, before any work
@@ -395,7 +411,14 @@ def _rd_coder(ladder: Ladder, base: RDModel, o: EncodeOptions, device: torch.dev
             search(outgrown, 0)
             for i in outgrown:
                 files[i] = _file(*models[rungs[i].model], rungs[i].level, sym[i])
-        return _rd_results(decoders, rungs, qualities, sym, files, x.cpu(), steps, loss)
+        results = _rd_results(decoders, rungs, qualities, sym, files, x.cpu(), steps, loss)
+        for r, budget in zip(results, budgets, strict=True):
+            if max_bytes is not None and budget is None:  # the default cap, which no quality met
+                r.notes += (
+                    f"no quality of {ladder.name} fits the default {max_bytes} bytes: coded at its default "
+                    f"quality {ladder.default} ({r.num_bytes} bytes); --max-bytes or --quality chooses",
+                )
+        return results
 
     return code
 
@@ -536,13 +559,17 @@ def model_for(c: Container | CodedContainer, model: str | Path | None = None) ->
     want = c.fingerprint.hex()
     if model is not None:
         ladder = ladder_for(model)
-        for name in ladder.models() if ladder else [str(model)]:
+        names = ladder.models() if ladder else [str(model)]
+        tried = []
+        for name in names:
             g, fp = load_model(name)
             if answers_to(name, c.fingerprint):
                 return g, name
+            tried.append(f"{name} {fp[:4].hex()}" if len(names) > 1 else f"fingerprint {fp[:4].hex()}")
         needed = find_shipped(c.fingerprint)
         hint = f"model {needed!r}" if needed else f"a generator with fingerprint {want}, not a shipped one"
-        raise ContainerError(f"this file was made for {hint}; {model} has fingerprint {fp[:4].hex()}")
+        has = f"has {tried[0]}" if len(names) == 1 else f"holds models with fingerprints {', '.join(tried)}"
+        raise ContainerError(f"this file was made for {hint}; {model} {has}")
     name = find_shipped(c.fingerprint)
     if name is None:
         raise ContainerError(

@@ -17,14 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
 from torch import nn
 
 from codec.container import OVERHEAD_V2
 from codec.encoder import Encoder
 from codec.entropy import LevelTables, build_tables
 from codec.errors import ModelError
-from codec.generator import Generator, ModelConfig, fingerprint, read_model_file, write_model_file
+from codec.generator import Generator, ModelConfig, fingerprint, read_metadata, read_model_file, write_model_file
 from codec.prior import FactorizedPrior
 
 KIND = "rd"
@@ -164,16 +163,14 @@ def save_rd(model: RDModel, path: str | Path, card: dict[str, str] | None = None
 def is_rd_file(path: str | Path) -> bool:
     """Whether a safetensors file holds an RD model (else: a GAN-only generator)."""
     try:
-        with safe_open(str(path), framework="pt") as f:
-            return (f.metadata() or {}).get("percodec_model") == KIND
-    except Exception:
+        return read_metadata(path).get("percodec_model") == KIND
+    except ModelError:
         return False
 
 
 def level_count(path: str | Path) -> int:
     """How many quality levels an RD model file has (read from its metadata alone)."""
-    with safe_open(str(path), framework="pt") as f:
-        return len(json.loads((f.metadata() or {}).get("steps", "[]")))
+    return len(json.loads(read_metadata(path).get("steps", "[]")))
 
 
 def load_rd(path: str | Path, device: str | torch.device = "cpu") -> tuple[RDModel, dict[str, str]]:

@@ -18,15 +18,18 @@ Design notes
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import math
 import os
 import platform
+import shutil
 import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -37,6 +40,8 @@ from torch import nn
 
 from codec import __version__
 from codec.data import DEFAULTS, load_dataset
+from codec.errors import DataError
+from codec.fileio import load_torch_file
 from codec.generator import ModelConfig
 from codec.images import uint8_to_float
 from codec.objectives.gan import GanObjective
@@ -302,28 +307,100 @@ def _make_objective(cfg: TrainConfig, mcfg: ModelConfig, device: torch.device, w
     )
 
 
+@dataclass
+class _Process:
+    """This process's place in a (torchrun) run."""
+
+    world: int
+    rank: int
+    device: torch.device
+    owns_group: bool  # it started the process group, so it ends it
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @staticmethod
+    def start(device_name: str) -> _Process:
+        world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+        device = pick_device(device_name, int(os.environ.get("LOCAL_RANK", "0")))
+        owns_group = world > 1 and not dist.is_initialized()
+        if owns_group:
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+            torch.backends.cudnn.benchmark = True
+        return _Process(world, rank, device, owns_group)
+
+    def end(self, objective: object) -> None:
+        _unwrap(objective)
+        if self.owns_group:  # a group left to interpreter exit can abort there (gloo's threads)
+            import gc
+
+            gc.collect()  # the DDP reducers go before their group
+            dist.destroy_process_group()
+
+
+@dataclass
+class _Run:
+    """What a training run works on, once set up: data, schedule, networks and their state."""
+
+    images: torch.Tensor  # uint8 (N, C, H, W)
+    skipped: int  # unreadable images left out
+    total_steps: int
+    flip: bool
+    mcfg: ModelConfig
+    objective: GanObjective | RDObjective
+    step: int = 0
+    elapsed_before: float = 0.0  # training seconds of earlier invocations
+
+    @property
+    def n(self) -> int:
+        return len(self.images)
+
+
 def train(cfg: TrainConfig) -> TrainResult:
     """Train (or resume) a model per `cfg` with its objective (gan or rd); returns this
     invocation's throughput and the trained objective."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    distributed = world > 1
-    device = pick_device(cfg.device, local_rank)
-    owns_group = distributed and not dist.is_initialized()
-    if owns_group:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-        torch.backends.cudnn.benchmark = True
-    main = rank == 0
+    proc = _Process.start(cfg.device)
     out = Path(cfg.out)
-    ckpt_path = out / "checkpoint.pt"
     _check_out(out, cfg.resume, cfg.force)
+    with _removed_on_failure(out, proc.main):  # a failed start leaves no run folder (or cache) behind
+        run = _prepare(cfg, proc)
+    if proc.main:
+        (out / "samples").mkdir(parents=True, exist_ok=True)
+    start_step = run.step
+    seconds = _loop(cfg, run, proc, out)
+    proc.end(run.objective)
+    done = run.step - start_step
+    return TrainResult(
+        run.step,
+        run.step * cfg.batch_size,
+        seconds,
+        done * cfg.batch_size / max(seconds, 1e-9),
+        out,
+        run.objective,
+        interrupted=run.step < run.total_steps,
+    )
 
+
+@contextlib.contextmanager
+def _removed_on_failure(out: Path, main: bool) -> Iterator[None]:
+    """Remove `out` if the block fails and it did not exist before."""
+    fresh = not out.exists()
+    try:
+        yield
+    except BaseException:
+        if fresh and main:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _prepare(cfg: TrainConfig, proc: _Process) -> _Run:
+    """Load the data, plan the steps, build the objective, and resume its checkpoint."""
     info = DEFAULTS[cfg.dataset]
     size = cfg.size or info.size
-    images, skipped = _load_images(cfg, cfg.split, size, cfg.limit, progress=cfg.progress and main)
+    images, skipped = _load_images(cfg, cfg.split, size, cfg.limit, progress=cfg.progress and proc.main)
     n = len(images)
     if n < cfg.batch_size:
         raise ValueError(f"only {n} training images, fewer than one batch of {cfg.batch_size}")
@@ -333,118 +410,119 @@ def train(cfg: TrainConfig) -> TrainResult:
     else:
         total_steps = cfg.steps
     flip = cfg.flip if cfg.flip is not None else cfg.dataset != "mnist"
-    images_t = torch.from_numpy(np.ascontiguousarray(images))
-
     mcfg = ModelConfig(nz=cfg.nz, ngf=cfg.ngf, ndf=cfg.ndf or cfg.ngf, nc=info.nc, size=size, crop=info.crop)
     torch.manual_seed(cfg.seed)  # weight init identical on every rank
+    ckpt_path = Path(cfg.out) / "checkpoint.pt"
     resuming = cfg.resume and ckpt_path.is_file()
-    objective = _make_objective(cfg, mcfg, device, _ddp if distributed else (lambda m: m), main, resuming)
-    model_path = out / MODEL_FILES[type(objective).__name__]
-    step, elapsed_before = 0, 0.0
+    wrap = _ddp if proc.world > 1 else (lambda m: m)
+    objective = _make_objective(cfg, mcfg, proc.device, wrap, proc.main, resuming)
+    run = _Run(torch.from_numpy(np.ascontiguousarray(images)), skipped, total_steps, flip, mcfg, objective)
     if resuming:
-        ck = torch.load(ckpt_path, map_location=device, weights_only=True)
-        saved = ModelConfig.from_json(ck["model_config"])
-        if saved != mcfg or ck.get("objective", "gan") != cfg.objective:
-            raise ValueError(
-                f"checkpoint {ckpt_path} was made with {saved}, objective {ck.get('objective', 'gan')}; "
-                f"not {mcfg}, objective {cfg.objective}: pass the same settings"
-            )
-        objective.load_state_dict(ck)
-        step, elapsed_before = int(ck["step"]), float(ck["elapsed"])
-    elif cfg.resume and main:
-        print(f"no checkpoint in {out}; starting from scratch", file=sys.stderr)
+        _resume(run, cfg, ckpt_path, proc.device)
+    elif cfg.resume and proc.main:
+        print(f"no checkpoint in {cfg.out}; starting from scratch", file=sys.stderr)
+    return run
 
-    stream = SampleStream(n, cfg.batch_size, cfg.seed, rank, world)
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "samples").mkdir(exist_ok=True)
 
-    def checkpoint(elapsed: float) -> None:
-        _sync_buffers(*objective.modules().values())
-        if not main:
-            return
-        state = objective.state_dict()
-        state.update(step=step, elapsed=elapsed, model_config=mcfg.to_json(), objective=cfg.objective)
-        state["train_config"] = json.dumps(asdict(cfg))
-        _atomic_save(state, ckpt_path)
-        card = {
-            "dataset": cfg.dataset,
-            "split": cfg.split if not cfg.dry_run else "fake (dry run)",
-            "train_images": str(n),
-            "skipped_images": str(skipped),
-            "steps": str(step),
-            "batch_size": str(cfg.batch_size),
-            "images_seen": str(step * cfg.batch_size),
-            "seed": str(cfg.seed),
-            "command": cfg.command,
-            "code_version": _code_version(),
-            "hardware": _hardware(device, world),
-            "wall_seconds": f"{elapsed:.0f}",
-            "date": time.strftime("%Y-%m-%d"),
-        }
-        objective.export(model_path, card)
+def _resume(run: _Run, cfg: TrainConfig, ckpt_path: Path, device: torch.device) -> None:
+    ck = load_torch_file(ckpt_path, "checkpoint", map_location=device)
+    if not isinstance(ck, dict) or "model_config" not in ck:
+        raise DataError(f"{ckpt_path}: not a percodec training checkpoint")
+    saved = ModelConfig.from_json(ck["model_config"])
+    if saved != run.mcfg or ck.get("objective", "gan") != cfg.objective:
+        raise ValueError(
+            f"checkpoint {ckpt_path} was made with {saved}, objective {ck.get('objective', 'gan')}; "
+            f"not {run.mcfg}, objective {cfg.objective}: pass the same settings"
+        )
+    run.objective.load_state_dict(ck)
+    run.step, run.elapsed_before = int(ck["step"]), float(ck["elapsed"])
 
-    def log_record(rec: dict[str, float]) -> None:
-        if log:
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
 
-    start_step, t0 = step, time.perf_counter()
+def _checkpoint(cfg: TrainConfig, run: _Run, proc: _Process, out: Path, elapsed: float) -> None:
+    """Write the checkpoint and export the model with its card (rank 0; every rank syncs)."""
+    _sync_buffers(*run.objective.modules().values())
+    if not proc.main:
+        return
+    state = run.objective.state_dict()
+    state.update(step=run.step, elapsed=elapsed, model_config=run.mcfg.to_json(), objective=cfg.objective)
+    state["train_config"] = json.dumps(asdict(cfg))
+    _atomic_save(state, out / "checkpoint.pt")
+    card = {
+        "dataset": cfg.dataset,
+        "split": cfg.split if not cfg.dry_run else "fake (dry run)",
+        "train_images": str(run.n),
+        "skipped_images": str(run.skipped),
+        "steps": str(run.step),
+        "batch_size": str(cfg.batch_size),
+        "images_seen": str(run.step * cfg.batch_size),
+        "seed": str(cfg.seed),
+        "command": cfg.command,
+        "code_version": _code_version(),
+        "hardware": _hardware(proc.device, proc.world),
+        "wall_seconds": f"{elapsed:.0f}",
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    run.objective.export(out / MODEL_FILES[type(run.objective).__name__], card)
+
+
+def _loop(cfg: TrainConfig, run: _Run, proc: _Process, out: Path) -> float:
+    """Train from run.step to run.total_steps (or a stop request); this invocation's seconds."""
+    stream = SampleStream(run.n, cfg.batch_size, cfg.seed, proc.rank, proc.world)
+    start_step, t0 = run.step, time.perf_counter()
     bar = None
-    if main and cfg.progress:
+    if proc.main and cfg.progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=total_steps, initial=step, unit="step", desc="training", dynamic_ncols=True, disable=None)
+        bar = tqdm(total=run.total_steps, initial=run.step, unit="step", desc="training", dynamic_ncols=True,
+                   disable=None)  # fmt: skip
     # A fresh run (step 0) starts a fresh log, a resumed one continues its own.
-    log = open(out / "train.log.jsonl", "a" if step else "w") if main else None  # noqa: SIM115
+    log = _Log(out / "train.log.jsonl", append=run.step > 0) if proc.main else None
     with StopRequest() as stop:
         try:
-            while step < total_steps and not stop.agreed(device):
-                x, gen = make_batch(images_t, stream, step, cfg.seed, rank, flip, device)
-                dropped = cfg.lr_drop is not None and step >= cfg.lr_drop
-                set_lr_scale(objective.optimizers(), LR_DROP if dropped else 1.0)
-                metrics = objective.step(x, gen)
-                step += 1
+            while run.step < run.total_steps and not stop.agreed(proc.device):
+                x, gen = make_batch(run.images, stream, run.step, cfg.seed, proc.rank, run.flip, proc.device)
+                dropped = cfg.lr_drop is not None and run.step >= cfg.lr_drop
+                set_lr_scale(run.objective.optimizers(), LR_DROP if dropped else 1.0)
+                metrics = run.objective.step(x, gen)
+                run.step += 1
+                step = run.step
                 rate = (step - start_step) * cfg.batch_size / max(time.perf_counter() - t0, 1e-9)
                 if bar is not None:
                     bar.update(1)
-                    if step % 10 == 0 or step == total_steps:
+                    if step % 10 == 0 or step == run.total_steps:
                         bar.set_postfix({k: f"{v.item():.3g}" for k, v in metrics.items()} | {"img_s": f"{rate:.0f}"})
-                if step % cfg.log_every == 0:
-                    log_record({"step": step, **{k: v.item() for k, v in metrics.items()}, "img_s": rate})
-                if main and step % cfg.valid_every == 0:
-                    val = objective.validate()
-                    if val:
-                        log_record({"step": step, **val})
-                if main and step % cfg.sample_every == 0:
-                    objective.save_samples(out / "samples" / f"step_{step:07d}.png")
-                if step % cfg.checkpoint_every == 0 and step < total_steps:
-                    checkpoint(elapsed_before + time.perf_counter() - t0)
+                if log and step % cfg.log_every == 0:
+                    log.write({"step": step, **{k: v.item() for k, v in metrics.items()}, "img_s": rate})
+                if proc.main and step % cfg.valid_every == 0 and (val := run.objective.validate()):
+                    log.write({"step": step, **val})
+                if proc.main and step % cfg.sample_every == 0:
+                    run.objective.save_samples(out / "samples" / f"step_{step:07d}.png")
+                if step % cfg.checkpoint_every == 0 and step < run.total_steps:
+                    _checkpoint(cfg, run, proc, out, run.elapsed_before + time.perf_counter() - t0)
             seconds = time.perf_counter() - t0
-            checkpoint(elapsed_before + seconds)
-            if main:
-                objective.save_samples(out / "samples" / f"step_{step:07d}.png")
+            _checkpoint(cfg, run, proc, out, run.elapsed_before + seconds)
+            if proc.main:
+                run.objective.save_samples(out / "samples" / f"step_{run.step:07d}.png")
         finally:
             if bar is not None:
                 bar.close()
             if log:
                 log.close()
-    _unwrap(objective)
-    if owns_group:  # a group left to interpreter exit can abort there (gloo's threads)
-        import gc
+    return seconds
 
-        gc.collect()  # the DDP reducers go before their group
-        dist.destroy_process_group()
-    done = step - start_step
-    return TrainResult(
-        step,
-        step * cfg.batch_size,
-        seconds,
-        done * cfg.batch_size / max(seconds, 1e-9),
-        out,
-        objective,
-        interrupted=step < total_steps,
-    )
+
+class _Log:
+    """train.log.jsonl: one JSON record per line, flushed as written."""
+
+    def __init__(self, path: Path, append: bool) -> None:
+        self.f = open(path, "a" if append else "w")  # noqa: SIM115 - closed by close()
+
+    def write(self, rec: dict[str, float]) -> None:
+        self.f.write(json.dumps(rec) + "\n")
+        self.f.flush()
+
+    def close(self) -> None:
+        self.f.close()
 
 
 def _hardware(device: torch.device, world: int) -> str:

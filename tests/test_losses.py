@@ -8,6 +8,7 @@ from scipy.ndimage import gaussian_filter
 from skimage.metrics import structural_similarity
 
 from codec import metrics
+from codec.errors import PercodecError
 from codec.losses import LOSSES, make_loss
 from codec.losses.ssim import MS_SSIM_WEIGHTS, ms_ssim, ms_ssim_scales, ssim
 from codec.losses.watson import WatsonDistance, block_dct_map, dct_matrix, to_blocks
@@ -264,7 +265,7 @@ def test_blocks_roll_with_shifts() -> None:
 def test_loss_params_file_must_be_a_state_dict(tmp_path) -> None:
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a torch file")
-    with pytest.raises(ValueError, match="not a readable parameter file"):
+    with pytest.raises(PercodecError, match="not a readable Watson parameter file"):
         make_loss("watson-dft", params_file=bad)
 
 

@@ -94,6 +94,11 @@ class WeightedSum(nn.Module):
         return total
 
 
+#: Bounds on a mix's weights: a weight of 1e300 made every float32 loss inf, and the search
+#: silently stood still.
+MIN_WEIGHT, MAX_WEIGHT = 1e-6, 1e6
+
+
 def parse_mix(spec: str) -> dict[str, float]:
     """'ms-ssim=1,mse=0.1' -> {'ms-ssim': 1.0, 'mse': 0.1}; a bare name has weight 1."""
     out: dict[str, float] = {}
@@ -111,6 +116,10 @@ def parse_mix(spec: str) -> dict[str, float]:
             raise ValueError(f"weight {weight!r} of {name!r} in {spec!r} is not a number") from None
         if not (math.isfinite(out[name]) and out[name] > 0):
             raise ValueError(f"weight of {name!r} in {spec!r} must be a positive finite number")
+        if not MIN_WEIGHT <= out[name] <= MAX_WEIGHT:  # float32 losses overflow (or vanish) past these
+            raise ValueError(
+                f"weight of {name!r} in {spec!r} must lie in {MIN_WEIGHT:g}..{MAX_WEIGHT:g} (weights are relative)"
+            )
     return out
 
 

@@ -431,10 +431,9 @@ class WatsonDistance(nn.Module):
 
     def load_params(self, path: str | Path) -> None:
         """Load the reference's parameter file (keys as in its README)."""
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ValueError(f"{path}: not a readable parameter file ({exc})") from None
+        from codec.fileio import load_torch_file
+
+        state = load_torch_file(path, "Watson parameter file")
         if not isinstance(state, dict):
             raise ValueError(f"{path}: expected a state dict")
         if "ly.t_tild" in state:
