@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -97,7 +98,7 @@ def _framed_folder(cfg: BenchConfig, size: int, nc: int, crop: float) -> tuple[l
     from codec.pipeline import EncodeOptions, frame
 
     if cfg.dataset == "samples":
-        root = Path(cfg.data_root) if cfg.data_root else Path(__file__).resolve().parent.parent / "samples"
+        root = Path(cfg.data_root) if cfg.data_root else Path(str(resources.files("codec.samples")))
         root = root if root.is_dir() else Path("samples")
     else:
         root = Path(cfg.data_root or ".")

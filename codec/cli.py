@@ -383,8 +383,8 @@ def _batch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     "--model",
     default="celeba64",
     show_default=True,
-    help="Shipped model name (celeba64: one quality scale over celeba64 and celeba64-hi), a .safetensors "
-    "path, or a .ladder.json path.",
+    help="Shipped model name (celeba64: one quality scale over the models celeba64 and celeba64-id; celeba64-gan: "
+    "the GAN-only reference), a .safetensors path, or a .ladder.json path.",
 )
 @click.option(
     "--loss",

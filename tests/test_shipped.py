@@ -97,8 +97,13 @@ def test_wheel_ships_the_models_for_a_non_editable_install(tmp_path) -> None:
     for name in ("celeba64", "celeba64-hi", "celeba64-hi2", "celeba64-id", "celeba64-gan", "mnist32"):
         assert f"codec/models/{name}.safetensors" in names
     assert "codec/models/celeba64.ladder.json" in names
+    for name in ("astronaut.png", "astronaut_photo.jpg", "grace_hopper.png"):  # bench --dataset samples
+        assert f"codec/samples/{name}" in names
     zipfile.ZipFile(wheel).extractall(target)
-    code = "from codec.generator import shipped_models as s; m = s(); print(sorted(m)); print(m['celeba64'])"
+    code = (
+        "from codec.generator import shipped_models as s; m = s(); print(sorted(m)); print(m['celeba64']); "
+        "from importlib import resources; print(sorted(p.name for p in resources.files('codec.samples').iterdir()))"
+    )
     done = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
@@ -110,6 +115,7 @@ def test_wheel_ships_the_models_for_a_non_editable_install(tmp_path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert str(target) in done.stdout
     assert "'celeba64', 'celeba64-gan', 'celeba64-hi', 'celeba64-hi2', 'celeba64-id', 'mnist32'" in done.stdout
+    assert "'astronaut.png', 'astronaut_photo.jpg'" in done.stdout
 
 
 # A version-1 file of the shipped GAN-only model (astronaut sample, 100 steps), stored when it
@@ -161,3 +167,13 @@ def test_a_file_of_the_model_that_left_the_scale_still_decodes() -> None:
     assert describe(HI2_FILE)["model"] == "celeba64-hi2"
     img = decode_tensor(HI2_FILE)
     assert img.shape == (3, 64, 64) and abs(img.float().mean().item() - 142.96) < 0.5
+
+
+def test_encode_help_names_the_default_ladders_models() -> None:
+    from click.testing import CliRunner
+
+    from codec.cli import main
+    from codec.ladder import ladder_for
+
+    text = " ".join(CliRunner().invoke(main, ["encode", "--help"]).output.split())
+    assert "over the models " + " and ".join(ladder_for("celeba64").models()) in text
