@@ -101,6 +101,13 @@ def detect(img: Image.Image, thorough: bool = False) -> list[Face]:
     return sorted(faces, key=lambda f: -f.area)
 
 
+def preload() -> None:
+    """Load what `detect` needs first (HOG detector, 68-point landmarks: ~0.6 s), e.g. in a
+    worker process while the main one starts up (codec.isolate)."""
+    _detector()
+    _landmarks68()
+
+
 @functools.lru_cache(maxsize=1)
 def _landmarks68():
     dlib = load_dlib()

@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from codec import defaults
 from codec.errors import PercodecError, WriteError
 
 #: Bounds on counts a user types: far beyond any use, and inside what torch and the
@@ -230,10 +231,9 @@ def _is_rd(model: str) -> bool:
 
 
 def _default_bench_losses(model: str) -> tuple[str, ...]:
-    from codec.losses import LOSSES
-    from codec.pipeline import RD_LOSS
+    from codec.defaults import LOSS_NAMES, RD_LOSS
 
-    return (RD_LOSS, *LOSSES) if _is_rd(model) else tuple(LOSSES)
+    return (RD_LOSS, *LOSS_NAMES) if _is_rd(model) else LOSS_NAMES
 
 
 def _default_reference(model: str, dataset: str) -> str:
@@ -243,26 +243,13 @@ def _default_reference(model: str, dataset: str) -> str:
     return GAN_REFERENCE if wanted else "none"
 
 
-def _rd_default(name: str) -> object:
-    """A rate-distortion default of the pipeline (RD_LOSS, RD_STEPS), for --help."""
-    from codec import pipeline
-
-    return getattr(pipeline, name)
-
-
-def _loss_names() -> list[str]:
-    from codec.losses import LOSSES
-
-    return list(LOSSES)
-
-
 class LossMix(click.ParamType):
     """A registered loss or a weighted mix of them, e.g. 'ms-ssim=1,mse=3'."""
 
     name = "LOSS"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> str:
-        from codec.losses import parse_mix
+        from codec.defaults import parse_mix
 
         try:
             parse_mix(value)
@@ -389,8 +376,8 @@ def _batch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--loss",
     type=LossMix(),
-    help=f"What the search minimises: {', '.join(_loss_names())}, or a weighted mix such as "
-    f"'ms-ssim=1,mse=3' [rate-distortion models: {_rd_default('RD_LOSS')}; GAN-only: ssim]; see README "
+    help=f"What the search minimises: {', '.join(defaults.LOSS_NAMES)}, or a weighted mix such as "
+    f"'ms-ssim=1,mse=3' [rate-distortion models: {defaults.RD_LOSS}; GAN-only: {defaults.DEFAULT_LOSS}]; see README "
     "'Which loss'.",
 )
 @click.option(
@@ -401,9 +388,9 @@ def _batch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--steps",
     type=click.IntRange(0, MAX_STEPS),
-    help=f"Most search steps per image [rate-distortion model: {_rd_default('RD_STEPS')} of refinement from the "
+    help=f"Most search steps per image [rate-distortion model: {defaults.RD_STEPS} of refinement from the "
     "encoder's latent, "
-    "0 = encoder only; GAN model: 300, stopping early when the loss stalls].",
+    f"0 = encoder only; GAN model: {defaults.GAN_STEPS}, stopping early when the loss stalls].",
 )
 @click.option(
     "--quality",
@@ -488,13 +475,56 @@ def encode(
     `percodec decode` will produce, measured against the model-sized input. Files are
     written as their batch finishes: after Ctrl-C, rerun with --skip-existing to finish.
     """
-    from codec.batch import Outputs, check_outputs, check_report_name, check_roles
-    from codec.pipeline import EncodeOptions
-
     if opts["crop"] is not None and not no_align:
         raise click.UsageError("--crop sets the centre crop, which only --no-align uses: add --no-align")
     opts["align"] = not no_align
     sources, targets = _sources_and_targets(inputs, out_dir, ".pgz", "images")
+    with _face_finder(sources, opts["align"]) as finder:
+        _encode(sources, targets, opts, finder, loss_params, force, keep_going, report, skip_existing, quiet, save_crop)
+
+
+def _face_finder(sources: list[str], align: bool) -> Any:
+    """A face-finder worker started now, before torch loads, when an input will likely be
+    searched for a face: its ~0.6 s of model loading then overlaps this process's start-up
+    (and a crash in it costs one image). Otherwise the pipeline picks (see encode_iter)."""
+    from codec.isolate import Detector
+
+    if align and any(_needs_finding(s) for s in sources[:32]):  # a batch's first images tell
+        return Detector(preload=True)
+    return contextlib.nullcontext(None)
+
+
+def _needs_finding(source: str) -> bool:
+    # The shipped face models are 64 px: an input of that size (or smaller and square) is
+    # coded as it is. A wrong guess costs only the worker's time on another core.
+    from PIL import Image
+
+    if source == "-" or not Path(source).is_file():  # never open a pipe here: it would block
+        return False
+    try:
+        with Image.open(source) as im:
+            w, h = im.size
+    except Exception:
+        return False
+    return w != h or w > 64
+
+
+def _encode(
+    sources: list[str],
+    targets: list[str],
+    opts: dict[str, Any],
+    finder: Any,
+    loss_params: str | None,
+    force: bool,
+    keep_going: bool,
+    report: str | None,
+    skip_existing: bool,
+    quiet: bool,
+    save_crop: str | None,
+) -> None:
+    from codec.batch import Outputs, check_outputs, check_report_name, check_roles
+    from codec.pipeline import EncodeOptions
+
     crops = _crop_paths(save_crop, sources)
     options = EncodeOptions(**opts)
     if loss_params:
@@ -510,7 +540,7 @@ def encode(
     write = Outputs(force=force, skip_existing=skip_existing)
     _encode_files(
         [sources[i] for i in todo], [targets[i] for i in todo], [crops[i] for i in todo], options, write,
-        keep_going=keep_going, report=report, quiet=quiet, skipped=len(skip),
+        keep_going=keep_going, report=report, quiet=quiet, skipped=len(skip), finder=finder,
     )  # fmt: skip
 
 
@@ -540,6 +570,7 @@ def _encode_files(
     report: str | None,
     quiet: bool,
     skipped: int,
+    finder: Any = None,
 ) -> None:
     """Encode and write each file as its batch finishes (see `encode`)."""
     import time
@@ -554,7 +585,7 @@ def _encode_files(
     t0 = time.perf_counter()
     loaded = [read_bytes(s) if s == "-" else s for s in sources]
     with _batch_run(report, rows, len(sources), "encoded", "; rerun with --skip-existing to finish", outputs.force):
-        for i, r in encode_iter(loaded, options, bar.update if bar else None, keep_going=keep_going):
+        for i, r in encode_iter(loaded, options, bar.update if bar else None, keep_going, finder):
             src, dst = sources[i], targets[i]
             if isinstance(r, PercodecError):
                 rows.append(Row(src, error=str(r)))
@@ -831,7 +862,7 @@ def info(inputs: tuple[str, ...], as_json: bool) -> None:
 @click.option(
     "--steps",
     type=click.IntRange(0, MAX_STEPS),
-    help="Search steps per image [GAN model 300; rate-distortion model 25].",
+    help=f"Search steps per image [GAN model {defaults.GAN_STEPS}; rate-distortion model {defaults.RD_STEPS}].",
 )
 @click.option(
     "--quality",

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from codec.defaults import GAN_STEPS
 from codec.quantize import dequantize, quantize
 
 
@@ -53,7 +54,7 @@ class SearchConfig:
     stopping saved about 40% of the steps for -0.005 SSIM.
     """
 
-    steps: int = 300
+    steps: int = GAN_STEPS
     restarts: int = 4
     lr: float = 0.2
     prior: float = 1e-3
@@ -186,6 +187,25 @@ def invert(
     return SearchResult(z_out.detach(), symbols, best_loss, t.long())
 
 
+class Adam:
+    """Adam on one tensor, the update torch.optim.Adam makes on a CPU (its single-tensor
+    path, same operations in the same order, so the same results). Written out because
+    torch.optim's first use imports torch._dynamo, 0.9 s of a one-face encode's start-up."""
+
+    def __init__(self, param: torch.Tensor, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        self.param, self.lr, self.betas, self.eps = param, lr, betas, eps
+        self.m, self.v, self.t = torch.zeros_like(param), torch.zeros_like(param), 0
+
+    @torch.no_grad()
+    def step(self, grad: torch.Tensor) -> None:
+        b1, b2 = self.betas
+        self.t += 1
+        self.m.lerp_(grad, 1 - b1)
+        self.v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+        denom = (self.v.sqrt() / (1 - b2**self.t) ** 0.5).add_(self.eps)
+        self.param.addcdiv_(self.m, denom, value=-(self.lr / (1 - b1**self.t)))
+
+
 def refine(
     model: nn.Module,
     targets: torch.Tensor,
@@ -219,20 +239,19 @@ def refine(
         best = loss_fn(g(prior.dequantize(best_sym, step)), targets)
     pixels = targets.shape[-1] * targets.shape[-2]
     y = y.clone().requires_grad_(True)
-    opt = torch.optim.Adam([y], lr=lr)
+    opt = Adam(y, lr=lr)
     for i in range(steps):
         sym = prior.quantize(y.detach(), step).clamp(lo, hi)
         y_hat = y + (prior.dequantize(sym, step) - y).detach()
         with torch.enable_grad():
             per = loss_fn(g(y_hat), targets)
             over = (prior.bits(y_hat, step) - allowed).clamp_min(0) / pixels
-            opt.zero_grad(set_to_none=True)
-            (per + over).sum().backward()
+            (grad,) = torch.autograd.grad((per + over).sum(), y)
         with torch.no_grad():  # keep a row's best rounded latent within its allowed rate
             better = (per < best) & (over <= 0)
             best = torch.where(better, per.detach(), best)
             best_sym = torch.where(better[:, None], sym, best_sym)
-        opt.step()
+        opt.step(grad)
         if on_step is not None:
             on_step(i + 1, steps)
     return best_sym

@@ -47,10 +47,15 @@ class Detector:
     """`detect(img, thorough)` as `codec.align.detect` gives it, run in a worker process
     that is restarted after a crash. Use as a context manager, or call `close`."""
 
-    def __init__(self, target: str | None = None) -> None:
+    def __init__(self, target: str | None = None, preload: bool = False) -> None:
+        """`preload`: start the worker now and have it load the detector's models at once
+        (the target module's `preload()`), in parallel with this process's own start-up."""
         self.target = target or TARGET
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: Any = None
+        self.preload = preload
+        if preload:
+            self._start()
 
     def __enter__(self) -> Detector:
         return self
@@ -74,7 +79,7 @@ class Detector:
         self.close()
         self._log = tempfile.TemporaryFile()
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "codec.isolate", self.target],
+            [sys.executable, "-m", "codec.isolate", self.target, *(["--preload"] if self.preload else [])],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,
@@ -109,12 +114,15 @@ class Detector:
             self._log = None
 
 
-def _serve(target: str) -> None:
+def _serve(target: str, preload: bool) -> None:
     """The worker: answer (image, thorough) requests on stdin with (ok, faces or message)."""
     import importlib
 
-    module, name = target.split(":")
-    fn = getattr(importlib.import_module(module), name)
+    module_name, name = target.split(":")
+    module = importlib.import_module(module_name)
+    fn = getattr(module, name)
+    if preload and hasattr(module, "preload"):
+        module.preload()
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing but answers on the pipe
     while True:
@@ -133,4 +141,4 @@ def _serve(target: str) -> None:
 
 if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    _serve(sys.argv[1])
+    _serve(sys.argv[1], "--preload" in sys.argv[2:])

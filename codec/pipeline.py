@@ -21,6 +21,7 @@ from PIL import Image
 
 from codec import align, container
 from codec.container import FINGERPRINT_BYTES, OVERHEAD_BYTES, OVERHEAD_V2, CodedContainer, Container, ContainerError
+from codec.defaults import DEFAULT_BITS, DEFAULT_LOSS, DEFAULT_MAX_BYTES, DEFAULT_MODEL, RD_LOSS, RD_STEPS
 from codec.entropy import CodingError
 from codec.errors import ImageError, PercodecError
 from codec.generator import Generator, fingerprint, load_generator, resolve_model, shipped_models
@@ -33,23 +34,6 @@ from codec.metrics import bpp, psnr, ssim
 from codec.quantize import MAX_BITS, MIN_BITS, dequantize, payload_size
 from codec.rdmodel import RDModel, is_rd_file, load_rd
 
-DEFAULT_MODEL = "celeba64"
-DEFAULT_LOSS = "ssim"  # GAN-only models' search
-DEFAULT_BITS = 7
-#: Rate-distortion models: refinement loss and steps, chosen on 200 CelebA valid faces at
-#: the default cap (`make bench-identity`, table in the README): the training distortion
-#: with dlib's identity term at weight 0.5 for 12 steps keeps the person in a cross-photo
-#: check 0.90x as often as the original crops do (0.72x at the strict 0.1% threshold) for
-#: 25.15 dB / SSIM 0.822, in 1.9x the time of the identity-free 25 steps (25.30 dB / 0.827,
-#: 0.76x / 0.42x); at 25 steps identity=0.3 reaches 0.92x but costs 3.9x.
-RD_LOSS = "ms-ssim=1,mse=3,identity=0.5"
-RD_STEPS = 12
-#: With neither --quality nor --max-bytes, each image gets the highest quality whose file
-#: fits this many bytes (as --max-bytes 112 would): on 500 CelebA test faces 108.4 B and
-#: 25.06 dB / SSIM 0.820 with the refinement above (README), against 92.6 B and 24.60 / 0.800
-#: at the fixed quality 7, celeba64's level 4, which was the default before. A model none of
-#: whose levels fit keeps the ladder's default quality instead of failing.
-DEFAULT_MAX_BYTES = 112
 #: Under a byte cap the refinement may let a file grow to the cap less this many bytes (the
 #: coder's real payload runs a little over the ideal code length the search sees). On 200
 #: CelebA valid faces at the default cap: 0 -> 25.20 dB (refined files outgrew the cap and
@@ -212,6 +196,7 @@ def encode_iter(
     options: EncodeOptions | None = None,
     on_progress: Callable[[float], None] | None = None,
     keep_going: bool = False,
+    finder: Callable[..., list[align.Face]] | None = None,
 ) -> Iterator[tuple[int, EncodeResult | PercodecError]]:
     """Encode images `options.batch_size` at a time, yielding (index, result) in input
     order as each batch finishes, so a caller can keep every finished result.
@@ -220,7 +205,8 @@ def encode_iter(
     `keep_going` is yielded in place of its result while the rest go on. Options are
     checked (and the model loaded) before the first input is read. `on_progress(n)` is
     called as the search advances, n being images' worth of work (fractions while a batch
-    is searched); the calls add up to len(images).
+    is searched); the calls add up to len(images). `finder` finds the faces: `align.detect`
+    or a `codec.isolate.Detector` [a Detector where a batch is at stake, else in process].
     """
     o = options or EncodeOptions()
     device = pick_device(o.device)
@@ -233,8 +219,13 @@ def encode_iter(
     else:
         code = _gan_coder(g, fp, o, device, progress.tick, min(o.batch_size, len(images)))
     path, cfg = resolve_model(base), g.config
-    # Where a batch is at stake, a native crash in the face finder must cost one image only.
-    with Detector() if keep_going or len(images) > 1 else contextlib.nullcontext(align.detect) as finder:
+    if finder is not None:
+        own = contextlib.nullcontext(finder)
+    elif keep_going or len(images) > 1:  # a native crash in the face finder must cost one image only
+        own = Detector()
+    else:
+        own = contextlib.nullcontext(align.detect)
+    with own as finder:
         for start in range(0, len(images), o.batch_size):
             t0 = time.perf_counter()
             out: dict[int, EncodeResult | PercodecError] = {}

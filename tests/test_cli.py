@@ -12,6 +12,7 @@ from PIL import Image
 
 from codec.cli import main
 from codec.images import to_pil
+from tests.conftest import ROOT
 
 
 @pytest.fixture
@@ -158,3 +159,14 @@ def test_loss_takes_a_weighted_mix(tmp_path, face, tiny_model_file) -> None:
     assert r.exit_code == 0 and "[ssim=1,mse=3," in r.output
     r = _run("encode", str(face), str(tmp_path / "n.pgz"), "--loss", "ssim=1,nope=2")
     assert r.exit_code == 2 and "unknown loss 'nope'" in r.output
+
+
+def test_the_command_line_parses_and_checks_options_without_importing_torch() -> None:
+    # Options are checked, and the face finder's worker started, before torch's ~1.5 s import.
+    code = (
+        "import sys; from codec.cli import main, LossMix; LossMix().convert('ms-ssim=1,mse=3', None, None); "
+        "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "torch" not in done.stdout

@@ -152,3 +152,18 @@ def test_progress_adds_up_to_the_images_and_never_overruns(tiny_model_file, tiny
     running = torch.tensor(seen, dtype=torch.float64).cumsum(0)
     assert len(seen) > 5 and (torch.tensor(seen) >= 0).all()  # reported per step, not per batch
     assert running[-1].item() == pytest.approx(5) and running.max().item() <= 5 + 1e-9
+
+
+def test_the_written_out_adam_steps_exactly_as_torch_optim_adam() -> None:
+    from codec.inversion import Adam
+
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(5, 8, generator=gen)
+    b = a.clone().requires_grad_(True)
+    mine, theirs = Adam(a, lr=0.05), torch.optim.Adam([b], lr=0.05)
+    for _ in range(20):
+        grad = torch.randn(5, 8, generator=gen)
+        mine.step(grad)
+        b.grad = grad.clone()
+        theirs.step()
+    assert torch.equal(a, b.detach())

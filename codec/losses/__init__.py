@@ -9,12 +9,13 @@ cores behind them (e.g. `ssim.ssim`) take the data range as an explicit argument
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from codec.defaults import LOSS_NAMES, parse_mix
 
 
 @dataclass(frozen=True)
@@ -94,35 +95,6 @@ class WeightedSum(nn.Module):
         return total
 
 
-#: Bounds on a mix's weights: a weight of 1e300 made every float32 loss inf, and the search
-#: silently stood still.
-MIN_WEIGHT, MAX_WEIGHT = 1e-6, 1e6
-
-
-def parse_mix(spec: str) -> dict[str, float]:
-    """'ms-ssim=1,mse=0.1' -> {'ms-ssim': 1.0, 'mse': 0.1}; a bare name has weight 1."""
-    out: dict[str, float] = {}
-    for item in spec.split(","):
-        name, eq, weight = item.strip().partition("=")
-        if name not in LOSSES:
-            raise ValueError(f"unknown loss {name!r} in {spec!r}: choose from {', '.join(LOSSES)}")
-        if name in out:
-            raise ValueError(f"loss {name!r} appears twice in {spec!r}")
-        if eq and not weight.strip():
-            raise ValueError(f"{name!r} in {spec!r} has '=' but no weight")
-        try:
-            out[name] = float(weight) if eq else 1.0
-        except ValueError:
-            raise ValueError(f"weight {weight!r} of {name!r} in {spec!r} is not a number") from None
-        if not (math.isfinite(out[name]) and out[name] > 0):
-            raise ValueError(f"weight of {name!r} in {spec!r} must be a positive finite number")
-        if not MIN_WEIGHT <= out[name] <= MAX_WEIGHT:  # float32 losses overflow (or vanish) past these
-            raise ValueError(
-                f"weight of {name!r} in {spec!r} must lie in {MIN_WEIGHT:g}..{MAX_WEIGHT:g} (weights are relative)"
-            )
-    return out
-
-
 def make_mix(spec: str, channels: int | None = None, **params: object) -> nn.Module:
     """A loss or a weighted mix of registered losses from its text form (see `parse_mix`).
     `params` go to the parts that take them (e.g. a Watson loss's params_file)."""
@@ -140,3 +112,6 @@ def make_mix(spec: str, channels: int | None = None, **params: object) -> nn.Mod
 from codec.losses import pixel, ssim, watson  # noqa: E402,F401
 
 from codec.losses import identity  # noqa: E402,F401 isort: skip (last among the choices)
+
+if tuple(LOSSES) != LOSS_NAMES:  # the command line names the losses without importing them
+    raise RuntimeError(f"codec.defaults.LOSS_NAMES {LOSS_NAMES} is not the registry's {tuple(LOSSES)}")
