@@ -8,6 +8,7 @@ traceback.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import signal
@@ -479,8 +480,20 @@ def encode(
         raise click.UsageError("--crop sets the centre crop, which only --no-align uses: add --no-align")
     opts["align"] = not no_align
     sources, targets = _sources_and_targets(inputs, out_dir, ".pgz", "images")
+    run = _BatchFlags(force, keep_going, report, quiet, skip_existing)
     with _face_finder(sources, opts["align"]) as finder:
-        _encode(sources, targets, opts, finder, loss_params, force, keep_going, report, skip_existing, quiet, save_crop)
+        _encode(sources, targets, opts, finder, loss_params, save_crop, run)
+
+
+@dataclasses.dataclass(frozen=True)
+class _BatchFlags:
+    """How a batch command treats its outputs and failures (the _BATCH_OPTIONS, -q, --skip-existing)."""
+
+    force: bool
+    keep_going: bool
+    report: str | None
+    quiet: bool
+    skip_existing: bool = False
 
 
 def _face_finder(sources: list[str], align: bool) -> Any:
@@ -515,14 +528,11 @@ def _encode(
     opts: dict[str, Any],
     finder: Any,
     loss_params: str | None,
-    force: bool,
-    keep_going: bool,
-    report: str | None,
-    skip_existing: bool,
-    quiet: bool,
     save_crop: str | None,
+    run: _BatchFlags,
 ) -> None:
-    from codec.batch import Outputs, check_outputs, check_report_name, check_roles
+    """Check every output, then encode what is not done yet (see `encode`)."""
+    from codec.batch import check_outputs, check_report_name, check_roles
     from codec.pipeline import EncodeOptions
 
     crops = _crop_paths(save_crop, sources)
@@ -530,18 +540,22 @@ def _encode(
     if loss_params:
         options.loss_params = {"params_file": loss_params}
     # Every output is checked before the model is loaded or any search runs.
-    check_report_name(report)
-    check_roles(sources, {"the output": targets, "--save-crop": crops, "--report": [report]})
-    existing = {t for t in targets if skip_existing and t != "-" and Path(t).is_file()}
+    check_report_name(run.report)
+    check_roles(sources, {"the output": targets, "--save-crop": crops, "--report": [run.report]})
+    existing = {t for t in targets if run.skip_existing and t != "-" and Path(t).is_file()}
     kept_crops = {str(c) for t, c in zip(targets, crops, strict=True) if t in existing and c is not None}
-    check_outputs([*targets, *crops, report], force=force, keep=existing | kept_crops)
-    skip = _reusable(existing, options, force)
+    check_outputs([*targets, *crops, run.report], force=run.force, keep=existing | kept_crops)
+    skip = _reusable(existing, options, run.force)
     todo = [i for i, t in enumerate(targets) if t not in skip]
-    write = Outputs(force=force, skip_existing=skip_existing)
     _encode_files(
-        [sources[i] for i in todo], [targets[i] for i in todo], [crops[i] for i in todo], options, write,
-        keep_going=keep_going, report=report, quiet=quiet, skipped=len(skip), finder=finder,
-    )  # fmt: skip
+        [sources[i] for i in todo],
+        [targets[i] for i in todo],
+        [crops[i] for i in todo],
+        options,
+        run,
+        len(skip),
+        finder,
+    )
 
 
 def _reusable(existing: set[str], options: Any, force: bool) -> set[str]:
@@ -564,28 +578,25 @@ def _encode_files(
     targets: list[str],
     crops: list[Path | None],
     options: Any,
-    outputs: Any,
-    *,
-    keep_going: bool,
-    report: str | None,
-    quiet: bool,
+    run: _BatchFlags,
     skipped: int,
     finder: Any = None,
 ) -> None:
     """Encode and write each file as its batch finishes (see `encode`)."""
     import time
 
-    from codec.batch import Row
+    from codec.batch import Outputs, Row
     from codec.errors import OutputExistsError
     from codec.fileio import read_bytes
     from codec.pipeline import encode_iter
 
-    bar = _progress_bar(len(sources), "encoding", quiet)
+    bar = _progress_bar(len(sources), "encoding", run.quiet)
+    outputs = Outputs(force=run.force, skip_existing=run.skip_existing)
     rows: list[Row] = []
     t0 = time.perf_counter()
     loaded = [read_bytes(s) if s == "-" else s for s in sources]
-    with _batch_run(report, rows, len(sources), "encoded", "; rerun with --skip-existing to finish", outputs.force):
-        for i, r in encode_iter(loaded, options, bar.update if bar else None, keep_going, finder):
+    with _batch_run(run.report, rows, len(sources), "encoded", "; rerun with --skip-existing to finish", run.force):
+        for i, r in encode_iter(loaded, options, bar.update if bar else None, run.keep_going, finder):
             src, dst = sources[i], targets[i]
             if isinstance(r, PercodecError):
                 rows.append(Row(src, error=str(r)))
@@ -594,7 +605,7 @@ def _encode_files(
             try:
                 written = _write_encoded(outputs, r, dst, crops[i])
             except OutputExistsError as exc:  # another run claimed the name after the up-front check
-                if not keep_going:
+                if not run.keep_going:
                     raise
                 rows.append(Row(src, error=str(exc)))
                 click.echo(f"percodec: skipped: {exc}", err=True)
@@ -606,12 +617,12 @@ def _encode_files(
             rows.append(Row(src, dst, r.num_bytes, r.bpp, r.psnr, r.ssim, r.steps, r.seconds))
             for note in r.notes:
                 click.echo(f"{src}: note: {note}", err=True)
-            if not quiet:
+            if not run.quiet:
                 click.echo(_encoded_line(src, dst, r), err=dst == "-")
     if bar is not None:
         bar.close()
     failed = sum(1 for r in rows if r.error)
-    if not quiet:
+    if not run.quiet:
         click.echo(_summary("encoded", len(rows) - failed, failed, skipped, time.perf_counter() - t0), err=True)
     if failed:
         sys.exit(1)
