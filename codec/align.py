@@ -83,9 +83,10 @@ def detect(img: Image.Image, thorough: bool = False) -> list[Face]:
     """
     dlib = load_dlib()
     scale = min(1.0, DETECT_SIDE / max(img.size))
-    small = img if scale == 1.0 else img.resize((round(img.width * scale), round(img.height * scale)), Image.BILINEAR)
-    if min(small.size) < MIN_DETECT_SIDE:
+    shown = (round(img.width * scale), round(img.height * scale))
+    if min(shown) < MIN_DETECT_SIDE:  # also keeps a 1x5000 photo from a 0-pixel-wide copy
         return []
+    small = img if scale == 1.0 else img.resize(shown, Image.BILINEAR)
     arr = np.asarray(small.convert("RGB"))
     full = np.asarray(img.convert("RGB"))
     faces = []

@@ -159,3 +159,113 @@ def test_decode_with_the_wrong_ladder_names_each_of_its_models(tmp_path, face) -
     assert _run("encode", face, tmp_path / "hi.pgz", "--model", "celeba64-hi", "--steps", "0", "-q").exit_code == 0
     r = _run("decode", tmp_path / "hi.pgz", tmp_path / "x.png", "--model", "celeba64")
     _refused(r, 1, "made for model 'celeba64-hi'; celeba64 holds models with fingerprints celeba64 ")
+
+
+# --- the slow hostile suite: generated shapes, modes, truncations and races -------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+MODES = ["RGB", "L", "RGBA", "P", "1", "CMYK", "I;16", "I", "F", "LA"]
+
+
+def _image(w: int, h: int, mode: str, noisy: bool) -> Image.Image:
+    if not noisy:
+        return Image.new(mode, (w, h))
+    rng = np.random.default_rng(w * 7919 + h)
+    rgb = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    if mode in ("I;16", "I"):
+        return Image.fromarray(rng.integers(0, 65536, (h, w), dtype=np.uint16).astype(np.int32), mode="I")
+    if mode == "F":
+        return Image.fromarray(rng.random((h, w), dtype=np.float32), mode="F")
+    return rgb.convert(mode)
+
+
+def _side():
+    edges = st.sampled_from([1, 2, 3, 7, 39, 40, 41, 63, 64, 65, 200, 641, 5000, 20000])
+    return st.one_of(edges, st.integers(1, 20000))
+
+
+@pytest.mark.slow
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(w=_side(), h=_side(), mode=st.sampled_from(MODES), noisy=st.booleans())
+def test_every_shape_and_mode_is_coded_or_refused_in_one_line(w, h, mode, noisy) -> None:
+    # In process on purpose: a native crash in the face finder would take the test run down.
+    from codec.errors import PercodecError
+    from codec.pipeline import EncodeOptions, encode_batch
+
+    if w * h > 12_000_000:  # beyond this the case is only memory: the 64 MP refusal is tested elsewhere
+        return
+    img = _image(w, h, mode, noisy and w * h <= 4_000_000)
+    try:
+        (r,) = encode_batch([img], EncodeOptions(steps=0, device="cpu"))
+    except PercodecError as exc:
+        assert "\n" not in str(exc) and str(exc)
+        return
+    assert 0 < r.num_bytes <= 112 and r.original.shape[-2:] == (64, 64)
+
+
+def _corpus(folder: Path) -> dict[str, bytes]:
+    """Files a hostile user might feed: truncated, empty, mislabelled, odd bit depths."""
+    import io
+
+    folder.mkdir(parents=True)
+    face = Image.open(SAMPLES / "astronaut_photo.jpg")
+    files: dict[str, bytes] = {}
+    for fmt, ext in [("PNG", "png"), ("JPEG", "jpg"), ("WEBP", "webp"), ("TIFF", "tif"), ("GIF", "gif")]:
+        buf = io.BytesIO()
+        face.save(buf, format=fmt)
+        data = buf.getvalue()
+        files[f"whole_{ext}.{ext}"] = data  # one stem per file: one output name each
+        for cut in (0, 1, 8, 33, len(data) // 2, len(data) - 1):
+            files[f"cut{cut}_{ext}.{ext}"] = data[:cut]
+    files["text.png"] = b"this is not an image\n"
+    buf = io.BytesIO()
+    Image.fromarray((np.arange(80 * 90).reshape(80, 90) * 9).astype(np.uint16)).save(buf, format="PNG")
+    files["deep16.png"] = buf.getvalue()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return files
+
+
+@pytest.mark.slow
+def test_a_hostile_corpus_gives_a_file_or_one_line_per_input_and_nothing_partial(tmp_path) -> None:
+    import csv
+
+    files = _corpus(tmp_path / "in")
+    out, report = tmp_path / "out", tmp_path / "r.csv"
+    r = _run("encode", tmp_path / "in", "-o", out, "--steps", "0", "--keep-going", "--report", report)
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    rows = {Path(row["input"]).name: row for row in csv.DictReader(report.open())}
+    assert set(rows) == set(files)
+    for name, row in rows.items():
+        made = out / (Path(name).stem + ".pgz")
+        if row["error"]:
+            assert "\n" not in row["error"] and not made.exists()
+        else:
+            assert 0 < made.stat().st_size <= 112
+    assert not [p for p in out.iterdir() if p.name.startswith(".percodec-")]
+    for ok in ("whole_png.png", "whole_jpg.jpg", "whole_webp.webp", "whole_tif.tif", "deep16.png"):
+        assert not rows[ok]["error"], rows[ok]
+    assert rows["text.png"]["error"] and rows["cut0_png.png"]["error"]
+
+
+@pytest.mark.slow
+def test_two_runs_into_one_folder_at_once_each_write_a_file_once(tmp_path) -> None:
+    import csv
+    import subprocess
+    import sys
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(12):
+        os.link(SAMPLES / "astronaut.png", src / f"face{i:02d}.png")
+    exe = Path(sys.executable).parent / "percodec"
+    cmd = [str(exe), "encode", str(src), "-o", str(tmp_path / "out"), "--batch-size", "1", "--keep-going", "-q"]
+    runs = [subprocess.Popen([*cmd, "--report", str(tmp_path / f"r{k}.csv")], stderr=subprocess.PIPE, text=True)
+            for k in range(2)]  # fmt: skip
+    errs = [p.communicate(timeout=300)[1] for p in runs]
+    assert all("Traceback" not in e for e in errs)
+    written = [sum(1 for row in csv.DictReader((tmp_path / f"r{k}.csv").open()) if not row["error"]) for k in range(2)]
+    assert sum(written) == 12  # every name was written by exactly one run, none twice
+    assert len(list((tmp_path / "out").glob("*.pgz"))) == 12
