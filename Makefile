@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 DATA ?= ../shared/datasets
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-all lint format fuzz bench bench-samples bench-losses bench-train bench-codec bench-identity clean
+.PHONY: help install demo test test-all lint format fuzz bench bench-samples bench-losses bench-train bench-codec bench-identity bench-start clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ bench-losses: install ## Forward+backward time and memory of every loss, relativ
 
 bench-codec: install ## Encode/decode speed, and quality vs refinement steps for three search losses
 	$(PY) benchmarks/codec_speed.py --data-root $(DATA) --images 100 --steps-list 0,10,25,50,100,200 --loss "ms-ssim=1,mse=3;ssim;mse"
+
+bench-start: install ## Cold start of one encode (face, 1 MP photo) as paired ratios to `import torch`
+	$(PY) benchmarks/cold_start.py --rounds 7
 
 bench-identity: install ## Identity term in the encode-time search: weight x steps on 200 valid faces (cross-photo accept rates)
 	$(PY) benchmarks/identity_refine.py --data-root $(DATA) --images 200 --weights 0,0.3,0.5,1 --steps-list 8,12,25
