@@ -266,6 +266,8 @@ def _expand_inputs(inputs: tuple[str, ...], kind: str = "images") -> list[str]:
     files: list[str] = []
     for item in inputs:
         if item != "-" and Path(item).is_dir():
+            if not os.access(item, os.R_OK | os.X_OK):
+                raise PercodecError(f"{item}: folder cannot be read (permission denied)")
             found = folder_files(item) if kind == "images" else sorted(Path(item).rglob("*.pgz"))
             if not found:
                 raise PercodecError(f"{item}: folder holds no {kind}")

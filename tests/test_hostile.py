@@ -269,3 +269,27 @@ def test_two_runs_into_one_folder_at_once_each_write_a_file_once(tmp_path) -> No
     written = [sum(1 for row in csv.DictReader((tmp_path / f"r{k}.csv").open()) if not row["error"]) for k in range(2)]
     assert sum(written) == 12  # every name was written by exactly one run, none twice
     assert len(list((tmp_path / "out").glob("*.pgz"))) == 12
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads unreadable folders")
+def test_an_unreadable_folder_says_so(tmp_path) -> None:
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0)
+    try:
+        _refused(_run("encode", folder, "-o", tmp_path / "out"), 1, "folder cannot be read")
+    finally:
+        folder.chmod(0o755)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["train_throughput.py", "codec_speed.py"])
+def test_benchmarks_without_their_data_print_one_line(tmp_path, script) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--data-root", str(tmp_path / "none")],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 1 and done.stderr.count("\n") == 1 and "does not exist" in done.stderr
