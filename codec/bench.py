@@ -254,7 +254,7 @@ def check(cfg: BenchConfig) -> None:
     """Refuse, before any work, a split the dataset lacks and a reference model that is
     missing or not GAN-only."""
     from codec.data import SPLITS
-    from codec.pipeline import load_model
+    from codec.zoo import load_model
 
     if cfg.dataset in ("samples", "folder"):
         if cfg.split not in ("test", "all"):
@@ -324,7 +324,7 @@ def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
 
         return compute
 
-    from codec.pipeline import find_shipped
+    from codec.zoo import find_shipped
 
     find_shipped(fp[:4])  # load and fingerprint the shipped models now, not inside a timed decode
     # percodec: one row per (loss, bits) or, for a rate-distortion model, per loss at encode's
@@ -644,7 +644,7 @@ def quality_table(summary: list[dict]) -> str:
 def protocol_for(cfg: BenchConfig) -> verify.Protocol | None:
     """The cross-photo verification protocol of a bench run's faces (None: it cannot run)."""
     from codec.ladder import base_model
-    from codec.pipeline import load_model
+    from codec.zoo import load_model
 
     g, _ = load_model(base_model(cfg.model))
     names, images = load_images(cfg, g.config.size, g.config.nc, g.config.crop)
@@ -695,7 +695,7 @@ def different_people_line(cfg: BenchConfig) -> str:
     """The same-person column's sanity line: how often two *different* test faces pass."""
     from codec import faces
     from codec.ladder import base_model
-    from codec.pipeline import load_model
+    from codec.zoo import load_model
 
     g, _ = load_model(base_model(cfg.model))
     if g.config.nc != 3 or not faces.available():
@@ -780,7 +780,7 @@ def plot_grid(cfg: BenchConfig, records: list[dict], path: Path, rows: int = 6) 
     import matplotlib.pyplot as plt
 
     from codec.ladder import ladder_for
-    from codec.pipeline import load_model
+    from codec.zoo import load_model
 
     ladder = ladder_for(cfg.model)
     g, _ = load_model(ladder.rungs[0].model if ladder else cfg.model)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -265,9 +266,11 @@ def load_dataset(
 
 
 def save_npz(path: Path, **arrays: np.ndarray) -> None:
-    """Write a cache file atomically, through a temporary file of this process's own, since
-    torchrun ranks may write the same cache at once."""
+    """Write a cache file atomically (torchrun ranks may write the same cache at once: each
+    writes its own temporary file, and the last rename wins with identical contents)."""
+    from codec.fileio import write_bytes
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    write_bytes(path, buf.getvalue(), force=True)

@@ -37,8 +37,9 @@ def _umask() -> int:
     return mask
 
 
-def write_bytes(path: str | Path, data: bytes, force: bool = False) -> None:
+def write_bytes(path: str | Path, data: bytes, force: bool = False, mode: int | None = None) -> None:
     """Write atomically (temporary file in the same folder, then into place); '-' is stdout.
+    The one atomic writer: models, checkpoints and caches are serialised to bytes first.
 
     Without force the name is claimed exclusively: the finished temporary file is hard-linked
     to it, which fails if the name exists, so of two runs writing one name at once exactly
@@ -62,9 +63,11 @@ def write_bytes(path: str | Path, data: bytes, force: bool = False) -> None:
     except OSError as exc:
         raise WriteError(f"{p}: cannot write ({exc.strerror})") from None
     try:
-        # mkstemp makes the file private (0600); give it the mode a plain open() would:
-        # the replaced file's, or 0666 less the umask.
-        os.fchmod(fd, p.stat().st_mode & 0o7777 if p.exists() else 0o666 & ~_umask())
+        # mkstemp makes the file private (0600); give it `mode`, or the one a plain open()
+        # would: the replaced file's, or 0666 less the umask.
+        if mode is None:
+            mode = p.stat().st_mode & 0o7777 if p.exists() else 0o666 & ~_umask()
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         _put_in_place(tmp, p, force)

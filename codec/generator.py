@@ -16,17 +16,17 @@ import hashlib
 import itertools
 import json
 import math
-import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from codec.errors import ModelError
+from codec.fileio import write_bytes
 
 FORMAT_VERSION = "1"
 
@@ -200,11 +200,9 @@ def save_generator(g: Generator, path: str | Path, card: dict[str, str] | None =
 def write_model_file(path: str | Path, state: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
     """Atomically write tensors and string metadata as safetensors, readable by everyone."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(tmp), metadata=meta)
-    os.chmod(tmp, 0o644)  # package data: readable by everyone, like any installed file
-    tmp.replace(path)
+    # package data: readable by everyone, like any installed file
+    write_bytes(path, safetensors_bytes(state, metadata=meta), force=True, mode=0o644)
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:

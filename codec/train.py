@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import io
 import json
 import math
 import os
@@ -40,8 +41,9 @@ from torch import nn
 
 from codec import __version__
 from codec.data import DEFAULTS, load_dataset
+from codec.devices import pick_device
 from codec.errors import DataError
-from codec.fileio import load_torch_file
+from codec.fileio import load_torch_file, write_bytes
 from codec.generator import ModelConfig
 from codec.images import uint8_to_float
 from codec.objectives.gan import GanObjective
@@ -135,17 +137,6 @@ def _check_out(out: Path, resume: bool, force: bool) -> None:
         raise FileExistsError(
             f"{models[0]} exists and there is no checkpoint to continue: pass --force to replace it, or another --out"
         )
-
-
-def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    """'auto' -> CUDA (this rank's GPU) when present, else CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("--device cuda asked for, but no CUDA GPU is available")
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
 
 
 class SampleStream:
@@ -251,9 +242,9 @@ def _unwrap(objective: object) -> None:
 
 
 def _atomic_save(obj: object, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_bytes(path, buf.getvalue(), force=True)
 
 
 def _code_version() -> str:

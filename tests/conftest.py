@@ -51,7 +51,7 @@ def no_model_load(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("the model was loaded before the outputs were checked")
 
-    monkeypatch.setattr("codec.pipeline.load_model", refuse)
+    monkeypatch.setattr("codec.zoo.load_model", refuse)
 
 
 @pytest.fixture

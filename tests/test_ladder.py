@@ -71,7 +71,7 @@ def test_max_bytes_walks_the_whole_ladder(two_model_ladder, image) -> None:
 
 
 def test_the_ladder_default_and_range(two_model_ladder, image, monkeypatch) -> None:
-    from codec import pipeline
+    from codec.backends import rd as pipeline  # the backend that applies the default cap
 
     opts = dict(model=str(two_model_ladder), steps=0)
     sizes = {q: encode_batch([image], EncodeOptions(quality=q, **opts))[0].num_bytes for q in range(1, 7)}
@@ -116,7 +116,7 @@ def test_bad_ladder_files_are_refused_in_one_line(two_model_ladder, tmp_path) ->
 
 
 def test_progress_of_a_batch_spread_over_both_models_adds_up(two_model_ladder, image, monkeypatch) -> None:
-    from codec import pipeline
+    from codec.backends import rd as pipeline  # the backend that applies the default cap
 
     def mixed(ladder, models, x, candidates, max_bytes, first, strict=True):  # untrained models code alike
         return [1 + 5 * (i % 2) for i in range(len(x))], [None] * len(x)

@@ -226,7 +226,7 @@ def test_max_bytes_picks_the_highest_level_that_fits(tiny_rd_file, tmp_path) -> 
 def test_default_files_never_exceed_the_default_cap(tiny_rd_file, tmp_path, monkeypatch) -> None:
     from PIL import Image
 
-    from codec import pipeline
+    from codec.backends import rd as pipeline  # the backend that applies the default cap
 
     src = tmp_path / "x.png"
     Image.fromarray(np.random.default_rng(2).integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(src)

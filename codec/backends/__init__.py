@@ -1,0 +1,66 @@
+"""The coding methods behind one contract. Each backend checks the options it takes, codes
+batches of model-sized images into files of its container version, judges whether an
+existing file can stand (--skip-existing), decodes and describes its files.
+
+- `rd.RateDistortion`: rate-distortion models and their quality ladders (the default);
+- `gan.GanOnly`: GAN-only generators searched by inversion (the reference method).
+
+`for_model` picks the backend a --model codes with, `for_file` the one a file needs. To add
+a method: a module here with a class of these methods, and a line in each picker.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+from codec.coding import BatchCoder, EncodeOptions, Tick
+from codec.container import CodedContainer, Container
+
+
+class Codec(Protocol):
+    """What a backend does (see the module's docstring)."""
+
+    name: str
+    container: type  # the file version it writes and reads
+
+    def base(self, model: str) -> str:
+        """The model file that stands for `model`'s size, channels and framing."""
+        ...
+
+    def coder(
+        self, base: torch.nn.Module, fp: bytes, o: EncodeOptions, device: torch.device, tick: Tick, batch: int
+    ) -> BatchCoder:
+        """Check `o` (options it does not take are errors when given) and return the
+        function coding a batch (B, C, H, W) in [-1, 1] into EncodeResults."""
+        ...
+
+    def reusable(self, c: Container | CodedContainer, data: bytes, o: EncodeOptions) -> str | None:
+        """Why an existing file cannot stand for coding with `o`; None when it can."""
+        ...
+
+    def decode(self, c: Container | CodedContainer, model: torch.nn.Module, name: str) -> torch.Tensor:
+        """The file's image, uint8 (C, H, W), with `model` (named `name`)."""
+        ...
+
+    def describe(self, c: Container | CodedContainer, data: bytes, model: str | None) -> dict[str, object]:
+        """The header's fields for `percodec info` (`model`: the shipped name, if any)."""
+        ...
+
+
+def for_model(model: str) -> Codec:
+    """The backend that codes with --model: rate-distortion for a ladder or an RD model."""
+    from codec.backends.gan import GanOnly
+    from codec.backends.rd import RateDistortion
+    from codec.ladder import ladder_for
+
+    return RateDistortion() if ladder_for(model) is not None else GanOnly()
+
+
+def for_file(c: Container | CodedContainer) -> Codec:
+    """The backend whose files have `c`'s container version."""
+    from codec.backends.gan import GanOnly
+    from codec.backends.rd import RateDistortion
+
+    return RateDistortion() if isinstance(c, CodedContainer) else GanOnly()

@@ -1,0 +1,73 @@
+"""The model zoo: the one place that turns a --model (a shipped name, a .safetensors or a
+.ladder.json path) or a file's fingerprint into loaded networks, cached per process.
+
+Which *backend* codes with a model is `codec.backends.for_model`; quality ladders are
+`codec.ladder`; the files' formats are `codec.generator` and `codec.rdmodel`.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import torch
+
+from codec.container import CodedContainer, Container, ContainerError
+from codec.generator import Generator, fingerprint, load_generator, resolve_model, shipped_models
+from codec.ladder import ladder_for
+from codec.rdmodel import RDModel, is_rd_file, load_rd
+
+
+@functools.lru_cache(maxsize=8)
+def _load(path: str, mtime: float, device: str) -> tuple[Generator | RDModel, tuple[bytes, ...]]:
+    if is_rd_file(path):
+        m, _ = load_rd(path, device)
+        return m, tuple(m.fingerprints())
+    g, _ = load_generator(path, device)
+    return g, (fingerprint(g),)
+
+
+def load_model(model: str | Path, device: str | torch.device = "cpu") -> tuple[Generator | RDModel, bytes]:
+    """A model by shipped name or path (cached), with its 8-byte fingerprint: a GAN-only
+    `Generator` or a rate-distortion `RDModel`."""
+    path = resolve_model(model)
+    m, fps = _load(str(path), path.stat().st_mtime, str(device))
+    return m, fps[0]
+
+
+def answers_to(model: str | Path, prefix: bytes) -> bool:
+    """Whether a model's fingerprint starts with `prefix` (a file header's), or one it had
+    before levels were added to it (rdmodel.add_levels) does."""
+    path = resolve_model(model)
+    _, fps = _load(str(path), path.stat().st_mtime, "cpu")
+    return any(fp[: len(prefix)] == prefix for fp in fps)
+
+
+def find_shipped(fp: bytes) -> str | None:
+    """Name of the shipped model whose fingerprint starts with fp, if any."""
+    return next((name for name in shipped_models() if answers_to(name, fp)), None)
+
+
+def model_for(c: Container | CodedContainer, model: str | Path | None = None) -> tuple[Generator | RDModel, str]:
+    """The generator a container needs: `model` (or one of its ladder's rung models) if
+    given, checked, else the shipped match."""
+    want = c.fingerprint.hex()
+    if model is not None:
+        ladder = ladder_for(model)
+        names = ladder.models() if ladder else [str(model)]
+        tried = []
+        for name in names:
+            g, fp = load_model(name)
+            if answers_to(name, c.fingerprint):
+                return g, name
+            tried.append(f"{name} {fp[:4].hex()}" if len(names) > 1 else f"fingerprint {fp[:4].hex()}")
+        needed = find_shipped(c.fingerprint)
+        hint = f"model {needed!r}" if needed else f"a generator with fingerprint {want}, not a shipped one"
+        has = f"has {tried[0]}" if len(names) == 1 else f"holds models with fingerprints {', '.join(tried)}"
+        raise ContainerError(f"this file was made for {hint}; {model} {has}")
+    name = find_shipped(c.fingerprint)
+    if name is None:
+        raise ContainerError(
+            f"this file needs a generator with fingerprint {want}, which is not a shipped model: pass --model PATH"
+        )
+    return load_model(name)[0], name
