@@ -12,12 +12,10 @@ from __future__ import annotations
 import binascii
 import struct
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from codec.errors import PercodecError
-from codec.fileio import read_bytes, write_bytes
 from codec.quantize import GAUSSIAN_CDF, MAX_BITS, MIN_BITS, pack, payload_size, unpack
 
 MAGIC = b"PG"
@@ -150,15 +148,3 @@ def _from_bytes_v2(data: bytes) -> CodedContainer:
     if level == 0:
         raise ContainerError("quality level 0 does not exist (levels count from 1)")
     return CodedContainer(fp, level, payload)
-
-
-def read(path: str | Path) -> Container | CodedContainer:
-    """Read and parse a .pgz file ('-' reads stdin)."""
-    return from_bytes(read_bytes(path))
-
-
-def write(path: str | Path, c: Container | CodedContainer, force: bool = False) -> int:
-    """Write a container atomically ('-' writes stdout); returns the bytes written."""
-    data = to_bytes(c)
-    write_bytes(path, data, force=force)
-    return len(data)

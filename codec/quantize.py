@@ -36,11 +36,6 @@ def dequantize(symbols: torch.Tensor, bits: int, dtype: torch.dtype = torch.floa
     return torch.special.ndtri((symbols.double() + 0.5) / levels).to(dtype)
 
 
-def quantize_ste(z: torch.Tensor, bits: int) -> torch.Tensor:
-    """Quantise-dequantise in the forward pass, identity gradient (straight-through)."""
-    return z + (dequantize(quantize(z.detach(), bits), bits, z.dtype) - z).detach()
-
-
 def payload_size(nz: int, bits: int) -> int:
     """Bytes needed for nz symbols of `bits` bits."""
     return math.ceil(nz * bits / 8)

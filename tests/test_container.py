@@ -11,9 +11,7 @@ from codec.container import (
     ContainerError,
     crc16,
     from_bytes,
-    read,
     to_bytes,
-    write,
 )
 from codec.quantize import quantize
 
@@ -101,17 +99,6 @@ def test_every_single_bit_flip_is_rejected() -> None:
         flipped[i // 8] ^= 1 << (i % 8)
         with pytest.raises(ContainerError):
             from_bytes(bytes(flipped))
-
-
-def test_read_write_files(tmp_path) -> None:
-    c = from_bytes(SMALL)
-    path = tmp_path / "x.pgz"
-    assert write(path, c) == len(SMALL)
-    assert read(path) == c
-    with pytest.raises(Exception, match="exists"):
-        write(path, c)
-    write(path, c, force=True)
-    assert [p.name for p in tmp_path.iterdir()] == ["x.pgz"]  # no temporary files left
 
 
 def test_fuzz_script_smoke() -> None:

@@ -4,7 +4,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from codec.quantize import dequantize, pack, payload_size, quantize, quantize_ste, unpack
+from codec.quantize import dequantize, pack, payload_size, quantize, unpack
 
 
 def test_symbols_are_uniform_under_the_prior() -> None:
@@ -28,14 +28,6 @@ def test_error_shrinks_with_bits() -> None:
     z = torch.randn(10_000, generator=torch.Generator().manual_seed(1)).clamp(-2, 2)
     errs = [(dequantize(quantize(z, b), b) - z).abs().mean().item() for b in (4, 6, 8)]
     assert errs[0] > errs[1] > errs[2] and errs[2] < 0.01
-
-
-def test_straight_through_gradient() -> None:
-    z = torch.tensor([0.3, -1.2], requires_grad=True)
-    q = quantize_ste(z, 3)
-    assert torch.equal(q.detach(), dequantize(quantize(z.detach(), 3), 3))
-    q.sum().backward()
-    assert torch.equal(z.grad, torch.ones(2))
 
 
 @given(st.integers(1, 16), st.data())
