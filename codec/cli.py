@@ -643,7 +643,7 @@ def _write_encoded(outputs: Any, r: Any, dst: str, crop: Path | None) -> bool:
 
 
 def _encoded_line(src: str, dst: str, r: Any) -> str:
-    rate = f"{r.bits} bits" if r.bits else f"quality {r.level} ({Path(r.model).stem})"
+    rate = f"{r.bits} bits" if r.bits else f"quality {r.quality} ({Path(r.model).stem})"
     return (
         f"{src} -> {dst}: {r.num_bytes} bytes ({r.bpp:.3f} bpp), PSNR {r.psnr:.2f} dB, SSIM {r.ssim:.3f} "
         f"[{r.loss}, {rate}, {r.steps} steps; {r.where}]"

@@ -55,8 +55,9 @@ class EncodeResult:
     search_loss: float
     steps: int
     bits: int  # GAN-only models: bits per dimension (0 for rate-distortion models)
-    level: int | None = None  # rate-distortion models: the quality (the ladder's, see codec.ladder)
-    model: str = ""  # rate-distortion models: the model that coded it (a ladder's rung)
+    quality: int | None = None  # rate-distortion models: the quality on the ladder (docs/GLOSSARY.md)
+    model: str = ""  # rate-distortion models: the model of the quality's rung
+    level: int | None = None  # rate-distortion models: the rung's level of that model (in the file's header)
     where: str = "centre crop"  # how the input was framed (see `frame`)
     notes: tuple[str, ...] = ()
     seconds: float = 0.0  # wall time, the batch's shared out evenly

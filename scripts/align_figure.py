@@ -46,7 +46,7 @@ def main() -> None:
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
-    coded_by = f", quality {r.level} ({r.model})" if r.level else f" ({resolve_model(args.model).name})"
+    coded_by = f", quality {r.quality} ({r.model})" if r.quality else f" ({resolve_model(args.model).name})"
     fig.suptitle(f"model {args.model}{coded_by}", fontsize=8)
     fig.tight_layout()
     fig.savefig(args.out, dpi=100)

@@ -52,7 +52,7 @@ def test_each_quality_is_coded_by_its_rung_and_decodes(two_model_ladder, image) 
         rung = ladder.rung(q)
         c = container.from_bytes(r.data)
         m, _ = load_rd(rung.model)
-        assert r.level == q and r.model == rung.model
+        assert r.quality == q and r.model == rung.model
         assert c.level == rung.level and c.fingerprint == m.fingerprint()[:4]  # the header names the rung
         # the ladder decodes it, and so does the rung's own model file
         assert torch.equal(decode_tensor(r.data, str(two_model_ladder)), r.decoded)
@@ -65,7 +65,7 @@ def test_max_bytes_walks_the_whole_ladder(two_model_ladder, image) -> None:
     assert sizes[6] > sizes[3]  # the wide model's rungs cost more
     for budget in sorted(set(sizes.values())):
         (r,) = encode_batch([image], EncodeOptions(max_bytes=budget, **opts))
-        assert r.num_bytes <= budget and r.level == max(q for q, n in sizes.items() if n <= budget)
+        assert r.num_bytes <= budget and r.quality == max(q for q, n in sizes.items() if n <= budget)
     with pytest.raises(ValueError, match="over --max-bytes"):
         encode_batch([image], EncodeOptions(max_bytes=min(sizes.values()) - 1, **opts))
 
@@ -76,10 +76,10 @@ def test_the_ladder_default_and_range(two_model_ladder, image, monkeypatch) -> N
     opts = dict(model=str(two_model_ladder), steps=0)
     sizes = {q: encode_batch([image], EncodeOptions(quality=q, **opts))[0].num_bytes for q in range(1, 7)}
     (r,) = encode_batch([image], EncodeOptions(**opts))
-    assert r.level == max(q for q, n in sizes.items() if n <= pipeline.DEFAULT_MAX_BYTES)  # across both models
+    assert r.quality == max(q for q, n in sizes.items() if n <= pipeline.DEFAULT_MAX_BYTES)  # across both models
     monkeypatch.setattr(pipeline, "DEFAULT_MAX_BYTES", min(sizes.values()) - 1)
     (r,) = encode_batch([image], EncodeOptions(**opts))
-    assert r.level == 2  # nothing fits the default cap: the ladder's default, not a single model's 4
+    assert r.quality == 2  # nothing fits the default cap: the ladder's default, not a single model's 4
     with pytest.raises(ValueError, match="quality 7 is out of range: faces has qualities 1..6"):
         encode_batch([image], EncodeOptions(model=str(two_model_ladder), quality=7))
 
@@ -124,6 +124,6 @@ def test_progress_of_a_batch_spread_over_both_models_adds_up(two_model_ladder, i
     monkeypatch.setattr(pipeline, "_pick_levels", mixed)
     seen: list[float] = []
     results = encode_batch([image] * 5, EncodeOptions(model=str(two_model_ladder), steps=3, loss="mse"), seen.append)
-    assert [r.level for r in results] == [1, 6, 1, 6, 1]  # one batch, two searches
+    assert [r.quality for r in results] == [1, 6, 1, 6, 1]  # one batch, two searches
     running = np.cumsum(seen)
     assert len(seen) == 6 and running[-1] == pytest.approx(5) and running.max() <= 5 + 1e-9

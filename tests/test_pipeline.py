@@ -167,3 +167,13 @@ def test_the_written_out_adam_steps_exactly_as_torch_optim_adam() -> None:
         b.grad = grad.clone()
         theirs.step()
     assert torch.equal(a, b.detach())
+
+
+def test_the_package_exports_its_public_surface() -> None:
+    import codec
+    from codec import errors, pipeline
+
+    for name in codec.__all__:
+        assert getattr(codec, name) is not None, name
+    assert codec.EncodeResult is pipeline.EncodeResult and codec.ImageError is errors.ImageError
+    assert issubclass(codec.ContainerError, codec.PercodecError)

@@ -218,7 +218,7 @@ def test_max_bytes_picks_the_highest_level_that_fits(tiny_rd_file, tmp_path) -> 
     }
     budget = sorted(set(sizes.values()))[len(set(sizes.values())) // 2]
     (r,) = encode_batch([src], EncodeOptions(model=tiny_rd_file, steps=2, max_bytes=budget, loss="mse"))
-    assert r.num_bytes <= budget and r.level == max(q for q, n in sizes.items() if n <= budget)
+    assert r.num_bytes <= budget and r.quality == max(q for q, n in sizes.items() if n <= budget)
     with pytest.raises(ValueError, match="over --max-bytes"):
         encode_batch([src], EncodeOptions(model=tiny_rd_file, max_bytes=min(sizes.values()) - 1))
 
@@ -235,18 +235,18 @@ def test_default_files_never_exceed_the_default_cap(tiny_rd_file, tmp_path, monk
     sizes = {q: one(q).num_bytes for q in range(1, top + 1)}
     assert sizes[2] < sizes[4] < sizes[top] <= pipeline.DEFAULT_MAX_BYTES
     (r,) = encode_batch([src], EncodeOptions(model=tiny_rd_file, steps=2, loss="mse"))
-    assert r.level == top  # every level fits the real cap: the highest
+    assert r.quality == top  # every level fits the real cap: the highest
     monkeypatch.setattr(pipeline, "DEFAULT_MAX_BYTES", sizes[4])
     (r,) = encode_batch([src], EncodeOptions(model=tiny_rd_file, steps=2, loss="mse"))
-    assert r.num_bytes <= sizes[4] and r.level == max(q for q, n in sizes.items() if n <= sizes[4])  # as --max-bytes
+    assert r.num_bytes <= sizes[4] and r.quality == max(q for q, n in sizes.items() if n <= sizes[4])  # as --max-bytes
     (capped,) = encode_batch([src], EncodeOptions(model=tiny_rd_file, steps=2, loss="mse", max_bytes=sizes[4]))
     assert capped.data == r.data
     (r,) = encode_batch([src], EncodeOptions(model=tiny_rd_file, steps=2, loss="mse", quality=4))
-    assert r.level == 4  # asked for explicitly: no cap
+    assert r.quality == 4  # asked for explicitly: no cap
     monkeypatch.setattr(pipeline, "DEFAULT_MAX_BYTES", 11)  # no level fits: a model for more bytes
     (r,) = encode_batch([src], EncodeOptions(model=tiny_rd_file, steps=2, loss="mse"))
     (asked,) = encode_batch([src], EncodeOptions(model=tiny_rd_file, steps=2, loss="mse", quality=4))
-    assert r.level == 4 and r.data == asked.data  # keeps its default level, refined, instead of failing
+    assert r.quality == 4 and r.data == asked.data  # keeps its default level, refined, instead of failing
     with pytest.raises(ValueError, match="over --max-bytes 11"):
         encode_batch([src], EncodeOptions(model=tiny_rd_file, steps=2, loss="mse", max_bytes=11))
 

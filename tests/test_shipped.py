@@ -57,7 +57,7 @@ def test_the_default_model_codes_a_real_face_far_better_than_the_gan_only_one() 
     cap, decoded exactly by fingerprint, much closer to the face than the GAN-only model's."""
     (r,) = encode_batch([SAMPLES / "astronaut.png"], EncodeOptions(device="cpu"))
     (gan,) = encode_batch([SAMPLES / "astronaut.png"], EncodeOptions(model="celeba64-gan", steps=60, device="cpu"))
-    assert r.num_bytes <= DEFAULT_MAX_BYTES and r.level is not None
+    assert r.num_bytes <= DEFAULT_MAX_BYTES and r.quality is not None
     assert torch.equal(decode_tensor(r.data), r.decoded)
     assert r.psnr >= gan.psnr + 2.0 and r.ssim >= gan.ssim + 0.1
 

@@ -234,6 +234,8 @@ def _rd_results(
     original = float_to_uint8(x)
     p, s = psnr(decoded, original), ssim(decoded, original)
     return [
-        EncodeResult(files[i], original[i], decoded[i], float(p[i]), float(s[i]), 0.0, steps, 0, q, r.model, loss=loss)
+        EncodeResult(
+            files[i], original[i], decoded[i], float(p[i]), float(s[i]), 0.0, steps, 0, q, r.model, r.level, loss=loss
+        )  # fmt: skip
         for i, (q, r) in enumerate(zip(qualities, rungs, strict=True))
     ]
