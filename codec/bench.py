@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -266,75 +267,111 @@ def check(cfg: BenchConfig) -> None:
 
 
 def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
-    """Compute (or load from cache) every row for every image; returns per-image records."""
-    from codec.images import uint8_to_pil
-    from codec.ladder import ladder_for
-    from codec.pipeline import DEFAULT_LOSS, EncodeOptions, decode_tensor, encode_batch, load_model
+    """Compute (or load from cache) every row for every image; returns per-image records.
 
+    Rows in order: percodec's (then a GAN-only reference's), the classic codecs bisected to
+    percodec's bytes (eigenface first, the strongest), the classic codecs at fixed settings.
+    """
     check(cfg)
-    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    ladder = ladder_for(cfg.model)
-    g, fp = load_model(ladder.rungs[0].model if ladder else cfg.model)
-    # what the cached rows were coded with: every rung model's fingerprint and level
-    rungs = [(load_model(r.model)[1].hex(), r.level) for r in ladder.rungs] if ladder else []
-    model_key = _key("ladder", rungs, ladder.default) if ladder else fp.hex()
-    names, images = load_images(cfg, g.config.size, g.config.nc, g.config.crop)
-    mine = list(range(rank, len(names), world))
-    cache = Cache(Path(cfg.out) / "cache", rank)
-    score = Scorer(g.config.nc)
-    png = {names[i]: B.png_size(images[i]) for i in range(len(names))}
-    nc = g.config.nc
-    keys: list[str] = []
-    bar = None
-    if progress and rank == 0:
-        from tqdm import tqdm
+    bench = _BenchRun(cfg, progress)
+    bench.percodec_rows()
+    bench.matched_rows()
+    bench.fixed_rows()
+    return bench.records()
 
-        bar = tqdm(desc="bench", unit="row", leave=False, disable=None)
+
+class _BenchRun:
+    """One bench run's state: the images (this rank's share), the cache, the rows so far."""
+
+    def __init__(self, cfg: BenchConfig, progress: bool) -> None:
+        from codec.ladder import ladder_for
+        from codec.zoo import find_shipped, load_model
+
+        self.cfg = cfg
+        self.rank, self.world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+        self.ladder = ladder_for(cfg.model)
+        self.g, fp = load_model(self.ladder.rungs[0].model if self.ladder else cfg.model)
+        # what the cached rows were coded with: every rung model's fingerprint and level
+        rungs = [(load_model(r.model)[1].hex(), r.level) for r in self.ladder.rungs] if self.ladder else []
+        self.model_key = _key("ladder", rungs, self.ladder.default) if self.ladder else fp.hex()
+        c = self.g.config
+        self.nc = c.nc
+        self.names, self.images = load_images(cfg, c.size, c.nc, c.crop)
+        self.mine = list(range(self.rank, len(self.names), self.world))
+        self.cache = Cache(Path(cfg.out) / "cache", self.rank)
+        self.score = Scorer(c.nc)
+        self.png = {self.names[i]: B.png_size(self.images[i]) for i in range(len(self.names))}
+        self.keys: list[str] = []
+        self.budget: dict[str, int] = {}  # image -> bytes of the first percodec row (the matched rows' target)
+        self.row_keys: dict[str, str] = {}  # percodec row label -> its cache key
+        self.bar = None
+        if progress and self.rank == 0:
+            from tqdm import tqdm
+
+            self.bar = tqdm(desc="bench", unit="row", leave=False, disable=None)
+        find_shipped(fp[:4])  # load and fingerprint the shipped models now, not inside a timed decode
+        rd = self.ladder is not None
+        qualities = cfg.qualities if rd else ()
+        self.settings = [(q, False) for q in qualities or ("default",)] if rd else [(b, False) for b in cfg.bits]
+        if rd and cfg.sweep:
+            self.settings += [(q, True) for q in range(1, len(self.ladder) + 1) if q not in qualities]
+
+    def _tick(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
 
     def finish(
-        key: str, todo: list[int], compute: Callable[[int], dict], current: Callable[[dict, int], bool] | None = None
+        self, key: str, compute: Callable[[int], dict], current: Callable[[dict, int], bool] | None = None
     ) -> None:
-        """Compute the row's records not yet cached (or cached but no longer `current`)."""
-        keys.append(key)
-        done = cache.load(key)
-        recs = [compute(i) for i in todo if names[i] not in done or (current and not current(done[names[i]], i))]
+        """Compute this rank's records of a row not yet cached (or cached but no longer `current`)."""
+        self.keys.append(key)
+        done = self.cache.load(key)
+        names = self.names
+        recs = [compute(i) for i in self.mine if names[i] not in done or (current and not current(done[names[i]], i))]
         if recs:
-            cache.append(key, recs)
-        if bar is not None:
-            bar.update(1)
+            self.cache.append(key, recs)
+        self._tick()
 
-    def classic(codec: B.Codec, extra: dict | None = None) -> Callable[[int], dict]:
+    def record(self, i: int, codec: str, family: str, setting: object, decoded: np.ndarray, size: int,
+               enc_ms: float, dec_ms: float, **extra: object) -> dict:  # fmt: skip
+        """One image's record in a row: who coded it how, its scores and times."""
+        name = self.names[i]
+        scores = self.score(self.images[i], decoded, size, self.png[name])
+        return {"image": name, "codec": codec, "family": family, "setting": setting, **scores,
+                "enc_ms": enc_ms, "dec_ms": dec_ms, **extra}  # fmt: skip
+
+    def classic(self, codec: B.Codec, extra: dict | None = None) -> Callable[[int], dict]:
+        """An image's record for a classic codec at a fixed setting."""
+
         def compute(i: int) -> dict:
             t = time.perf_counter()
-            data = codec.encode(images[i])
+            data = codec.encode(self.images[i])
             enc = (time.perf_counter() - t) * 1000
             t = time.perf_counter()
             dec = codec.decode(data)
             dec_ms = (time.perf_counter() - t) * 1000
-            rec = {
-                "image": names[i],
-                "codec": codec.name,
-                "family": codec.family,
-                "setting": codec.setting,
-                **score(images[i], dec, len(data), png[names[i]]),
-                "enc_ms": enc,
-                "dec_ms": dec_ms,
-            }
-            return {**rec, **(extra or {})}
+            return self.record(i, codec.name, codec.family, codec.setting, dec, len(data), enc, dec_ms, **(extra or {}))
 
         return compute
 
-    from codec.zoo import find_shipped
+    def percodec_rows(self) -> None:
+        """One row per (loss, bits) or, for a rate-distortion model, per loss at encode's
+        defaults (the best quality under the default cap) or at each asked --quality; the
+        first row sets the byte budget of the matched rows. A rate-distortion model's
+        qualities are swept for the plot. A GAN-only reference model adds its row at its
+        own defaults."""
+        from codec.pipeline import DEFAULT_LOSS
+        from codec.zoo import load_model
 
-    find_shipped(fp[:4])  # load and fingerprint the shipped models now, not inside a timed decode
-    # percodec: one row per (loss, bits) or, for a rate-distortion model, per loss at encode's
-    # defaults (the best quality under the default cap) or at each asked --quality; the first
-    # row sets the byte budget of the matched rows. A rate-distortion model's qualities are
-    # swept for the plot. A GAN-only reference model adds its row at its own defaults.
-    budget: dict[str, int] = {}
-    row_keys: dict[str, str] = {}  # percodec row label -> its cache key
+        cfg, rd = self.cfg, self.ladder is not None
+        caps = [(f"max:{n}", False) for n in cfg.max_bytes]
+        self.percodec(cfg.model, rd, self.model_key, self.settings + caps, cfg.losses, "")
+        if cfg.reference:
+            ref_fp = load_model(cfg.reference)[1]
+            self.percodec(cfg.reference, False, ref_fp.hex(), [(cfg.bits[0], False)], (DEFAULT_LOSS,), "-gan")
 
-    def percodec(model: str, rd: bool, key_of_model: str, settings: list, losses: tuple, tag: str) -> None:
+    def percodec(self, model: str, rd: bool, key_of_model: str, settings: list, losses: tuple, tag: str) -> None:
+        cfg = self.cfg
         for setting, is_sweep in settings:
             capped = _cap(setting) is not None  # "max:N", a --max-bytes row
             for loss in losses[:1] if is_sweep or capped else losses:
@@ -342,150 +379,138 @@ def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
                     _rd_suffix(setting) if rd else (f" {setting}b" if len(cfg.bits) > 1 else "")
                 )
                 key = _key(label, key_of_model, cfg.steps, cfg.restarts, cfg.seed, setting)
-                keys.append(key)
-                row_keys[label] = key
-                done = cache.load(key)
-                todo = [i for i in mine if names[i] not in done]
-                if capped:
-                    knob = {"max_bytes": _cap(setting)}
-                elif rd:
-                    knob = {} if setting == "default" else {"quality": setting}
-                else:
-                    knob = {"bits": setting, "restarts": cfg.restarts, "seed": cfg.seed}
-                steps = cfg.steps if model == cfg.model else None
-                opts = EncodeOptions(
-                    model=model, loss=loss, steps=steps, device=cfg.device, batch_size=cfg.batch_size, **knob
-                )
+                self.keys.append(key)
+                self.row_keys[label] = key
+                done = self.cache.load(key)
+                todo = [i for i in self.mine if self.names[i] not in done]
+                opts = self._options(model, rd, loss, setting, capped)
                 family = f"percodec{tag}-{loss}" + ("-rd" if rd else "") + ("-max" if capped else "")
                 family += "-default" if setting == "default" else ""
                 for start in range(0, len(todo), cfg.batch_size):
                     chunk = todo[start : start + cfg.batch_size]
-                    cache.append(key, encode_rows(chunk, opts, label, family, setting, is_sweep))
-                if bar is not None:
-                    bar.update(1)
-                if not budget:
-                    budget.update({r["image"]: int(r["bytes"]) for r in cache.load(key).values()})
+                    self.cache.append(key, self.encode_rows(chunk, opts, label, family, setting, is_sweep))
+                self._tick()
+                if not self.budget:
+                    self.budget.update({r["image"]: int(r["bytes"]) for r in self.cache.load(key).values()})
+
+    def _options(self, model: str, rd: bool, loss: str, setting: int | str, capped: bool) -> Any:
+        from codec.pipeline import EncodeOptions
+
+        cfg = self.cfg
+        if capped:
+            knob = {"max_bytes": _cap(setting)}
+        elif rd:
+            knob = {} if setting == "default" else {"quality": setting}
+        else:
+            knob = {"bits": setting, "restarts": cfg.restarts, "seed": cfg.seed}
+        steps = cfg.steps if model == cfg.model else None
+        return EncodeOptions(model=model, loss=loss, steps=steps, device=cfg.device, batch_size=cfg.batch_size, **knob)
 
     def encode_rows(
-        chunk: list[int], opts: EncodeOptions, label: str, family: str, setting: int | str, sweep: bool
+        self, chunk: list[int], opts: Any, label: str, family: str, setting: int | str, sweep: bool
     ) -> list:
+        from codec.images import uint8_to_pil
+        from codec.pipeline import decode_tensor, encode_batch
+
         t = time.perf_counter()
-        res = encode_batch([uint8_to_pil(torch.from_numpy(images[i]).permute(2, 0, 1)) for i in chunk], opts)
+        res = encode_batch([uint8_to_pil(torch.from_numpy(self.images[i]).permute(2, 0, 1)) for i in chunk], opts)
         enc_ms = (time.perf_counter() - t) * 1000 / len(chunk)
         recs = []
         for i, r in zip(chunk, res, strict=True):
             t = time.perf_counter()
             dec = decode_tensor(r.data, opts.model)
             dec_ms = (time.perf_counter() - t) * 1000
-            recs.append(
-                {
-                    "image": names[i],
-                    "codec": label,
-                    "family": family,
-                    "setting": setting,
-                    **score(images[i], dec.permute(1, 2, 0).numpy(), r.num_bytes, png[names[i]]),
-                    "enc_ms": enc_ms,
-                    "dec_ms": dec_ms,
-                    "data": r.data.hex(),
-                    "model": str(opts.model),
-                    **({"sweep": True} if sweep else {}),
-                }
-            )
+            extra = {"data": r.data.hex(), "model": str(opts.model), **({"sweep": True} if sweep else {})}
+            recs.append(self.record(i, label, family, setting, dec.permute(1, 2, 0).numpy(), r.num_bytes, enc_ms,
+                                    dec_ms, **extra))  # fmt: skip
         return recs
 
-    rd = ladder is not None
-    qualities = cfg.qualities if rd else ()
-    settings = [(q, False) for q in qualities or ("default",)] if rd else [(b, False) for b in cfg.bits]
-    if rd and cfg.sweep:
-        settings += [(q, True) for q in range(1, len(ladder) + 1) if q not in qualities]
-    percodec(cfg.model, rd, model_key, settings + [(f"max:{n}", False) for n in cfg.max_bytes], cfg.losses, "")
-    if cfg.reference:
-        ref_fp = load_model(cfg.reference)[1]
-        percodec(cfg.reference, False, ref_fp.hex(), [(cfg.bits[0], False)], (DEFAULT_LOSS,), "-gan")  # its defaults
-
-    def level_bytes(level: int | str) -> dict[str, int]:
-        recs = cache.load(row_keys[f"percodec {cfg.losses[0]}{_rd_suffix(level)}"]).values()
+    def level_bytes(self, level: int | str) -> dict[str, int]:
+        recs = self.cache.load(self.row_keys[f"percodec {self.cfg.losses[0]}{_rd_suffix(level)}"]).values()
         return {r["image"]: int(r["bytes"]) for r in recs}
 
     def matched(
-        name: str, family: str, make: Callable[[int], B.Codec], lo: int = 0, level: int | str | None = None
+        self, name: str, family: str, make: Callable[[int], B.Codec], lo: int = 0, level: int | str | None = None
     ) -> None:
         """`name` bisected per image to the default percodec row's bytes, or to those of
         the swept quality `level` (a sweep row, for the plot) or of a --max-bytes row."""
-        target = budget if level is None else level_bytes(level)
-        key = _key(f"{name} matched", cfg.bits[0], model_key, lo, *(() if level is None else (level,)))
+        target = self.budget if level is None else self.level_bytes(level)
+        key = _key(f"{name} matched", self.cfg.bits[0], self.model_key, lo, *(() if level is None else (level,)))
         where = "percodec bytes" if level is None else f"{_rd_suffix(level).strip()} bytes"
         sweep = level is not None and _cap(level) is None
 
         def compute(i: int) -> dict:
             t = time.perf_counter()
-            data, q, reached = B.fit_budget(make, images[i], target[names[i]], lo=lo)
+            data, q, reached = B.fit_budget(make, self.images[i], target[self.names[i]], lo=lo)
             enc = (time.perf_counter() - t) * 1000
             t = time.perf_counter()
             dec = make(q).decode(data)
             dec_ms = (time.perf_counter() - t) * 1000
-            return {
-                "image": names[i],
-                "codec": f"{name} @ {where}",
-                "family": family + "-matched",
-                "setting": q,
-                **score(images[i], dec, len(data), png[names[i]]),
-                "enc_ms": enc,
-                "dec_ms": dec_ms,
-                "reached": reached,
-                "budget": target[names[i]],
-                **({"sweep": True} if sweep else {}),
-            }
+            extra = {"reached": reached, "budget": target[self.names[i]], **({"sweep": True} if sweep else {})}
+            return self.record(i, f"{name} @ {where}", family + "-matched", q, dec, len(data), enc, dec_ms, **extra)
 
         # A cached row counts only if it was bisected to today's budget: a percodec row
         # that changed (a code fix, a cache file removed) makes its matched rows recompute.
-        finish(key, mine, compute, lambda rec, i: rec.get("budget") == target[names[i]])
+        self.finish(key, compute, lambda rec, i: rec.get("budget") == target[self.names[i]])
 
-    if budget and cfg.dataset == "celeba":  # the strongest baseline first
-        basis = eigenbasis(cfg, g.config.size, nc, g.config.crop)
-        eigen = lambda q: B.EigenfaceCodec(basis, q)  # noqa: E731
-        matched("eigenface", "eigenface", eigen, lo=EIGENFACE_LO)
-        for level, _ in settings[1:] if rd else []:  # the curve beside percodec's levels
-            matched("eigenface", "eigenface", eigen, lo=EIGENFACE_LO, level=level)
-        for n in cfg.max_bytes if rd else ():
-            matched("eigenface", "eigenface", eigen, lo=EIGENFACE_LO, level=f"max:{n}")
-    if budget:
-        matched("webp", "webp", lambda q: B.webp(q, nc))
-        matched("jpeg scan-only", "jpeg-scan", lambda q: B.JpegScanOnly(q, nc, images.shape[1:3][::-1]), lo=1)
+    def matched_rows(self) -> None:
+        """The classic codecs bisected to percodec's bytes, the strongest baseline first."""
+        if not self.budget:
+            return
+        cfg, nc, rd = self.cfg, self.nc, self.ladder is not None
+        if cfg.dataset == "celeba":
+            c = self.g.config
+            basis = eigenbasis(cfg, c.size, nc, c.crop)
+            eigen = lambda q: B.EigenfaceCodec(basis, q)  # noqa: E731
+            self.matched("eigenface", "eigenface", eigen, lo=EIGENFACE_LO)
+            for level, _ in self.settings[1:] if rd else []:  # the curve beside percodec's levels
+                self.matched("eigenface", "eigenface", eigen, lo=EIGENFACE_LO, level=level)
+            for n in cfg.max_bytes if rd else ():
+                self.matched("eigenface", "eigenface", eigen, lo=EIGENFACE_LO, level=f"max:{n}")
+        self.matched("webp", "webp", lambda q: B.webp(q, nc))
+        shape = self.images.shape[1:3][::-1]
+        self.matched("jpeg scan-only", "jpeg-scan", lambda q: B.JpegScanOnly(q, nc, shape), lo=1)
         if B.has_avif():
-            matched("avif", "avif", lambda q: B.avif(q, nc))
-    fixed: list[B.Codec] = [
-        B.jpeg(10, nc),
-        B.jpeg(1, nc),
-        B.webp(0, nc),
-        B.webp(10, nc),  # where WebP meets percodec's top qualities (~350 B) and passes them (~500 B)
-        B.webp(30, nc),
-        B.KMeansPalette(4, nc),
-        B.KMeansPalette(8, nc),
-        B.KMeansPalette(16, nc),
-    ]
-    if B.has_avif():
-        fixed.append(B.avif(0, nc))
-    sweep: list[B.Codec] = []
-    if cfg.sweep:
-        sweep += [B.jpeg(q, nc) for q in (5, 20, 30, 50)] + [B.webp(q, nc) for q in (5, 20, 40, 60)]
-        sweep += [B.KMeansPalette(2, nc)]
-        if B.has_avif():
-            sweep += [B.avif(q, nc) for q in (10, 20, 40)]
-    for codec in fixed:
-        finish(_key(codec.name, nc), mine, classic(codec))
-    for codec in sweep:
-        finish(_key(codec.name, nc), mine, classic(codec, {"sweep": True}))
-    if bar is not None:
-        bar.close()
-    if world > 1:
-        import torch.distributed as dist
+            self.matched("avif", "avif", lambda q: B.avif(q, nc))
 
-        if not dist.is_initialized():
-            dist.init_process_group("gloo")
-        dist.barrier()  # every shard's records are on disk before rank 0 merges
-    wanted = set(names)
-    return [r for k in keys for r in cache.load(k).values() if r["image"] in wanted]
+    def fixed_rows(self) -> None:
+        """The classic codecs at fixed settings (and, for the plot, a sweep of them)."""
+        nc = self.nc
+        fixed: list[B.Codec] = [
+            B.jpeg(10, nc),
+            B.jpeg(1, nc),
+            B.webp(0, nc),
+            B.webp(10, nc),  # where WebP meets percodec's top qualities (~350 B) and passes them (~500 B)
+            B.webp(30, nc),
+            B.KMeansPalette(4, nc),
+            B.KMeansPalette(8, nc),
+            B.KMeansPalette(16, nc),
+        ]
+        if B.has_avif():
+            fixed.append(B.avif(0, nc))
+        sweep: list[B.Codec] = []
+        if self.cfg.sweep:
+            sweep += [B.jpeg(q, nc) for q in (5, 20, 30, 50)] + [B.webp(q, nc) for q in (5, 20, 40, 60)]
+            sweep += [B.KMeansPalette(2, nc)]
+            if B.has_avif():
+                sweep += [B.avif(q, nc) for q in (10, 20, 40)]
+        for codec in fixed:
+            self.finish(_key(codec.name, nc), self.classic(codec))
+        for codec in sweep:
+            self.finish(_key(codec.name, nc), self.classic(codec, {"sweep": True}))
+
+    def records(self) -> list[dict]:
+        """Every rank's records of every row (rank 0 merges after the others are on disk)."""
+        if self.bar is not None:
+            self.bar.close()
+        if self.world > 1:
+            import torch.distributed as dist
+
+            if not dist.is_initialized():
+                dist.init_process_group("gloo")
+            dist.barrier()  # every shard's records are on disk before rank 0 merges
+        wanted = set(self.names)
+        return [r for k in self.keys for r in self.cache.load(k).values() if r["image"] in wanted]
 
 
 def summarize(records: list[dict], protocol: verify.Protocol | None = None) -> list[dict]:

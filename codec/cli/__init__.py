@@ -1,0 +1,227 @@
+"""The `percodec` command line: a thin layer over the library.
+
+Every library error (codec.errors.PercodecError, or a ValueError/FileExistsError from
+argument checks) becomes one line on stderr and exit code 1 (2 for usage errors), never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from codec.errors import PercodecError
+
+#: Bounds on counts a user types: far beyond any use, and inside what torch and the
+#: file format take (a huge --steps ran without end, a huge --seed overflowed in torch).
+MAX_STEPS = 100_000
+MAX_SEED = 2**32 - 1
+MAX_BYTES_OPTION = 1 << 20
+MAX_RESTARTS = 64
+MAX_BATCH = 4096
+
+
+class Finite(click.FloatRange):
+    """A float range that also refuses nan and inf (click's FloatRange lets nan through)."""
+
+    name = "float"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        import math
+
+        v = super().convert(value, param, ctx)
+        if not math.isfinite(v):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return v
+
+
+def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn expected errors into a one-line message and a non-zero exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (PercodecError, ValueError, FileExistsError, FileNotFoundError) as exc:
+            click.echo(f"percodec: error: {exc}", err=True)
+            sys.exit(1)
+        except OSError as exc:  # unreadable input, permissions: name the file, no traceback
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"percodec: error: {where}{exc.strerror or exc}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("percodec: interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="percodec")
+def main() -> None:
+    """percodec: compress face images to about a hundred bytes by GAN inversion.
+
+    \b
+    A DCGAN generator shared by sender and receiver is the decoder: `encode` searches for
+    the latent vector whose generated image best matches yours and stores it in a tiny
+    .pgz file; `decode` regenerates the image from it.
+    """
+
+
+class LossMix(click.ParamType):
+    """A registered loss or a weighted mix of them, e.g. 'ms-ssim=1,mse=3'."""
+
+    name = "LOSS"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:
+        from codec.defaults import parse_mix
+
+        try:
+            parse_mix(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        return value
+
+
+def expand_inputs(inputs: tuple[str, ...], kind: str = "images") -> list[str]:
+    """Files as given, folders replaced by the images (or .pgz files) under them."""
+    from codec.data import folder_files
+
+    files: list[str] = []
+    for item in inputs:
+        if item != "-" and Path(item).is_dir():
+            if not os.access(item, os.R_OK | os.X_OK):
+                raise PercodecError(f"{item}: folder cannot be read (permission denied)")
+            found = folder_files(item) if kind == "images" else sorted(Path(item).rglob("*.pgz"))
+            if not found:
+                raise PercodecError(f"{item}: folder holds no {kind}")
+            files += [str(p) for p in found]
+        else:
+            files.append(item)
+    return files
+
+
+def sources_and_targets(
+    inputs: tuple[str, ...], out_dir: str | None, suffix: str, kind: str
+) -> tuple[list[str], list[str]]:
+    """IN OUT, or many inputs (files, folders) written into out_dir as NAME + suffix."""
+    from codec.batch import targets_in
+
+    if out_dir is None:
+        if len(inputs) != 2:
+            raise click.UsageError("give IN and OUT, or several inputs with -o OUTDIR")
+        return [inputs[0]], [inputs[1]]
+    sources = expand_inputs(inputs, kind)
+    if "-" in sources:
+        raise click.UsageError("'-' (stdin) needs the IN OUT form, not -o")
+    return sources, targets_in(out_dir, sources, suffix)
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not WxH, e.g. 128x128", param_hint="--size") from None
+    if not (0 < w <= 8192 and 0 < h <= 8192):
+        raise click.BadParameter("sides must be 1..8192", param_hint="--size")
+    return w, h
+
+
+@contextlib.contextmanager
+def batch_run(report: str | None, rows: list, todo: int, verb: str, hint: str, force: bool) -> Iterator[None]:
+    """SIGTERM acts as Ctrl-C; either ends the run with exit 130 and a count of what was
+    kept. The --report file is written however the run ends."""
+    from codec.batch import write_report
+
+    def terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, terminate)
+    old_int = signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
+    try:
+        yield
+    except KeyboardInterrupt:
+        done = sum(1 for r in rows if not r.error)
+        click.echo(f"percodec: interrupted: {done} of {todo} {verb}, finished files kept{hint}", err=True)
+        sys.exit(130)
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        signal.signal(signal.SIGINT, old_int)
+        if report is not None:
+            write_report(report, rows, force=force)
+
+
+def summary(verb: str, done: int, failed: int, skipped: int, seconds: float) -> str:
+    parts = [f"{verb} {done} file(s)"]
+    if failed:
+        parts.append(f"{failed} failed")
+    if skipped:
+        parts.append(f"{skipped} skipped (already done)")
+    return ", ".join(parts) + f" in {seconds:.1f} s"
+
+
+_BATCH_OPTIONS = [
+    click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs."),
+    click.option(
+        "-k",
+        "--keep-going",
+        is_flag=True,
+        help="Report a bad input by name and go on with the rest (exit code 1 at the end if any failed).",
+    ),
+    click.option(
+        "--report",
+        type=click.Path(dir_okay=False),
+        help="Write one row per input (input, output, bytes, bpp, PSNR, SSIM, steps, seconds, error) "
+        "to this .csv or .json file, also with -q.",
+    ),
+]
+
+
+def batch_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_BATCH_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchFlags:
+    """How a batch command treats its outputs and failures (the _BATCH_OPTIONS, -q, --skip-existing)."""
+
+    force: bool
+    keep_going: bool
+    report: str | None
+    quiet: bool
+    skip_existing: bool = False
+
+
+def progress_bar(total: int, desc: str, quiet: bool) -> Any:
+    """A tqdm bar on stderr counting images (None with -q; hidden when stderr is no terminal)."""
+    if quiet:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        unit="img",
+        desc=desc,
+        leave=False,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        disable=None,  # no bar when stderr is not a terminal (logs, pipes)
+        bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} [{elapsed}<{remaining}]",
+    )
+
+
+# The commands register themselves on `main` as their modules load.
+from codec.cli import bench_cmd, decode_cmd, encode_cmd, train_cmd  # noqa: E402,F401 isort: skip

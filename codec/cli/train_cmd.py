@@ -1,0 +1,154 @@
+"""`percodec train-generator`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from codec.cli import MAX_SEED, Finite, friendly_errors, main
+
+
+@main.command("train-generator")
+@click.option(
+    "--dataset",
+    type=click.Choice(["celeba", "mnist", "folder"]),
+    default="celeba",
+    show_default=True,
+    help="celeba: official layout (img_align_celeba/ + list_eval_partition.txt); mnist: the four raw "
+    "files; folder: every image under --data-root.",
+)
+@click.option("--data-root", type=click.Path(file_okay=False), help="Dataset folder (e.g. ../shared/datasets).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="Run folder: checkpoint.pt, generator.safetensors, samples/, train.log.jsonl.",
+)
+@click.option("--split", default="train", show_default=True, help="Split to train on (folder: all).")
+@click.option("--steps", type=click.IntRange(1, 10**9), help="Total optimiser steps (a resumed run continues to this).")
+@click.option("--epochs", type=Finite(min=0, min_open=True), help="Total epochs, if --steps is not given [5].")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1),
+    default=128,
+    show_default=True,
+    help="Global batch size, split evenly across torchrun processes.",
+)
+@click.option("--nz", type=click.IntRange(1), default=100, show_default=True, help="Latent size.")
+@click.option(
+    "--width",
+    "ngf",
+    type=click.IntRange(1),
+    default=64,
+    show_default=True,
+    help="Generator width (64 = classic DCGAN, 3.6M parameters at 64x64; 32 = half, 1.1M).",
+)
+@click.option("--d-width", "ndf", type=click.IntRange(1), help="Discriminator width [same as --width].")
+@click.option("--size", type=click.IntRange(8), help="Image side [celeba/folder 64, mnist 32].")
+@click.option("--lr", type=Finite(min=0, min_open=True), default=2e-4, show_default=True)
+@click.option(
+    "--lr-drop",
+    type=click.IntRange(0),
+    metavar="STEP",
+    help="From this step on, every learning rate x0.1 (the usual final phase of compression training).",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="auto picks CUDA when present.",
+)
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True)
+@click.option("--limit", type=click.IntRange(1), help="Use only the first N images of the split.")
+@click.option("--flip/--no-flip", default=None, help="Random horizontal flips [on, off for mnist].")
+@click.option(
+    "--sample-every",
+    type=click.IntRange(1),
+    default=500,
+    show_default=True,
+    help="Steps between sample grids (fixed latents, so grids are comparable).",
+)
+@click.option("--checkpoint-every", type=click.IntRange(1), default=1000, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue exactly from --out/checkpoint.pt.")
+@click.option("--force", is_flag=True, help="Start over in an --out that holds another run's checkpoint or model.")
+@click.option(
+    "--init-generator",
+    type=click.Path(dir_okay=False, exists=True),
+    help="gan: start a new run's generator from these weights (.safetensors), e.g. a shipped model.",
+)
+@click.option(
+    "--init-from",
+    type=click.Path(dir_okay=False, exists=True),
+    help="rd: start a new run from this RD model (encoder, prior, generator), e.g. models/celeba64.safetensors; "
+    "--nz may be larger (the generator starts blind to the extra latent dimensions). The rate weight starts at "
+    "the source's, the optimisers fresh.",
+)
+@click.option(
+    "--objective",
+    type=click.Choice(["gan", "rd"]),
+    default="gan",
+    show_default=True,
+    help="gan: DCGAN generator against its discriminator (the reference method); rd: encoder, learned "
+    "prior and generator trained as a compressor (rate + distortion [+ adversarial]), writes model.safetensors.",
+)
+@click.option(
+    "--distortion",
+    default="mse",
+    show_default=True,
+    help="rd: distortion from the loss registry, or a weighted mix such as 'ms-ssim=1,mse=0.1'.",
+)
+@click.option(
+    "--target-bytes",
+    type=Finite(min=12, min_open=True),
+    default=96.0,
+    show_default=True,
+    help="rd: mean file size (header included) at quality 4 that the rate weight is steered to.",
+)
+@click.option(
+    "--adv-weight",
+    type=Finite(min=0),
+    default=0.0,
+    show_default=True,
+    help="rd: weight of the adversarial term (DCGAN discriminator with DiffAugment); 0 turns it off.",
+)
+@click.option(
+    "--step-range",
+    type=(Finite(min=0, min_open=True), Finite(min=0, min_open=True)),
+    default=(0.5, 2.0),
+    show_default=True,
+    help="rd: quantisation steps drawn per image (log-uniform) so that one model serves every quality level.",
+)
+@click.option(
+    "--valid-every", type=click.IntRange(1), default=250, show_default=True, help="rd: steps between validations."
+)
+@click.option("--dry-run", is_flag=True, help="A few steps on fake data: a smoke test needing no dataset.")
+@click.option("--no-progress", is_flag=True, help="No progress bar (logs still go to train.log.jsonl).")
+@friendly_errors
+def train_generator(no_progress: bool, **kwargs: Any) -> None:
+    """Train the shared decoder on CelebA, MNIST or an image folder: a DCGAN generator alone
+    (--objective gan) or inside a compressor (--objective rd).
+
+    \b
+    Runs on one CPU or GPU, or data-parallel under
+      torchrun --nproc-per-node N -m codec.cli train-generator ...
+    Example:
+      percodec train-generator --dataset mnist --data-root ../shared/datasets --out runs/mnist --epochs 3
+    """
+    from codec.train import TrainConfig, train
+
+    if kwargs["dry_run"] and kwargs["steps"] is None and kwargs["epochs"] is None:
+        kwargs["steps"] = 3
+    result = train(TrainConfig(progress=not no_progress, **kwargs))
+    if result.interrupted:
+        click.echo(f"stopped on request at step {result.steps}; checkpoint written: continue with --resume", err=True)
+        sys.exit(130)
+    if int(os.environ.get("RANK", "0")) == 0:
+        click.echo(
+            f"trained to step {result.steps} ({result.images_seen:,} images seen); this run "
+            f"{result.seconds:.0f} s at {result.images_per_second:.0f} images/s; "
+            f"model: {result.model_path}"
+        )
