@@ -94,97 +94,135 @@ def invert(
     cfg: SearchConfig = SearchConfig(),
     on_step: Callable[[int, int], None] | None = None,
 ) -> SearchResult:
-    """Search latents for a batch of targets (B, C, H, W) in [-1, 1].
-
-    on_step(step, total) is called after every step (for progress bars).
-    """
-    device = targets.device
-    b, nz = targets.shape[0], g.config.nz
-    r = cfg.restarts
-    quant_steps = max(1, round(cfg.steps * cfg.quant_fraction)) if bits is not None else 0
-    float_steps = cfg.steps - quant_steps
-    prune_step = round(float_steps * cfg.prune_at) if r > 1 else 0
-
-    z = initial_latents(nz, r, cfg.seed).to(device).repeat(b, 1)  # row i*r + k: image i, restart k
-    tgt = targets.repeat_interleave(r, 0)
-    m, v = torch.zeros_like(z), torch.zeros_like(z)
-    t = torch.zeros(len(z), device=device)  # per-row Adam step count (bias correction, schedule)
-    best_loss = torch.full((len(z),), math.inf, device=device)
-    best_z = z.clone()
-    float_end = torch.full((len(z),), float_steps, device=device)  # step at which each row quantises
-    stall = torch.zeros(len(z), device=device)
-    b1, b2, eps = 0.9, 0.999, 1e-8
-    shift_table = None
-    if getattr(loss_fn, "random_shift", False):
-        shift_table = torch.randint(-4, 5, (cfg.steps + 1, 2), generator=torch.Generator().manual_seed(cfg.seed + 1))
-
+    """Search latents for a batch of targets (B, C, H, W) in [-1, 1] (see the module's
+    docstring for the parts). on_step(step, total) is called after every step."""
+    search = _Search(g, targets, loss_fn, bits, cfg)
     step = 0
-    while True:
-        active = t < float_end + quant_steps
-        if not active.any():
-            break
-        in_quant = (t >= float_end) & active
-        zq = z
-        if bits is not None and in_quant.any():
+    while search.active().any():
+        per, grad = search.evaluate()
+        search.track(per)
+        search.adam_step(grad)
+        step += 1
+        if step == search.prune_step and search.r > 1:
+            search.prune()
+        if on_step is not None:
+            on_step(step, cfg.steps)
+    return search.result()
+
+
+class _Search:
+    """The state of one `invert` call, one row per (image, restart): the latents, their
+    Adam moments and step counts, the best latent and loss so far, where each row's float
+    phase ends, and how long its loss has stalled."""
+
+    def __init__(self, g: nn.Module, targets: torch.Tensor, loss_fn: nn.Module, bits: int | None, cfg: SearchConfig):
+        device = targets.device
+        self.g, self.loss_fn, self.bits, self.cfg = g, loss_fn, bits, cfg
+        self.b, self.r = targets.shape[0], cfg.restarts
+        self.quant_steps = max(1, round(cfg.steps * cfg.quant_fraction)) if bits is not None else 0
+        float_steps = cfg.steps - self.quant_steps
+        self.prune_step = round(float_steps * cfg.prune_at) if self.r > 1 else 0
+        # row i*r + k: image i, restart k
+        self.z = initial_latents(g.config.nz, self.r, cfg.seed).to(device).repeat(self.b, 1)
+        self.tgt = targets.repeat_interleave(self.r, 0)
+        self.m, self.v = torch.zeros_like(self.z), torch.zeros_like(self.z)
+        self.t = torch.zeros(len(self.z), device=device)  # per-row Adam step count (bias correction, schedule)
+        self.best_loss = torch.full((len(self.z),), math.inf, device=device)
+        self.best_z = self.z.clone()
+        self.float_end = torch.full((len(self.z),), float_steps, device=device)  # step at which each row quantises
+        self.stall = torch.zeros(len(self.z), device=device)
+        self.shift_table = None
+        if getattr(loss_fn, "random_shift", False):
+            seed = torch.Generator().manual_seed(cfg.seed + 1)
+            self.shift_table = torch.randint(-4, 5, (cfg.steps + 1, 2), generator=seed)
+
+    def active(self) -> torch.Tensor:
+        """Rows still searching (B*R,) bool."""
+        self._active = self.t < self.float_end + self.quant_steps
+        self._in_quant = (self.t >= self.float_end) & self._active
+        return self._active
+
+    def evaluate(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss of every row (inf for finished ones) and its gradient, at the row's
+        current latent (dequantised in its quantised phase)."""
+        active, in_quant = self._active, self._in_quant
+        zq = self.z
+        if self.bits is not None and in_quant.any():
             # Quantising rows evaluate the dequantised latent; the gradient taken there is
             # applied to z below, which makes the update straight-through by construction.
-            zq = torch.where(in_quant[:, None], dequantize(quantize(z, bits), bits, z.dtype), z)
+            zq = torch.where(
+                in_quant[:, None], dequantize(quantize(self.z, self.bits), self.bits, self.z.dtype), self.z
+            )
+        self._zq = zq.detach()
         # Only rows still searching go through the generator; finished rows keep their state.
         rows = active.nonzero().squeeze(1)
         za = zq[rows].detach().requires_grad_(True)
         kwargs = {}
-        if shift_table is not None:
-            idx = t[rows].long().clamp_max(cfg.steps).cpu()
-            kwargs["shifts"] = torch.where(in_quant[rows].cpu()[:, None], 0, shift_table[idx])
+        if self.shift_table is not None:
+            idx = self.t[rows].long().clamp_max(self.cfg.steps).cpu()
+            kwargs["shifts"] = torch.where(in_quant[rows].cpu()[:, None], 0, self.shift_table[idx])
         with torch.enable_grad():
-            per_a = loss_fn(g(za), tgt[rows], **kwargs)
-            total = per_a + cfg.prior * 0.5 * za.square().mean(1)
+            per_a = self.loss_fn(self.g(za), self.tgt[rows], **kwargs)
+            total = per_a + self.cfg.prior * 0.5 * za.square().mean(1)
             (grad_a,) = torch.autograd.grad(total.sum(), za)
         with torch.no_grad():
-            per = torch.full_like(best_loss, math.inf).index_copy(0, rows, per_a.detach())
-            grad = torch.zeros_like(z).index_copy(0, rows, grad_a)
-            zq = zq.detach()
-            # Best tracking: float rows keep their best float z; quantising rows restart
-            # the record at their first quantised step so the result is a quantised z.
-            first_q = in_quant & (t == float_end)
-            best_loss = torch.where(first_q, torch.full_like(best_loss, math.inf), best_loss)
-            improved = active & (per < best_loss * (1 - cfg.min_delta))
-            better = active & (per < best_loss)
-            best_z = torch.where(better[:, None], zq, best_z)
-            best_loss = torch.where(better, per, best_loss)
-            stall = torch.where(improved | first_q, torch.zeros_like(stall), stall + active.float())
-            # Early end of the float phase (never before restarts are pruned).
-            ends = active & ~in_quant & (stall >= cfg.patience) & (t >= prune_step)
-            float_end = torch.where(ends, t + 1, float_end)
-            stall = torch.where(ends, torch.zeros_like(stall), stall)
+            per = torch.full_like(self.best_loss, math.inf).index_copy(0, rows, per_a.detach())
+            grad = torch.zeros_like(self.z).index_copy(0, rows, grad_a)
+        return per, grad
 
-            # Adam with a per-row cosine schedule over the row's own phase.
-            t1 = t + 1
-            m = torch.where(active[:, None], b1 * m + (1 - b1) * grad, m)
-            v = torch.where(active[:, None], b2 * v + (1 - b2) * grad.square(), v)
-            mhat = m / (1 - b1**t1)[:, None]
-            vhat = v / (1 - b2**t1)[:, None]
-            frac = (t / (float_end + quant_steps).clamp_min(1)).clamp(0, 1)
-            lr = cfg.lr * (0.1 + 0.9 * 0.5 * (1 + torch.cos(math.pi * frac)))
-            z = torch.where(active[:, None], z - (lr[:, None] * mhat / (vhat.sqrt() + eps)), z)
-            t = t + active.float()
-            step += 1
+    @torch.no_grad()
+    def track(self, per: torch.Tensor) -> None:
+        """Keep each row's best latent; end a row's float phase early where it stalls.
 
-            if step == prune_step and r > 1:
-                keep = best_loss.view(b, r).argmin(1) + torch.arange(b, device=device) * r
-                z, m, v, t = z[keep], m[keep], v[keep], t[keep]
-                best_loss, best_z, float_end, stall = best_loss[keep], best_z[keep], float_end[keep], stall[keep]
-                tgt = tgt[keep]
-                r = 1
-        if on_step is not None:
-            on_step(step, cfg.steps)
+        Float rows keep their best float z; quantising rows restart the record at their
+        first quantised step so the result is a quantised z."""
+        cfg, active, in_quant = self.cfg, self._active, self._in_quant
+        first_q = in_quant & (self.t == self.float_end)
+        best_loss = torch.where(first_q, torch.full_like(self.best_loss, math.inf), self.best_loss)
+        improved = active & (per < best_loss * (1 - cfg.min_delta))
+        better = active & (per < best_loss)
+        self.best_z = torch.where(better[:, None], self._zq, self.best_z)
+        self.best_loss = torch.where(better, per, best_loss)
+        stall = torch.where(improved | first_q, torch.zeros_like(self.stall), self.stall + active.float())
+        # Early end of the float phase (never before restarts are pruned).
+        ends = active & ~in_quant & (stall >= cfg.patience) & (self.t >= self.prune_step)
+        self.float_end = torch.where(ends, self.t + 1, self.float_end)
+        self.stall = torch.where(ends, torch.zeros_like(stall), stall)
 
-    if r > 1:  # prune never happened (a very short search): pick the best restart now
-        keep = best_loss.view(b, r).argmin(1) + torch.arange(b, device=device) * r
-        best_z, best_loss, t = best_z[keep], best_loss[keep], t[keep]
-    symbols = quantize(best_z, bits) if bits is not None else None
-    z_out = dequantize(symbols, bits) if bits is not None else best_z
-    return SearchResult(z_out.detach(), symbols, best_loss, t.long())
+    @torch.no_grad()
+    def adam_step(self, grad: torch.Tensor) -> None:
+        """Adam with a per-row cosine schedule over the row's own phase."""
+        b1, b2, eps = 0.9, 0.999, 1e-8
+        active, t = self._active, self.t
+        t1 = t + 1
+        self.m = torch.where(active[:, None], b1 * self.m + (1 - b1) * grad, self.m)
+        self.v = torch.where(active[:, None], b2 * self.v + (1 - b2) * grad.square(), self.v)
+        mhat = self.m / (1 - b1**t1)[:, None]
+        vhat = self.v / (1 - b2**t1)[:, None]
+        frac = (t / (self.float_end + self.quant_steps).clamp_min(1)).clamp(0, 1)
+        lr = self.cfg.lr * (0.1 + 0.9 * 0.5 * (1 + torch.cos(math.pi * frac)))
+        self.z = torch.where(active[:, None], self.z - (lr[:, None] * mhat / (vhat.sqrt() + eps)), self.z)
+        self.t = t + active.float()
+
+    def _best_restarts(self) -> torch.Tensor:
+        return self.best_loss.view(self.b, self.r).argmin(1) + torch.arange(self.b, device=self.z.device) * self.r
+
+    def prune(self) -> None:
+        """Keep only each image's best restart."""
+        keep = self._best_restarts()
+        self.z, self.m, self.v, self.t = self.z[keep], self.m[keep], self.v[keep], self.t[keep]
+        self.best_loss, self.best_z = self.best_loss[keep], self.best_z[keep]
+        self.float_end, self.stall, self.tgt = self.float_end[keep], self.stall[keep], self.tgt[keep]
+        self.r = 1
+
+    def result(self) -> SearchResult:
+        best_z, best_loss, t = self.best_z, self.best_loss, self.t
+        if self.r > 1:  # prune never happened (a very short search): pick the best restart now
+            keep = self._best_restarts()
+            best_z, best_loss, t = best_z[keep], best_loss[keep], t[keep]
+        symbols = quantize(best_z, self.bits) if self.bits is not None else None
+        z_out = dequantize(symbols, self.bits) if self.bits is not None else best_z
+        return SearchResult(z_out.detach(), symbols, best_loss, t.long())
 
 
 class Adam:

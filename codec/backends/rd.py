@@ -47,9 +47,9 @@ class RateDistortion:
         """Encoder start + rate-aware refinement + entropy coding (see inversion.refine).
 
         The quality is --quality, or else the highest quality whose encoder-only file fits
-        --max-bytes (default DEFAULT_MAX_BYTES), per image; a refined file that outgrows the budget falls back
-        to the encoder's own latent (which fits it). Each quality is a rung of the ladder: a
-        level of one of its models.
+        --max-bytes (default DEFAULT_MAX_BYTES), per image; a refined file that outgrows the
+        budget falls back to the encoder's own latent (which fits it). Each quality is a rung
+        of the ladder: a level of one of its models.
         """
         for given, name in ((o.bits, "--bits"), (o.restarts, "--restarts")):
             if given is not None:
@@ -57,13 +57,7 @@ class RateDistortion:
         ladder = ladder_for(o.model)
         if o.quality is not None:
             ladder.rung(o.quality)  # range check before any work
-        models = {name: zoo.load_model(name, device) for name in ladder.models()}  # every rung model, before any work
-        decoders = {name: zoo.load_model(name, "cpu")[0] for name in models}  # decode() runs on CPU: report its output
-        for name, (m, _) in models.items():
-            if not isinstance(m, RDModel) or m.config.size != base.config.size or m.config.nc != base.config.nc:
-                raise ValueError(
-                    f"{ladder.name}: rung model {name} is not a {base.config.size}px rate-distortion model"
-                )
+        models, decoders = _rung_models(ladder, base, device)
         loss = o.loss or RD_LOSS
         loss_fn = search_loss(loss, base.config.nc, o.loss_params, ladder.rungs[0].model, device)
         steps = RD_STEPS if o.steps is None else o.steps
@@ -96,10 +90,7 @@ class RateDistortion:
             results = _rd_results(decoders, rungs, qualities, sym, files, x.cpu(), steps, loss)
             for r, budget in zip(results, budgets, strict=True):
                 if max_bytes is not None and budget is None:  # the default cap, which no quality met
-                    r.notes += (
-                        f"no quality of {ladder.name} fits the default {max_bytes} bytes: coded at its default "
-                        f"quality {ladder.default} ({r.num_bytes} bytes); --max-bytes or --quality chooses",
-                    )
+                    r.notes += (_over_the_default_cap(ladder, max_bytes, r.num_bytes),)
             return results
 
         return code
@@ -141,6 +132,25 @@ class RateDistortion:
                 out.update(quality=q, scale=ladder.name)
                 break
         return out
+
+
+def _rung_models(
+    ladder: Ladder, base: RDModel, device: torch.device
+) -> tuple[dict[str, tuple[RDModel, bytes]], dict[str, RDModel]]:
+    """Every rung model on `device` (with its fingerprint) and on the CPU, where decode()
+    runs, so a result reports exactly what decoding gives; loaded and checked before any work."""
+    models = {name: zoo.load_model(name, device) for name in ladder.models()}
+    for name, (m, _) in models.items():
+        if not isinstance(m, RDModel) or m.config.size != base.config.size or m.config.nc != base.config.nc:
+            raise ValueError(f"{ladder.name}: rung model {name} is not a {base.config.size}px rate-distortion model")
+    return models, {name: zoo.load_model(name, "cpu")[0] for name in models}
+
+
+def _over_the_default_cap(ladder: Ladder, cap: int, size: int) -> str:
+    return (
+        f"no quality of {ladder.name} fits the default {cap} bytes: coded at its default quality {ladder.default} "
+        f"({size} bytes); --max-bytes or --quality chooses"
+    )
 
 
 def _rows_by_model(rungs: Sequence[Rung]) -> dict[str, list[int]]:
