@@ -284,13 +284,13 @@ class _BenchRun:
     """One bench run's state: the images (this rank's share), the cache, the rows so far."""
 
     def __init__(self, cfg: BenchConfig, progress: bool) -> None:
-        from codec.ladder import ladder_for
+        from codec.ladder import base_model, ladder_for
         from codec.zoo import find_shipped, load_model
 
         self.cfg = cfg
         self.rank, self.world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
         self.ladder = ladder_for(cfg.model)
-        self.g, fp = load_model(self.ladder.rungs[0].model if self.ladder else cfg.model)
+        self.g, fp = load_model(base_model(cfg.model))
         # what the cached rows were coded with: every rung model's fingerprint and level
         rungs = [(load_model(r.model)[1].hex(), r.level) for r in self.ladder.rungs] if self.ladder else []
         self.model_key = _key("ladder", rungs, self.ladder.default) if self.ladder else fp.hex()

@@ -33,7 +33,7 @@ class EncodeOptions:
     restarts: int | None = None  # GAN-only models; None: SearchConfig.restarts
     lr: float = SearchConfig.lr
     prior: float = SearchConfig.prior
-    seed: int = 0
+    seed: int | None = None  # GAN-only models: the starting latents' seed [0]
     device: str = "auto"
     crop: float | None = None
     align: bool = True  # find and align the face in inputs larger than the model's size

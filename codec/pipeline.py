@@ -30,6 +30,7 @@ from codec.errors import ImageError, PercodecError
 from codec.generator import resolve_model
 from codec.images import fit_to_model, input_name, read_input, to_tensor, uint8_to_pil
 from codec.isolate import Detector
+from codec.ladder import base_model
 from codec.zoo import answers_to, find_shipped, load_model, model_for
 
 __all__ = [
@@ -104,7 +105,7 @@ def encode_iter(
     o = options or EncodeOptions()
     device = pick_device(o.device)
     backend = backends.for_model(str(o.model))
-    base = backend.base(str(o.model))
+    base = base_model(o.model)
     g, fp = zoo.load_model(base, device)
     progress = _Progress(on_progress)
     code = backend.coder(g, fp, o, device, progress.tick, min(o.batch_size, len(images)))

@@ -58,6 +58,9 @@ def test_encode_refuses_out_of_range_values_before_any_work(tmp_path, face, no_m
 def test_options_a_backend_does_not_take_are_errors_when_given(tmp_path, face) -> None:
     _refused(_run("encode", face, tmp_path / "x.pgz", "--restarts", "4"), 1, "--restarts applies to GAN-only")
     _refused(_run("encode", face, tmp_path / "x.pgz", "--bits", "7"), 1, "--bits applies to GAN-only")
+    _refused(_run("encode", face, tmp_path / "x.pgz", "--seed", "0"), 1, "--seed applies to GAN-only")
+    r = _run("encode", face, tmp_path / "x.pgz", "--model", "celeba64-gan", "--quality", "3")
+    _refused(r, 1, "--quality applies to rate-distortion models")
 
 
 def test_a_search_too_big_for_memory_is_refused(tmp_path, face) -> None:

@@ -25,10 +25,6 @@ class Codec(Protocol):
     name: str
     container: type  # the file version it writes and reads
 
-    def base(self, model: str) -> str:
-        """The model file that stands for `model`'s size, channels and framing."""
-        ...
-
     def coder(
         self, base: torch.nn.Module, fp: bytes, o: EncodeOptions, device: torch.device, tick: Tick, batch: int
     ) -> BatchCoder:

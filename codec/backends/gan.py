@@ -49,10 +49,6 @@ class GanOnly:
     name = "GAN-only"
     container = Container
 
-    def base(self, model: str) -> str:
-        """The model whose size, channels and framing the inputs are framed for."""
-        return str(model)
-
     def coder(
         self, g: Generator, fp: bytes, o: EncodeOptions, device: torch.device, tick: Tick, batch: int
     ) -> BatchCoder:
@@ -76,7 +72,7 @@ class GanOnly:
             restarts=o.restarts or SearchConfig.restarts,
             lr=o.lr,
             prior=o.prior,
-            seed=o.seed,
+            seed=o.seed if o.seed is not None else 0,
         )
         decoder, _ = zoo.load_model(o.model, "cpu")  # decode() runs on CPU: report exactly its output
 

@@ -37,10 +37,6 @@ class RateDistortion:
     name = "rate-distortion"
     container = CodedContainer
 
-    def base(self, model: str) -> str:
-        """The model whose size, channels and framing every rung shares: the first rung's."""
-        return ladder_for(model).rungs[0].model
-
     def coder(
         self, base: RDModel, fp: bytes, o: EncodeOptions, device: torch.device, tick: Tick, batch: int
     ) -> BatchCoder:
@@ -51,7 +47,7 @@ class RateDistortion:
         budget falls back to the encoder's own latent (which fits it). Each quality is a rung
         of the ladder: a level of one of its models.
         """
-        for given, name in ((o.bits, "--bits"), (o.restarts, "--restarts")):
+        for given, name in ((o.bits, "--bits"), (o.restarts, "--restarts"), (o.seed, "--seed")):
             if given is not None:
                 raise ValueError(f"{name} applies to GAN-only models; a rate-distortion model takes --quality")
         ladder = ladder_for(o.model)

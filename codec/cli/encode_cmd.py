@@ -83,9 +83,7 @@ from codec.errors import PercodecError
     "bits) that fits [rate-distortion model: 112; with --quality: an error where it does not fit].",
 )
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option(
-    "--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True, help="Seed of the starting latents."
-)
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), help="GAN-only models: seed of the starting latents [0].")
 @click.option(
     "--crop",
     type=Finite(0, 1, min_open=True),
