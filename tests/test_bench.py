@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
@@ -38,11 +39,19 @@ def _bench(out, model, *extra):
     return CliRunner().invoke(main, _bench_args(out, model, *extra), catch_exceptions=False)
 
 
-@pytest.fixture
-def bench_run(tmp_path, tiny_model_file):
-    r = _bench(tmp_path / "b", tiny_model_file, "--no-sweep")
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory):
+    """One bench run on the samples with a tiny model, shared by the tests that read it."""
+    from codec.generator import Generator, save_generator
+    from tests.conftest import tiny_config
+
+    root = tmp_path_factory.mktemp("bench")
+    torch.manual_seed(0)
+    model = root / "tiny.safetensors"
+    save_generator(Generator(tiny_config()).eval(), model, {"dataset": "none"})
+    r = _bench(root / "b", model, "--no-sweep")
     assert r.exit_code == 0, r.output
-    return tmp_path / "b", tiny_model_file
+    return root / "b", model
 
 
 def _bench_images(model) -> dict:
