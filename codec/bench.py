@@ -691,7 +691,9 @@ def write_outputs(cfg: BenchConfig, records: list[dict]) -> tuple[dict[str, Path
         "grid": out / "grid.png",
     }
     head = {"originals": originals_row(protocol)} if protocol is not None and protocol.has_pairs else {}
-    paths["json"].write_text(json.dumps({"config": asdict(cfg), **head, "summary": summary}, indent=1, default=str))
+    rates = bd_rates(summary)
+    result = {"config": asdict(cfg), **head, "bd_rate": rates, "summary": summary}
+    paths["json"].write_text(json.dumps(result, indent=1, default=str))
     keys = ["image", "codec", "family", "setting", *METRICS, "reached"]
     with open(paths["csv"], "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
@@ -705,6 +707,7 @@ def write_outputs(cfg: BenchConfig, records: list[dict]) -> tuple[dict[str, Path
         + table(summary, markdown=True)
         + "\n"
         + different_people_line(cfg)
+        + bd_rate_line(rates)
         + cross
         + (f"\nEvery quality beside eigenface at its bytes:\n\n{q}" if (q := quality_table(summary)) else "")
     )
@@ -714,6 +717,43 @@ def write_outputs(cfg: BenchConfig, records: list[dict]) -> tuple[dict[str, Path
         paths["verify"] = out / "verify.png"
         plot_verify(summary, head["originals"], paths["verify"])
     return paths, summary
+
+
+def bd_rates(summary: list[dict]) -> dict[str, dict[str, float]]:
+    """Per classic codec with a curve (webp, avif, jpeg: fixed and swept settings), the
+    Bjøntegaard delta rate of percodec's quality curve (its first loss's rate-distortion
+    rows) against it, in percent at equal PSNR and at equal SSIM, over the range both
+    reach (codec.metrics.bd_rate; negative: percodec needs fewer bytes)."""
+    from codec.metrics import bd_rate
+
+    def curve(family: str) -> list[dict]:
+        return sorted((r for r in summary if r["family"] == family), key=lambda r: r["bytes"])
+
+    ours = next((curve(r["family"]) for r in summary if r["family"].startswith("percodec-")
+                 and r["family"].endswith("-rd")), [])  # fmt: skip
+    out: dict[str, dict[str, float]] = {}
+    for family in ("webp", "avif", "jpeg"):
+        theirs = curve(family)
+        if len(ours) < 2 or len(theirs) < 2:
+            continue
+        out[family] = {
+            m: bd_rate(
+                [r["bytes"] for r in theirs], [r[m] for r in theirs], [r["bytes"] for r in ours], [r[m] for r in ours]
+            )  # fmt: skip
+            for m in ("psnr", "ssim")
+        }
+    return out
+
+
+def bd_rate_line(rates: dict[str, dict[str, float]]) -> str:
+    """results.md's BD-rate sentence."""
+    if not rates:
+        return ""
+    parts = [f"{fam} {r['psnr']:+.1f}% (PSNR), {r['ssim']:+.1f}% (SSIM)" for fam, r in rates.items()]
+    return (
+        "\nBD-rate of percodec's quality curve against each classic codec's (bytes it needs more, "
+        "negative = fewer, at equal quality over the range both reach): " + "; ".join(parts) + "\n"
+    )
 
 
 def different_people_line(cfg: BenchConfig) -> str:

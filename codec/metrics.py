@@ -8,6 +8,10 @@ gaussian_weights=True, sigma=1.5, use_sample_covariance=False).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
+import numpy as np
 import torch
 
 from codec.losses.ssim import ms_ssim as _ms_ssim
@@ -46,3 +50,24 @@ def ms_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def bpp(num_bytes: int, height: int, width: int) -> float:
     """Bits per pixel: 8 * bytes / (H * W), every byte of the file counted."""
     return 8.0 * num_bytes / (height * width)
+
+
+def bd_rate(
+    rate_a: Sequence[float], dist_a: Sequence[float], rate_b: Sequence[float], dist_b: Sequence[float]
+) -> float:
+    """Bjøntegaard delta rate of curve B against curve A, in percent: how many more bytes
+    (negative: fewer) B needs for the same quality, averaged over the quality range both
+    curves cover (VCEG-M33: log rate fitted as a cubic in the quality - a lower degree with
+    fewer than four points - and integrated). NaN when the ranges do not overlap or a curve
+    has fewer than two points."""
+    curves = []
+    for rate, dist in ((rate_a, dist_a), (rate_b, dist_b)):
+        r, d = np.log(np.asarray(rate, dtype=float)), np.asarray(dist, dtype=float)
+        if len(r) < 2 or len(np.unique(d)) < 2:
+            return math.nan
+        curves.append((np.polyfit(d, r, min(3, len(d) - 1)), d.min(), d.max()))
+    lo, hi = max(curves[0][1], curves[1][1]), min(curves[0][2], curves[1][2])
+    if not hi > lo:
+        return math.nan
+    area = [np.diff(np.polyval(np.polyint(p), [lo, hi]))[0] for p, _, _ in curves]
+    return float((math.exp((area[1] - area[0]) / (hi - lo)) - 1) * 100)

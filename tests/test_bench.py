@@ -197,3 +197,31 @@ def test_the_quality_table_pairs_each_quality_with_eigenface_at_its_bytes() -> N
     assert len(lines) == 3 and lines[2].startswith("| 1 | 60.0 | 22.50 / 0.750 / 88% | 60.0 | 22.25 / 0.700 / 75%")
     assert lines[2].endswith("| +0.25 dB, +0.050 |")
     assert quality_table(summary[:1]) == ""
+
+
+def test_bd_rate_is_the_rate_ratio_of_curves_that_differ_by_one() -> None:
+    import math
+
+    from codec.metrics import bd_rate
+
+    rate = [100, 180, 300, 520, 800]
+    psnr = [22.0, 24.5, 26.8, 29.0, 31.2]
+    assert bd_rate(rate, psnr, rate, psnr) == pytest.approx(0.0, abs=1e-9)
+    assert bd_rate(rate, psnr, [r * 0.5 for r in rate], psnr) == pytest.approx(-50.0)  # half the bytes
+    assert bd_rate(rate, psnr, [r * 1.25 for r in rate], psnr) == pytest.approx(25.0)
+    assert math.isnan(bd_rate(rate, psnr, rate, [p + 20 for p in psnr]))  # no common quality
+    # Only the common range counts: a curve that is better only where the other never goes.
+    longer = rate + [1200, 2000]
+    assert bd_rate(rate, psnr, [r * 0.5 for r in longer], psnr + [33.0, 35.0]) == pytest.approx(-50.0, abs=1.0)
+
+
+def test_the_bench_reports_bd_rate_against_webp() -> None:
+    from codec.bench import bd_rates
+
+    summary = [
+        {"family": "percodec-mse-rd", "bytes": b, "psnr": p, "ssim": p / 40}
+        for b, p in [(60, 22), (120, 25), (250, 28)]
+    ] + [{"family": "webp", "bytes": b * 2, "psnr": p, "ssim": p / 40} for b, p in [(60, 22), (120, 25), (250, 28)]]
+    rates = bd_rates(summary)
+    assert rates["webp"]["psnr"] == pytest.approx(-50.0) and rates["webp"]["ssim"] == pytest.approx(-50.0)
+    assert "avif" not in rates  # no curve, no figure
