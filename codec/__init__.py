@@ -10,27 +10,21 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = [
-    "encode", "decode", "encode_batch", "encode_iter", "describe", "EncodeOptions", "EncodeResult",
-    "PercodecError", "ImageError", "ModelError", "DataError", "WriteError", "OutputExistsError", "ContainerError",
-    "__version__",
-]  # fmt: skip
-_PIPELINE = {"encode", "decode", "encode_batch", "encode_iter", "describe", "EncodeOptions", "EncodeResult"}
-_ERRORS = {"PercodecError", "ImageError", "ModelError", "DataError", "WriteError", "OutputExistsError"}
+#: Each public name and the module that holds it, imported on first use: `percodec --help`
+#: and the container tools need not import torch's whole stack.
+_HOMES = {
+    **dict.fromkeys(["encode", "decode", "encode_batch", "encode_iter", "describe", "EncodeOptions", "EncodeResult"],
+                    "codec.pipeline"),
+    **dict.fromkeys(["PercodecError", "ImageError", "ModelError", "DataError", "WriteError", "OutputExistsError"],
+                    "codec.errors"),
+    "ContainerError": "codec.container",
+}  # fmt: skip
+__all__ = [*_HOMES, "__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy: `percodec --help` and the container tools need not import torch's whole stack.
-    if name in _PIPELINE:
-        from codec import pipeline
+    if name in _HOMES:
+        import importlib
 
-        return getattr(pipeline, name)
-    if name in _ERRORS:
-        from codec import errors
-
-        return getattr(errors, name)
-    if name == "ContainerError":
-        from codec.container import ContainerError
-
-        return ContainerError
+        return getattr(importlib.import_module(_HOMES[name]), name)
     raise AttributeError(f"module 'codec' has no attribute {name!r}")

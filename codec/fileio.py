@@ -71,9 +71,6 @@ def write_bytes(path: str | Path, data: bytes, force: bool = False, mode: int | 
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         _put_in_place(tmp, p, force)
-    except OutputExistsError:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     except OSError as exc:  # full disk, quota, name too long: no partial file, one line
         Path(tmp).unlink(missing_ok=True)
         raise WriteError(f"{p}: cannot write ({exc.strerror or exc})") from None
@@ -89,7 +86,7 @@ def _put_in_place(tmp: str, p: Path, force: bool) -> None:
     try:
         os.link(tmp, p)
     except FileExistsError:
-        raise OutputExistsError(f"{p} was written by another run meanwhile: left as it is") from None
+        raise _lost_race(p) from None
     except OSError as exc:
         if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
             raise
@@ -104,8 +101,12 @@ def _claim_then_replace(tmp: str, p: Path) -> None:
     try:
         os.close(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:
-        raise OutputExistsError(f"{p} was written by another run meanwhile: left as it is") from None
+        raise _lost_race(p) from None
     os.replace(tmp, p)
+
+
+def _lost_race(p: Path) -> OutputExistsError:
+    return OutputExistsError(f"{p} was written by another run meanwhile: left as it is")
 
 
 def load_torch_file(path: str | Path, what: str, map_location: object = "cpu") -> object:

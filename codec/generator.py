@@ -232,7 +232,10 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
     path = Path(path)
     meta, state = read_model_file(path)
     if meta.get("percodec_model") == "rd":  # codec.rdmodel.KIND
-        raise ModelError(f"{path}: a rate-distortion model (encoder, prior, generator), not a GAN-only generator")
+        raise ModelError(
+            f"{path} is a rate-distortion model, not a GAN-only generator (training warm-starts one with "
+            "--objective rd --init-from)"
+        )
     if meta.get("percodec_model") != FORMAT_VERSION or "config" not in meta:
         raise ModelError(f"{path}: not a percodec generator (missing percodec metadata)")
     config = ModelConfig.from_json(meta["config"])

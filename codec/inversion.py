@@ -98,10 +98,11 @@ def invert(
     docstring for the parts). on_step(step, total) is called after every step."""
     search = _Search(g, targets, loss_fn, bits, cfg)
     step = 0
-    while search.active().any():
-        per, grad = search.evaluate()
-        search.track(per)
-        search.adam_step(grad)
+    while (active := search.active()).any():
+        in_quant = (search.t >= search.float_end) & active
+        zq, per, grad = search.evaluate(active, in_quant)
+        search.track(active, in_quant, zq, per)
+        search.adam_step(active, grad)
         step += 1
         if step == search.prune_step and search.r > 1:
             search.prune()
@@ -138,14 +139,11 @@ class _Search:
 
     def active(self) -> torch.Tensor:
         """Rows still searching (B*R,) bool."""
-        self._active = self.t < self.float_end + self.quant_steps
-        self._in_quant = (self.t >= self.float_end) & self._active
-        return self._active
+        return self.t < self.float_end + self.quant_steps
 
-    def evaluate(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The loss of every row (inf for finished ones) and its gradient, at the row's
-        current latent (dequantised in its quantised phase)."""
-        active, in_quant = self._active, self._in_quant
+    def evaluate(self, active: torch.Tensor, in_quant: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Each row's latent as evaluated (dequantised in its quantised phase), its loss
+        (inf for finished rows) and the gradient there."""
         zq = self.z
         if self.bits is not None and in_quant.any():
             # Quantising rows evaluate the dequantised latent; the gradient taken there is
@@ -153,7 +151,6 @@ class _Search:
             zq = torch.where(
                 in_quant[:, None], dequantize(quantize(self.z, self.bits), self.bits, self.z.dtype), self.z
             )
-        self._zq = zq.detach()
         # Only rows still searching go through the generator; finished rows keep their state.
         rows = active.nonzero().squeeze(1)
         za = zq[rows].detach().requires_grad_(True)
@@ -168,20 +165,20 @@ class _Search:
         with torch.no_grad():
             per = torch.full_like(self.best_loss, math.inf).index_copy(0, rows, per_a.detach())
             grad = torch.zeros_like(self.z).index_copy(0, rows, grad_a)
-        return per, grad
+        return zq.detach(), per, grad
 
     @torch.no_grad()
-    def track(self, per: torch.Tensor) -> None:
+    def track(self, active: torch.Tensor, in_quant: torch.Tensor, zq: torch.Tensor, per: torch.Tensor) -> None:
         """Keep each row's best latent; end a row's float phase early where it stalls.
 
         Float rows keep their best float z; quantising rows restart the record at their
         first quantised step so the result is a quantised z."""
-        cfg, active, in_quant = self.cfg, self._active, self._in_quant
+        cfg = self.cfg
         first_q = in_quant & (self.t == self.float_end)
         best_loss = torch.where(first_q, torch.full_like(self.best_loss, math.inf), self.best_loss)
         improved = active & (per < best_loss * (1 - cfg.min_delta))
         better = active & (per < best_loss)
-        self.best_z = torch.where(better[:, None], self._zq, self.best_z)
+        self.best_z = torch.where(better[:, None], zq, self.best_z)
         self.best_loss = torch.where(better, per, best_loss)
         stall = torch.where(improved | first_q, torch.zeros_like(self.stall), self.stall + active.float())
         # Early end of the float phase (never before restarts are pruned).
@@ -190,10 +187,10 @@ class _Search:
         self.stall = torch.where(ends, torch.zeros_like(stall), stall)
 
     @torch.no_grad()
-    def adam_step(self, grad: torch.Tensor) -> None:
+    def adam_step(self, active: torch.Tensor, grad: torch.Tensor) -> None:
         """Adam with a per-row cosine schedule over the row's own phase."""
         b1, b2, eps = 0.9, 0.999, 1e-8
-        active, t = self._active, self.t
+        t = self.t
         t1 = t + 1
         self.m = torch.where(active[:, None], b1 * self.m + (1 - b1) * grad, self.m)
         self.v = torch.where(active[:, None], b2 * self.v + (1 - b2) * grad.square(), self.v)

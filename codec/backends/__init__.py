@@ -22,7 +22,6 @@ from codec.container import CodedContainer, Container
 class Codec(Protocol):
     """What a backend does (see the module's docstring)."""
 
-    name: str
     container: type  # the file version it writes and reads
 
     def coder(
@@ -59,4 +58,4 @@ def for_file(c: Container | CodedContainer) -> Codec:
     from codec.backends.gan import GanOnly
     from codec.backends.rd import RateDistortion
 
-    return RateDistortion() if isinstance(c, CodedContainer) else GanOnly()
+    return next(b for b in (RateDistortion(), GanOnly()) if isinstance(c, b.container))

@@ -46,7 +46,6 @@ def gan_bits(nz: int, o: EncodeOptions) -> int:
 class GanOnly:
     """The `codec.backends.Codec` of GAN-only models (`Generator`), version-1 files."""
 
-    name = "GAN-only"
     container = Container
 
     def coder(

@@ -34,7 +34,6 @@ class RateDistortion:
     """The `codec.backends.Codec` of rate-distortion models (`RDModel`) and their ladders,
     version-2 files."""
 
-    name = "rate-distortion"
     container = CodedContainer
 
     def coder(

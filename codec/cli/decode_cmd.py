@@ -25,13 +25,18 @@ def _image_format(dst: str | None, fmt: str | None) -> tuple[str, str]:
     """(Pillow format, file suffix) from --format or OUT's extension [PNG]; the two must agree."""
     from PIL import Image
 
+    from codec.images import format_for
+
     exts = Image.registered_extensions()
     ext = Path(dst).suffix.lower() if dst not in (None, "-") else ""
     named = exts.get(ext)
     if fmt is None:
-        if ext and named not in Image.SAVE:
-            raise click.UsageError(f"unknown image extension {ext!r}: use .png, .jpg, .webp ... or --format")
-        return (named, ext) if named else ("PNG", ".png")
+        if not ext:
+            return "PNG", ".png"
+        try:
+            return format_for(ext), ext
+        except PercodecError:
+            raise click.UsageError(f"unknown image extension {ext!r}: use .png, .jpg, .webp ... or --format") from None
     fmt = "JPEG" if fmt.upper() == "JPG" else fmt.upper()
     suffix = ".jpg" if fmt == "JPEG" else next((e for e, f in exts.items() if f == fmt), None)
     if suffix is None or fmt not in Image.SAVE:

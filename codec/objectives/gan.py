@@ -55,13 +55,6 @@ class GanObjective:
         if init_generator:
             # Warm start (e.g. from a shipped model when a run's checkpoint is lost): G's
             # weights only; D and both optimisers start fresh.
-            from codec.rdmodel import is_rd_file
-
-            if is_rd_file(init_generator):
-                raise ValueError(
-                    f"--init-generator {init_generator} is a rate-distortion model: warm-start one with "
-                    "--objective rd --init-from"
-                )
             init, _ = load_generator(init_generator)
             shape = ("nz", "ngf", "nc", "size")
             if any(getattr(init.config, k) != getattr(mcfg, k) for k in shape):
