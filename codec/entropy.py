@@ -138,11 +138,17 @@ def build_tables(prior: FactorizedPrior, step: float) -> LevelTables:
     cdf = np.cumsum(p, axis=1) / p.sum(1, keepdims=True)
     first = (cdf < TAIL / 2).sum(1)
     last = np.minimum((cdf < 1 - TAIL / 2).sum(1), p.shape[1] - 1)
-    lengths = last - first + 1
-    counts = np.zeros((prior.nz, int(lengths.max())), dtype=np.int32)
-    for d in range(prior.nz):
-        counts[d, : lengths[d]] = _integer_pmf(p[d, first[d] : last[d] + 1])
-    return LevelTables(float(step), (first - half).astype(np.int64), lengths.astype(np.int64), counts)
+    rows = [(int(first[d]) - half, p[d, first[d] : last[d] + 1]) for d in range(prior.nz)]
+    return integer_pmf_table(rows, float(step))
+
+
+def integer_pmf_table(rows: list[tuple[int, np.ndarray]], step: float = 1.0) -> LevelTables:
+    """Tables from (lowest symbol, probabilities of it and the symbols above) per row."""
+    lengths = np.array([len(p) for _, p in rows], dtype=np.int64)
+    counts = np.zeros((len(rows), int(lengths.max())), dtype=np.int32)
+    for d, (_, p) in enumerate(rows):
+        counts[d, : lengths[d]] = _integer_pmf(p)
+    return LevelTables(step, np.array([o for o, _ in rows], dtype=np.int64), lengths, counts)
 
 
 def _integer_pmf(p: np.ndarray) -> np.ndarray:

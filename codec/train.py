@@ -46,11 +46,16 @@ from codec.errors import DataError
 from codec.fileio import load_torch_file, write_bytes
 from codec.generator import ModelConfig
 from codec.images import uint8_to_float
+from codec.objectives.detail import DetailObjective
 from codec.objectives.gan import GanObjective
 from codec.objectives.rd import RDObjective
 
 #: The file each objective exports into the run folder.
-MODEL_FILES = {"GanObjective": "generator.safetensors", "RDObjective": "model.safetensors"}
+MODEL_FILES = {
+    "GanObjective": "generator.safetensors",
+    "RDObjective": "model.safetensors",
+    "DetailObjective": "model.safetensors",
+}
 
 
 @dataclass
@@ -103,7 +108,7 @@ class TrainResult:
     seconds: float
     images_per_second: float
     out: Path
-    objective: GanObjective | RDObjective
+    objective: GanObjective | RDObjective | DetailObjective
     interrupted: bool = False
 
     @property
@@ -278,12 +283,17 @@ def _make_objective(cfg: TrainConfig, mcfg: ModelConfig, device: torch.device, w
         if cfg.init_from:
             raise ValueError("--init-from applies to --objective rd only (gan: --init-generator)")
         return GanObjective(mcfg, device, wrap, lr=cfg.lr, beta1=cfg.beta1, init_generator=cfg.init_generator)
-    if cfg.objective != "rd":
-        raise ValueError(f"unknown objective {cfg.objective!r}: gan or rd")
+    if cfg.objective not in ("rd", "detail"):
+        raise ValueError(f"unknown objective {cfg.objective!r}: gan, rd or detail")
     if cfg.init_generator:
-        raise ValueError("--init-generator applies to --objective gan only (rd: --init-from)")
+        raise ValueError(f"--init-generator applies to --objective gan only ({cfg.objective}: --init-from)")
     split = "all" if cfg.dataset == "folder" else "valid"
     valid, _ = _load_images(cfg, split, mcfg.size, cfg.valid_images, progress=cfg.progress and main)
+    if cfg.objective == "detail":
+        if not cfg.init_from:
+            raise ValueError("--objective detail needs --init-from: the RD model the detail latent builds on")
+        return DetailObjective(mcfg, device, wrap, lr=cfg.lr, distortion=cfg.distortion, init_from=cfg.init_from,
+                               valid=torch.from_numpy(np.ascontiguousarray(valid)))  # fmt: skip
     return RDObjective(
         mcfg,
         device,
@@ -341,7 +351,7 @@ class _Run:
     total_steps: int
     flip: bool
     mcfg: ModelConfig
-    objective: GanObjective | RDObjective
+    objective: GanObjective | RDObjective | DetailObjective
     step: int = 0
     elapsed_before: float = 0.0  # training seconds of earlier invocations
 

@@ -84,16 +84,19 @@ from codec.cli import MAX_SEED, Finite, friendly_errors, main
     "--init-from",
     type=click.Path(dir_okay=False, exists=True),
     help="rd: start a new run from this RD model (encoder, prior, generator), e.g. models/celeba64.safetensors; "
-    "--nz may be larger (the generator starts blind to the extra latent dimensions). The rate weight starts at "
+    "detail: the RD model the detail latent builds on (needed on --resume too). rd: --nz may be larger (the "
+    "generator starts blind to the extra latent dimensions). The rate weight starts at "
     "the source's, the optimisers fresh.",
 )
 @click.option(
     "--objective",
-    type=click.Choice(["gan", "rd"]),
+    type=click.Choice(["gan", "rd", "detail"]),
     default="gan",
     show_default=True,
     help="gan: DCGAN generator against its discriminator (the reference method); rd: encoder, learned "
-    "prior and generator trained as a compressor (rate + distortion [+ adversarial]), writes model.safetensors.",
+    "prior and generator trained as a compressor (rate + distortion [+ adversarial]), writes model.safetensors; "
+    "detail: a spatial detail latent on top of the RD model --init-from (which stays as it is), for the "
+    "qualities past a few hundred bytes.",
 )
 @click.option(
     "--distortion",

@@ -1,0 +1,166 @@
+"""The detail objective: train a detail latent (codec.detail) on top of a trained RD model.
+
+The RD model (its encoder, prior and generator) stays frozen: its global latent is the
+encoder's, rounded at one of its own levels (drawn per image from `global_levels`). Per image
+a detail level k is drawn too, and
+
+    y = A(x, G(z_hat)) * gain_k;  (mu, sigma) = P(f(z_hat)) * gain_k
+    rate R = -log2 N(mu, sigma)(y + u)   (u uniform noise: the stand-in for rounding)
+    x_hat = G_rest(f + S(round_around(y, mu) / gain_k))
+    loss = D(x_hat, x) + lambda_k * R / pixels
+
+with lambda_k log-spaced between `lambdas` (level 1 the coarsest). The distortion is the
+mean over the batch; lambda per level is fixed (no steering), so a level's bytes are what the
+network finds worth spending at that slope.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from codec.detail import DetailConfig, DetailNet, bits, features, render, round_around
+from codec.generator import ModelConfig
+from codec.images import float_to_uint8, save_grid
+from codec.losses import make_mix
+from codec.metrics import psnr, ssim
+from codec.rdmodel import RDModel, load_rd
+
+
+class DetailObjective:
+    """Holds the frozen RD model, the detail networks and their optimiser."""
+
+    def __init__(
+        self,
+        mcfg: ModelConfig,
+        device: torch.device,
+        wrap,
+        *,
+        lr: float,
+        distortion: str,
+        init_from: str,
+        valid: torch.Tensor,
+        lambdas: tuple[float, float] = (0.25, 0.006),
+        global_levels: tuple[int, ...] = (4, 7, 10, 13),
+        detail: DetailConfig | None = None,
+    ) -> None:
+        if not init_from:
+            raise ValueError("--objective detail needs --init-from: the RD model the detail builds on")
+        base, card = load_rd(init_from)
+        if base.config != mcfg:
+            raise ValueError(f"--init-from {init_from} is a {base.config} model; pass its --nz and --width")
+        self.base: RDModel = base.to(device)
+        self.net = DetailNet(detail or DetailConfig(), base.generator).to(device)
+        self.lineage = {"init_from": str(init_from), "init_images_seen": card.get("images_seen", "?")}
+        self.global_levels = global_levels
+        k = self.net.config.levels
+        self.lambdas = torch.exp(torch.linspace(math.log(lambdas[0]), math.log(lambdas[1]), k)).to(device)
+        self.distortion = make_mix(distortion, mcfg.nc).to(device).train()
+        self.pixels = mcfg.size * mcfg.size
+        self.device = device
+        self.A = wrap(self.net)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=lr)
+        self.valid = valid
+
+    @torch.no_grad()
+    def _global(self, x: torch.Tensor, levels: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """G's features of the encoder's rounded global latent, and the image they draw."""
+        m = self.base
+        z_hat = m.prior.rounded(m.encoder(x), m.level_steps(levels, x.device))
+        f = features(m.generator, z_hat)
+        return f, render(m.generator, f)
+
+    def forward(
+        self, x: torch.Tensor, f: torch.Tensor, base: torch.Tensor, k: torch.Tensor, noise: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(decoded image, bits per image) at detail levels k; noise None: rounded rate."""
+        gain = self.net.gains(k)
+        y = self.net.analysis(torch.cat([x, base], 1)) * gain
+        mu, sigma = self.net.predict(f, gain)
+        y_hat = round_around(y, mu)
+        rate = bits(y + noise if noise is not None else y_hat, mu, sigma)
+        return render(self.base.generator, f, self.net.additions(y_hat / gain)), rate
+
+    def step(self, x: torch.Tensor, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        b = len(x)
+        g_idx = torch.randint(len(self.global_levels), (b,), generator=gen)
+        k = torch.randint(1, self.net.config.levels + 1, (b,), generator=gen).to(x.device)
+        f, base = self._global(x, [self.global_levels[i] for i in g_idx])
+        c = self.net.config.channels
+        noise = (torch.rand((b, c, *f.shape[2:]), generator=gen) - 0.5).to(x.device)
+        x_hat, rate = self.forward(x, f, base, k, noise)
+        dist = self.distortion(x_hat, x)
+        loss = (dist + self.lambdas[k - 1] * rate / self.pixels).mean()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return {"loss": loss.detach(), "distortion": dist.mean().detach(), "bits": rate.mean().detach()}
+
+    # --- what the training loop saves, shows and exports -------------------------------------
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self.opt]
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"detail": self.net}
+
+    def state_dict(self) -> dict:
+        return {"detail": self.net.state_dict(), "opt": self.opt.state_dict(), "lineage": json.dumps(self.lineage),
+                "detail_config": json.dumps(self.net.config.to_dict())}  # fmt: skip
+
+    def load_state_dict(self, state: dict) -> None:
+        self.net.load_state_dict(state["detail"])
+        self.opt.load_state_dict(state["opt"])
+        self.lineage = json.loads(state.get("lineage", "{}"))
+
+    @torch.no_grad()
+    def _decoded(self, x: torch.Tensor, level: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        f, base = self._global(x, [level] * len(x))
+        kk = torch.full((len(x),), k, device=x.device)
+        return self.forward(x, f, base, kk, None)
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Ideal bytes (global + detail, header aside) and PSNR/SSIM at a few (global, detail)
+        levels on the fixed valid images."""
+        self.net.eval()
+        out: dict[str, float] = {}
+        try:
+            x = self.valid.to(self.device).float().div(127.5).sub(1)
+            m = self.base
+            for level in (self.global_levels[0], self.global_levels[-1]):
+                step = m.step_of(level)
+                gbits = m.prior.bits(m.prior.rounded(m.encoder(x), step), step)
+                for k in (1, (self.net.config.levels + 1) // 2, self.net.config.levels):
+                    x_hat, rate = self._decoded(x, level, k)
+                    dec = float_to_uint8(x_hat).cpu()
+                    tag = f"g{level}k{k}"
+                    out[f"{tag}_bytes"] = float((gbits + rate).mean() / 8)
+                    out[f"{tag}_psnr"] = float(psnr(dec, self.valid).mean())
+                    out[f"{tag}_ssim"] = float(ssim(dec, self.valid).mean())
+        finally:
+            self.net.train()
+        return out
+
+    @torch.no_grad()
+    def save_samples(self, path: Path, count: int = 16) -> None:
+        """Originals, then the global latent alone, then the detail's coarsest and finest level."""
+        self.net.eval()
+        try:
+            x = self.valid[:count].to(self.device).float().div(127.5).sub(1)
+            level = self.global_levels[len(self.global_levels) // 2]
+            f, base = self._global(x, [level] * len(x))
+            rows = [x, base, self._decoded(x, level, 1)[0], self._decoded(x, level, self.net.config.levels)[0]]
+        finally:
+            self.net.train()
+        save_grid(torch.cat(rows), path, nrow=count)
+
+    def export(self, path: Path, card: dict[str, str]) -> None:
+        from codec.detailmodel import save_detail  # the file format lives with the model
+
+        card = {**card, **self.lineage, "objective": "detail"}
+        save_detail(self.base, self.net, path, card)
