@@ -9,19 +9,46 @@ the global latent at global step `steps[g - 1]` and the detail at gain `k`, for
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from codec.detail import DetailConfig, DetailNet, build_scale_tables
-from codec.entropy import LevelTables
-from codec.generator import ModelConfig, read_model_file, write_model_file
+from codec.container import OVERHEAD_V2
+from codec.detail import (
+    DetailConfig,
+    DetailNet,
+    bits,
+    build_scale_tables,
+    features,
+    quantised_mean,
+    render,
+    round_around,
+    scale_index,
+)
+from codec.entropy import CodingError, LevelTables, finish, new_coder, open_payload
+from codec.generator import Generator, ModelConfig, read_metadata, read_model_file, write_model_file
+from codec.inversion import Adam
 from codec.rdmodel import RDModel, _read_tables
 
 KIND = "rd-detail"
+
+
+@dataclass(frozen=True)
+class DetailCode:
+    """What one file holds: the global latent's symbols (nz,) and the detail's (C, h, w),
+    with the side information they were rounded with (quantised means, table rows), which
+    the global symbols determine."""
+
+    global_: np.ndarray
+    detail: np.ndarray
+    mean: np.ndarray
+    rows: np.ndarray
 
 
 class DetailModel(RDModel):
@@ -33,15 +60,119 @@ class DetailModel(RDModel):
         steps: tuple[float, ...],
         detail: DetailConfig,
         pairs: tuple[tuple[int, int], ...],
+        lambdas: tuple[float, ...] = (),
     ) -> None:
         super().__init__(config, steps)
         self.detail = DetailNet(detail, self.generator)
         self.pairs = tuple(tuple(p) for p in pairs)
+        self.lambdas = tuple(lambdas)  # the rate weight each detail level was trained at
         self.scale_tables: LevelTables | None = None
+        object.__setattr__(self, "_exact", None)  # float64 copies (not a submodule)
+
+    def pair(self, level: int) -> tuple[int, int]:
+        """A level's (global level, detail level)."""
+        if not 1 <= level <= len(self.pairs):
+            raise ValueError(f"quality {level} is out of range: this model has levels 1..{len(self.pairs)}")
+        return self.pairs[level - 1]
+
+    def global_step(self, level: int) -> float:
+        return self.step_of(self.pair(level)[0])
+
+    def global_table(self, level: int) -> LevelTables:
+        return self.tables[self.pair(level)[0]]
+
+    # --- exact side information: what encoder and decoder must agree on ---------------------
+
+    def _float64(self) -> tuple[Generator, torch.nn.Module, torch.Tensor, torch.Tensor]:
+        if self._exact is None:
+            g = copy.deepcopy(self.generator).double().cpu().eval()
+            ctx = copy.deepcopy(self.detail.context).double().cpu().eval()
+            gains = self.detail.log_gain.detach().double().cpu().exp()
+            object.__setattr__(self, "_exact", (g, ctx, gains, self.prior.centre.detach().double().cpu()))
+        return self._exact
+
+    @torch.no_grad()
+    def side_info(self, global_: np.ndarray, level: int) -> tuple[np.ndarray, np.ndarray]:
+        """The detail's quantised means and table rows (C, h, w) given the global symbols,
+        computed in float64 on one image, as every decoder does (see codec.detail)."""
+        g, ctx, gains, centre = self._float64()
+        step = self.global_step(level)
+        z = torch.from_numpy(np.asarray(global_, dtype=np.float64))[None] * step + centre
+        mu, s = ctx(features(g, z)).chunk(2, dim=1)
+        gain = gains[self.pair(level)[1] - 1][None, :, None, None]
+        sigma = torch.nn.functional.softplus(s) * gain + 1e-3
+        return quantised_mean((mu * gain)[0].numpy()), scale_index(sigma[0].numpy())
+
+    def symbols(self, global_: np.ndarray, y: np.ndarray, level: int) -> DetailCode:
+        """The file's symbols for global symbols and a gained detail latent y (C, h, w):
+        y rounded around the quantised means, clamped into its tables."""
+        mu_q, rows = self.side_info(global_, level)
+        t = self.scale_tables
+        lo = t.offsets[rows]
+        k = np.clip(np.rint(y - mu_q).astype(np.int64), lo, lo + t.lengths[rows] - 1)
+        return DetailCode(np.asarray(global_, dtype=np.int64), k, mu_q, rows)
+
+    def has_level(self, level: int) -> bool:
+        return 1 <= level <= len(self.pairs)
+
+    def pack(self, code: DetailCode, level: int) -> bytes:
+        """One payload: the detail's symbols under the global ones (decoded first)."""
+        coder = new_coder()
+        self.scale_tables.push_rows(coder, code.detail, code.rows)
+        self.global_table(level).push(coder, code.global_)
+        return finish(coder)
+
+    def unpack(self, payload: bytes, level: int) -> DetailCode:
+        """The inverse of `pack`; CodingError unless the payload is exactly one file's."""
+        coder = open_payload(payload)
+        global_ = self.global_table(level).pop(coder)
+        mean, rows = self.side_info(global_, level)
+        detail = self.scale_tables.pop_rows(coder, rows)
+        if not coder.is_empty():
+            raise CodingError("payload holds more data than one file's latents")
+        return DetailCode(global_, detail, mean, rows)
+
+    @torch.no_grad()
+    def image(self, code: DetailCode, level: int) -> torch.Tensor:
+        """The decoded image (1, C, H, W) in [-1, 1]."""
+        g, k = self.pair(level)
+        dev = self.prior.centre.device
+        z = self.prior.dequantize(torch.from_numpy(code.global_)[None].to(dev), self.step_of(g))
+        gain = self.detail.gains(torch.tensor([k], device=dev))
+        y = torch.from_numpy(code.mean + code.detail).float()[None].to(dev) / gain
+        return render(self.generator, features(self.generator, z), self.detail.additions(y))
 
     def build_tables(self) -> None:
         super().build_tables()
         self.scale_tables = build_scale_tables()
+
+    # --- encode-time search over both latents -----------------------------------------------
+
+    def search(
+        self,
+        x: torch.Tensor,
+        levels: Sequence[int],
+        loss_fn: torch.nn.Module,
+        steps: int,
+        on_step: Callable[[int, int], None] | None = None,
+        budget_bits: torch.Tensor | None = None,
+        lr: float = 0.05,
+    ) -> list[DetailCode]:
+        """Start from the encoders' latents (global and detail) and refine both under
+        `loss_fn` + the level's rate weight x rate, on the rounded latents (straight-through),
+        with a penalty on any rate above `budget_bits` (B,). Each row's best iterate wins
+        (the start counts), and is then rounded exactly as the decoder will (`symbols`)."""
+        s = _Search(self, x, levels)
+        if steps:
+            s.refine(loss_fn, steps, lr, on_step, budget_bits)
+        return [s.code(i) for i in range(len(x))]
+
+    def start_bytes(self, x: torch.Tensor, level: int, cache: dict) -> tuple[Sequence[DetailCode], np.ndarray]:
+        """The encoders' own codes of each image at `level` (computed when read: the exact
+        side information costs a float64 pass per image) and an estimate of their file sizes
+        a little under the real ones (the rate at the unquantised means and scales)."""
+        s = _Search(self, x, [level] * len(x))
+        return _LazyCodes(s), OVERHEAD_V2 + s.start_bits().numpy() / 8 * 0.97
 
     def fingerprint(self, levels: int | None = None) -> bytes:
         """8 bytes over the global model's fingerprint, the detail weights, pairs and tables."""
@@ -64,6 +195,7 @@ def save_detail(
     global_levels: tuple[int, ...] | None = None,
     pairs: tuple[tuple[int, int], ...] | None = None,
     half: bool = False,
+    lambdas: tuple[float, ...] = (),
 ) -> None:
     """Write a detail model: `base`'s networks with the global levels `global_levels` of it
     (default: all), `net`, and the level pairs (default: every global level with every
@@ -72,7 +204,7 @@ def save_detail(
     steps = tuple(base.step_of(g) for g in global_levels)
     k = net.config.levels
     pairs = pairs or tuple((g, d) for g in range(1, len(steps) + 1) for d in range(1, k + 1))
-    model = DetailModel(base.config, steps, net.config, pairs)
+    model = DetailModel(base.config, steps, net.config, pairs, lambdas)
     model.encoder.load_state_dict(base.encoder.state_dict())
     model.prior.load_state_dict(base.prior.state_dict())
     model.generator.load_state_dict(base.generator.state_dict())
@@ -90,9 +222,20 @@ def save_detail(
         "detail_config": json.dumps(net.config.to_dict()),
         "steps": json.dumps(steps),
         "pairs": json.dumps(pairs),
+        "lambdas": json.dumps(model.lambdas),
         "card": json.dumps(card or {}, sort_keys=True),
     }
     write_model_file(path, state, meta)
+
+
+def is_detail_file(path: str | Path) -> bool:
+    """Whether a safetensors file holds a detail model."""
+    from codec.errors import ModelError
+
+    try:
+        return read_metadata(path).get("percodec_model") == KIND
+    except ModelError:
+        return False
 
 
 def load_detail(path: str | Path, device: str | torch.device = "cpu") -> tuple[DetailModel, dict[str, str]]:
@@ -108,6 +251,7 @@ def load_detail(path: str | Path, device: str | torch.device = "cpu") -> tuple[D
         tuple(json.loads(meta["steps"])),
         DetailConfig.from_dict(json.loads(meta["detail_config"])),
         tuple(tuple(p) for p in json.loads(meta["pairs"])),
+        tuple(json.loads(meta.get("lambdas", "[]"))),
     )
     weights = {k: v.float() for k, v in state.items() if not k.startswith(("tables.", "scales."))}
     missing, unexpected = model.load_state_dict(weights, strict=False)
@@ -124,3 +268,84 @@ def load_detail(path: str | Path, device: str | torch.device = "cpu") -> tuple[D
         raise ModelError(f"{path}: the detail's coding tables are missing or damaged ({exc})") from None
     model.eval().requires_grad_(False).to(device)
     return model, json.loads(meta.get("card", "{}"))
+
+
+class _Search:
+    """The encode-time search of one batch: both latents, from the encoders' start."""
+
+    def __init__(self, model: DetailModel, x: torch.Tensor, levels: Sequence[int]) -> None:
+        m, dev = model, x.device
+        pairs = [m.pair(lv) for lv in levels]
+        self.m, self.x, self.levels = m, x, list(levels)
+        self.step = torch.tensor([[m.step_of(g)] for g, _ in pairs], device=dev)
+        self.lam = torch.tensor([m.lambdas[d - 1] for _, d in pairs], device=dev)
+        self.gain = m.detail.gains(torch.tensor([d for _, d in pairs], device=dev))
+        with torch.no_grad():
+            z = m.encoder(x)
+            f = features(m.generator, m.prior.rounded(z, self.step))
+            y = m.detail.analysis(torch.cat([x, render(m.generator, f)], 1)) * self.gain
+        self.z, self.y = z, y
+
+    def _rate_and_image(self, z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        m = self.m
+        z_hat = m.prior.round_ste(z, self.step)
+        f = features(m.generator, z_hat)
+        mu, sigma = m.detail.predict(f, self.gain)
+        y_hat = round_around(y, mu)
+        rate = m.prior.bits(z_hat, self.step) + bits(y_hat, mu, sigma)
+        return rate, render(m.generator, f, m.detail.additions(y_hat / self.gain))
+
+    @torch.no_grad()
+    def start_bits(self) -> torch.Tensor:
+        return self._rate_and_image(self.z, self.y)[0].cpu()
+
+    def refine(
+        self,
+        loss_fn: torch.nn.Module,
+        steps: int,
+        lr: float,
+        on_step: Callable[[int, int], None] | None,
+        budget_bits: torch.Tensor | None,
+    ) -> None:
+        x, pixels = self.x, self.x.shape[-1] * self.x.shape[-2]
+        best = torch.full((len(x),), float("inf"), device=x.device)
+        allowed = budget_bits.to(x.device) if budget_bits is not None else torch.full_like(best, float("inf"))
+        z, y = self.z.clone().requires_grad_(True), self.y.clone().requires_grad_(True)
+        opt_z, opt_y = Adam(z, lr=lr), Adam(y, lr=lr * 4)
+        for i in range(steps + 1):  # the last pass only scores the last update
+            with torch.enable_grad():
+                rate, x_hat = self._rate_and_image(z, y)
+                total = loss_fn(x_hat, x) + self.lam * rate / pixels + (rate - allowed).clamp_min(0) / pixels
+            with torch.no_grad():
+                better = (total < best) & (rate <= allowed)
+                best = torch.where(better, total.detach(), best)
+                self.z = torch.where(better[:, None], z.detach(), self.z)
+                self.y = torch.where(better[:, None, None, None], y.detach(), self.y)
+            if i == steps:
+                break
+            gz, gy = torch.autograd.grad(total.sum(), (z, y))
+            opt_z.step(gz)
+            opt_y.step(gy)
+            if on_step is not None:
+                on_step(i + 1, steps)
+
+    def code(self, i: int) -> DetailCode:
+        m, lv = self.m, self.levels[i]
+        sym = m.global_table(lv).clamp(m.prior.quantize(self.z[i : i + 1], self.step[i]))[0].cpu().numpy()
+        return m.symbols(sym, self.y[i].detach().double().cpu().numpy(), lv)
+
+
+class _LazyCodes:
+    """A batch's codes, each made when first read."""
+
+    def __init__(self, search: _Search) -> None:
+        self.search = search
+        self.done: dict[int, DetailCode] = {}
+
+    def __getitem__(self, i: int) -> DetailCode:
+        if i not in self.done:
+            self.done[i] = self.search.code(i)
+        return self.done[i]
+
+    def __len__(self) -> int:
+        return len(self.search.levels)

@@ -91,40 +91,87 @@ class LevelTables:
 
     def encode(self, symbols: np.ndarray) -> bytes:
         """One latent's symbols (nz,) -> payload bytes (must lie inside the tables)."""
-        import constriction
+        coder = new_coder()
+        self.push(coder, symbols)
+        return finish(coder)
 
+    def push(self, coder: object, symbols: np.ndarray) -> None:
+        """Put one latent's symbols (nz,) on an ANS stack (`pop` takes them off in order)."""
         idx = np.asarray(symbols, dtype=np.int64) - self.offsets
         if (idx < 0).any() or (idx >= self.lengths).any():
             raise ValueError("symbol outside its table: clamp first")
-        coder = constriction.stream.stack.AnsCoder()
         for d in reversed(range(len(idx))):  # a stack: push in reverse so decoding pops in order
             coder.encode_reverse(np.array([idx[d]], dtype=np.int32), self._models[d])
-        return coder.get_compressed().astype("<u4").tobytes().rstrip(b"\0")
 
-    def decode(self, payload: bytes) -> np.ndarray:
-        """Payload bytes -> the nz symbols; CodingError unless the payload is exactly one latent."""
-        import constriction
-
-        if payload.endswith(b"\0"):
-            raise CodingError("payload ends in a zero byte, which the encoder never writes")
-        padded = payload + bytes(-len(payload) % 4)
-        words = np.frombuffer(padded, dtype="<u4").astype(np.uint32)
-        coder = constriction.stream.stack.AnsCoder(words)
+    def pop(self, coder: object) -> np.ndarray:
+        """The nz symbols on top of an ANS stack; CodingError when the data runs out."""
         out = np.empty(len(self.offsets), dtype=np.int64)
         try:
             for d in range(len(out)):
                 out[d] = coder.decode(self._models[d], 1)[0]
         except Exception as exc:  # constriction raises its own errors on exhausted data
             raise CodingError(f"payload does not decode ({exc})") from None
+        return out + self.offsets
+
+    def push_rows(self, coder: object, symbols: np.ndarray, rows: np.ndarray) -> None:
+        """Put symbols coded with table rows `rows` (same shape) on an ANS stack, the
+        symbols of one row together (`pop_rows` with the same rows takes them off)."""
+        symbols, rows = np.asarray(symbols, dtype=np.int64).ravel(), np.asarray(rows).ravel()
+        idx = symbols - self.offsets[rows]
+        if (idx < 0).any() or (idx >= self.lengths[rows]).any():
+            raise ValueError("symbol outside its table: clamp first")
+        order = np.argsort(rows, kind="stable")
+        groups = np.split(order, np.flatnonzero(np.diff(rows[order])) + 1)
+        for g in reversed(groups):
+            coder.encode_reverse(idx[g].astype(np.int32), self._models[rows[g[0]]])
+
+    def pop_rows(self, coder: object, rows: np.ndarray) -> np.ndarray:
+        """The symbols `push_rows` put on the stack with these rows, in rows' shape."""
+        shape, rows = np.shape(rows), np.asarray(rows).ravel()
+        out = np.empty(len(rows), dtype=np.int64)
+        order = np.argsort(rows, kind="stable")
+        try:
+            for g in np.split(order, np.flatnonzero(np.diff(rows[order])) + 1):
+                out[g] = coder.decode(self._models[rows[g[0]]], len(g))
+        except Exception as exc:  # constriction raises its own errors on exhausted data
+            raise CodingError(f"payload does not decode ({exc})") from None
+        return (out + self.offsets[rows]).reshape(shape)
+
+    def decode(self, payload: bytes) -> np.ndarray:
+        """Payload bytes -> the nz symbols; CodingError unless the payload is exactly one latent."""
+        coder = open_payload(payload)
+        out = self.pop(coder)
         if not coder.is_empty():
             raise CodingError("payload holds more data than one latent")
-        return out + self.offsets
+        return out
 
     def bits(self, symbols: torch.Tensor) -> torch.Tensor:
         """Ideal code length in bits of each row of (clamped) symbols (B, nz) -> (B,)."""
         idx = (symbols.cpu() - torch.as_tensor(self.offsets)).numpy()
         c = np.take_along_axis(self.counts, idx.T, axis=1).T
         return torch.from_numpy((PRECISION - np.log2(c)).sum(1))
+
+
+def new_coder() -> object:
+    """An empty ANS stack."""
+    import constriction  # native module: its submodules are attributes, not importable paths
+
+    return constriction.stream.stack.AnsCoder()
+
+
+def finish(coder: object) -> bytes:
+    """The stack's payload: its 32-bit words little-endian, less the trailing zero bytes."""
+    return coder.get_compressed().astype("<u4").tobytes().rstrip(b"\0")
+
+
+def open_payload(payload: bytes) -> object:
+    """An ANS stack holding `payload` (see `finish`); CodingError for one it never writes."""
+    import constriction
+
+    if payload.endswith(b"\0"):
+        raise CodingError("payload ends in a zero byte, which the encoder never writes")
+    padded = payload + bytes(-len(payload) % 4)
+    return constriction.stream.stack.AnsCoder(np.frombuffer(padded, dtype="<u4").astype(np.uint32))
 
 
 @torch.no_grad()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,8 @@ from codec.generator import Generator, ModelConfig, fingerprint, read_metadata, 
 from codec.prior import FactorizedPrior
 
 KIND = "rd"
+#: Model files of the rate-distortion family: plain, and with a detail latent (codec.detailmodel).
+KINDS = (KIND, "rd-detail")
 
 #: Quantisation step of each quality level (1 = coarsest). Frozen once a model ships: a
 #: file stores its level, and the level's tables decode it. Levels added to a shipped model
@@ -68,6 +70,48 @@ class RDModel(nn.Module):
         what `decode` regenerates (it decodes one file at a time; a batch may differ from that
         in the last float bit)."""
         return self.generator(self.prior.dequantize(symbols, self.level_steps(levels, symbols.device)))
+
+    # --- what the rate-distortion backend codes with (codec.detailmodel has the same) --------
+
+    def has_level(self, level: int) -> bool:
+        return level in self.tables
+
+    def search(
+        self,
+        x: torch.Tensor,
+        levels: Sequence[int],
+        loss_fn: nn.Module,
+        steps: int,
+        on_step: Callable[[int, int], None] | None = None,
+        budget_bits: torch.Tensor | None = None,
+    ) -> list[torch.Tensor]:
+        """Each image's symbols (nz,) at its level: the encoder's, refined (inversion.refine)."""
+        from codec.inversion import refine
+
+        return list(refine(self, x, loss_fn, levels, steps, on_step=on_step, budget_bits=budget_bits).cpu())
+
+    def start_bytes(self, x: torch.Tensor, level: int, cache: dict) -> tuple[list[torch.Tensor], np.ndarray]:
+        """The encoder's own symbols of each image at `level`, and their file sizes at the
+        ideal code length (never above the real ones). `cache` keeps the encoder's output
+        across levels of one batch."""
+        if "y" not in cache:
+            with torch.no_grad():
+                cache["y"] = self.encoder(x)
+        table = self.tables[level]
+        sym = table.clamp(self.prior.quantize(cache["y"], table.step)).cpu()
+        return list(sym), OVERHEAD_V2 + table.bits(sym).numpy() / 8
+
+    def pack(self, code: torch.Tensor, level: int) -> bytes:
+        """One image's payload."""
+        return self.tables[level].encode(code.numpy())
+
+    def unpack(self, payload: bytes, level: int) -> torch.Tensor:
+        """The inverse of `pack` (CodingError for a payload it never writes)."""
+        return torch.from_numpy(self.tables[level].decode(payload))
+
+    def image(self, code: torch.Tensor, level: int) -> torch.Tensor:
+        """The decoded image (1, C, H, W) in [-1, 1], as `decode` makes it."""
+        return self.decode_symbols(code[None], [level])
 
     def ideal_bytes(self, y_hat: torch.Tensor, step: torch.Tensor | float) -> torch.Tensor:
         """File size of each rounded latent (B, nz) at its ideal code length, header included."""
@@ -161,16 +205,18 @@ def save_rd(model: RDModel, path: str | Path, card: dict[str, str] | None = None
 
 
 def is_rd_file(path: str | Path) -> bool:
-    """Whether a safetensors file holds an RD model (else: a GAN-only generator)."""
+    """Whether a safetensors file holds an RD model, with or without a detail latent (else:
+    a GAN-only generator)."""
     try:
-        return read_metadata(path).get("percodec_model") == KIND
+        return read_metadata(path).get("percodec_model") in KINDS
     except ModelError:
         return False
 
 
 def level_count(path: str | Path) -> int:
     """How many quality levels an RD model file has (read from its metadata alone)."""
-    return len(json.loads(read_metadata(path).get("steps", "[]")))
+    meta = read_metadata(path)
+    return len(json.loads(meta.get("pairs") or meta.get("steps", "[]")))
 
 
 def load_rd(path: str | Path, device: str | torch.device = "cpu") -> tuple[RDModel, dict[str, str]]:

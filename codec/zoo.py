@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from codec.container import CodedContainer, Container, ContainerError
+from codec.detailmodel import is_detail_file, load_detail
 from codec.generator import Generator, fingerprint, load_generator, resolve_model, shipped_models
 from codec.ladder import ladder_for
 from codec.rdmodel import RDModel, is_rd_file, load_rd
@@ -20,6 +21,9 @@ from codec.rdmodel import RDModel, is_rd_file, load_rd
 
 @functools.lru_cache(maxsize=8)
 def _load(path: str, mtime: float, device: str) -> tuple[Generator | RDModel, tuple[bytes, ...]]:
+    if is_detail_file(path):
+        m, _ = load_detail(path, device)
+        return m, (m.fingerprint(),)
     if is_rd_file(path):
         m, _ = load_rd(path, device)
         return m, tuple(m.fingerprints())

@@ -17,7 +17,6 @@ from codec.defaults import DEFAULT_MAX_BYTES, RD_LOSS, RD_STEPS
 from codec.entropy import CodingError
 from codec.generator import Generator
 from codec.images import float_to_uint8
-from codec.inversion import refine
 from codec.ladder import Ladder, Rung, ladder_for, shipped_ladders
 from codec.metrics import psnr, ssim
 from codec.rdmodel import RDModel
@@ -62,7 +61,7 @@ class RateDistortion:
             x = x.to(device)
             qualities, budgets = _pick_levels(ladder, models, x, candidates, max_bytes, first, o.max_bytes is not None)
             rungs = [ladder.rung(q) for q in qualities]
-            sym: list[torch.Tensor] = [torch.empty(0)] * len(x)  # each row's symbols (its model's nz)
+            sym: list = [None] * len(x)  # each row's code (what its model packs into a payload)
 
             room = torch.tensor([0.0 if b is None else (b - OVERHEAD_V2 - CAP_SLACK_BYTES) * 8 for b in budgets])
 
@@ -71,9 +70,9 @@ class RateDistortion:
                     at = [rows[j] for j in sub]
                     on_step = steps_of(tick, len(at)) if n else None
                     levels = [rungs[i].level for i in at]
-                    found = refine(models[name][0], x[at], loss_fn, levels, n, on_step=on_step, budget_bits=room[at])
-                    for i, row in zip(at, found.cpu(), strict=True):
-                        sym[i] = row
+                    found = models[name][0].search(x[at], levels, loss_fn, n, on_step=on_step, budget_bits=room[at])
+                    for i, code in zip(at, found, strict=True):
+                        sym[i] = code
 
             search(list(range(len(x))), steps)
             files = [_file(*models[r.model], r.level, sym[i]) for i, r in enumerate(rungs)]
@@ -108,13 +107,13 @@ class RateDistortion:
 
     def decode(self, c: CodedContainer, g: Generator | RDModel, name: str) -> torch.Tensor:
         """A version-2 file's image, uint8 (C, H, W)."""
-        if not isinstance(g, RDModel) or c.level not in g.tables:
+        if not isinstance(g, RDModel) or not g.has_level(c.level):
             raise ContainerError(f"{name} cannot decode this version-2 file (quality {c.level})")
         try:
-            symbols = g.tables[c.level].decode(c.payload)
+            code = g.unpack(c.payload, c.level)
         except CodingError as exc:
             raise ContainerError(f"corrupt payload: {exc}") from None
-        return float_to_uint8(g.decode_symbols(torch.from_numpy(symbols)[None], [c.level]))[0]
+        return float_to_uint8(g.image(code, c.level))[0]
 
     def describe(self, c: CodedContainer, data: bytes, model: str | None) -> dict[str, object]:
         """A version-2 header's fields (`percodec info`), with the quality on a shipped ladder
@@ -156,8 +155,8 @@ def _rows_by_model(rungs: Sequence[Rung]) -> dict[str, list[int]]:
     return out
 
 
-def _file(m: RDModel, fp: bytes, level: int, symbols: torch.Tensor) -> bytes:
-    payload = m.tables[level].encode(symbols.numpy())
+def _file(m: RDModel, fp: bytes, level: int, code: object) -> bytes:
+    payload = m.pack(code, level)
     return container.to_bytes(CodedContainer(fp[:FINGERPRINT_BYTES], level, payload))
 
 
@@ -182,25 +181,20 @@ def _pick_levels(
     fits: an error (strict: the user's --max-bytes) or the ladder's default with no budget."""
     if max_bytes is None:
         return [candidates[0]] * len(x), [None] * len(x)
-    latents: dict[str, torch.Tensor] = {}  # each rung model's encoder runs once per batch
-    symbols: dict[int, torch.Tensor] = {}  # quality -> the batch's clamped symbols
-    floors: dict[int, np.ndarray] = {}  # quality -> their ideal file sizes, never above the real ones
+    caches: dict[str, dict] = {}  # per rung model: what its levels share (its encoder's output)
+    codes: dict[int, Sequence] = {}  # quality -> the batch's encoder-only codes
+    floors: dict[int, np.ndarray] = {}  # quality -> their file sizes, estimated from below
 
     def floor(q: int, i: int) -> float:
-        if q not in symbols:
+        if q not in codes:
             rung = ladder.rung(q)
             m, _ = models[rung.model]
-            if rung.model not in latents:
-                with torch.no_grad():
-                    latents[rung.model] = m.encoder(x)
-            table = m.tables[rung.level]
-            symbols[q] = table.clamp(m.prior.quantize(latents[rung.model], table.step)).cpu()
-            floors[q] = OVERHEAD_V2 + table.bits(symbols[q]).numpy() / 8
+            codes[q], floors[q] = m.start_bytes(x, rung.level, caches.setdefault(rung.model, {}))
         return float(floors[q][i])
 
     def size(q: int, i: int) -> int:
         rung = ladder.rung(q)
-        return OVERHEAD_V2 + len(models[rung.model][0].tables[rung.level].encode(symbols[q][i].numpy()))
+        return OVERHEAD_V2 + len(models[rung.model][0].pack(codes[q][i], rung.level))
 
     out: list[int] = []
     budgets: list[int | None] = []
@@ -226,7 +220,7 @@ def _rd_results(
     decoders: dict[str, RDModel],
     rungs: Sequence[Rung],
     qualities: Sequence[int],
-    sym: Sequence[torch.Tensor],
+    sym: Sequence[object],
     files: Sequence[bytes],
     x: torch.Tensor,
     steps: int,
@@ -234,8 +228,7 @@ def _rd_results(
 ) -> list[EncodeResult]:
     """The batch's results, each decoded on the CPU exactly as `decode` does: one file at a
     time, since a batched generator run may differ in the last float bit on some machines."""
-    decoded = torch.stack([float_to_uint8(decoders[r.model].decode_symbols(sym[i][None], [r.level]))[0]
-                           for i, r in enumerate(rungs)])  # fmt: skip
+    decoded = torch.stack([float_to_uint8(decoders[r.model].image(sym[i], r.level))[0] for i, r in enumerate(rungs)])
     original = float_to_uint8(x)
     p, s = psnr(decoded, original), ssim(decoded, original)
     return [

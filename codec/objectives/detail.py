@@ -163,4 +163,4 @@ class DetailObjective:
         from codec.detailmodel import save_detail  # the file format lives with the model
 
         card = {**card, **self.lineage, "objective": "detail"}
-        save_detail(self.base, self.net, path, card)
+        save_detail(self.base, self.net, path, card, lambdas=tuple(self.lambdas.tolist()))
