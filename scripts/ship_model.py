@@ -41,7 +41,10 @@ def main() -> None:
         "instead of measuring it again with scripts/measure_framing.py",
     )
     args = ap.parse_args()
-    if (args.run / "model.safetensors").is_file():
+    if (args.run / "model.safetensors").is_file() and _is_detail(args.run / "model.safetensors"):
+        targets = [float(b) for b in args.level_bytes.split(",")] if args.level_bytes else DETAIL_BYTES
+        ship_detail(args.run, args.name, args.note, targets, args.data_root)
+    elif (args.run / "model.safetensors").is_file():
         targets = [float(b) for b in args.level_bytes.split(",")] if args.level_bytes else None
         ship_rd(args.run, args.name, args.note, targets, args.data_root)
     else:
@@ -173,6 +176,105 @@ def ship_rd(run: Path, name: str, note: str, level_bytes: list[float] | None, da
         lines += [note, ""]
     (MODELS / f"{name}.md").write_text("\n".join(lines))
     print(f"shipped {out} ({out.stat().st_size:,} bytes), card, curves and grid beside it")
+
+
+#: Mean file sizes the levels of a detail model are picked for (--level-bytes overrides).
+DETAIL_BYTES = [260, 300, 350, 400, 460, 520, 600, 700, 820, 950]
+
+
+def _is_detail(path: Path) -> bool:
+    from codec.detailmodel import is_detail_file
+
+    return is_detail_file(path)
+
+
+def ship_detail(run: Path, name: str, note: str, level_bytes: list[float], data_root: str) -> None:
+    """A detail run's model with the (global level, detail level) pairs that give the best
+    PSNR at each mean size of `level_bytes` on 500 CelebA valid faces (encoders only)."""
+    from codec.data import load_dataset
+    from codec.detailmodel import load_detail, save_detail
+
+    m, card = load_detail(run / "model.safetensors")
+    valid = load_dataset("celeba", data_root, "valid", size=m.config.size, limit=500, progress=False).images
+    x = torch.from_numpy(valid.copy()).float() / 127.5 - 1
+    table = _pair_table(m, x)
+    chosen = []
+    for target in level_bytes:
+        fits = [(p, b, q) for p, (b, q) in table.items() if b <= target]
+        if fits:
+            best = max(fits, key=lambda t: t[2])
+            if best[0] not in [c[0] for c in chosen]:
+                chosen.append(best)
+    chosen.sort(key=lambda t: t[1])
+    for (g, k), b, q in chosen:
+        print(f"global level {g:2d} detail level {k}: {b:6.1f} B {q:.2f} dB")
+    globals_ = sorted({g for (g, _), _, _ in chosen})
+    pairs = tuple((globals_.index(g) + 1, k) for (g, k), _, _ in chosen)
+    out = MODELS / f"{name}.safetensors"
+    if not m.lambdas:
+        raise SystemExit(f"{run}: its model has no rate weights stored: export it again with this code (--resume)")
+    save_detail(m, m.detail, out, card, global_levels=tuple(globals_), pairs=pairs, half=True, lambdas=m.lambdas)
+    shipped, _ = load_detail(out)
+    _detail_card(run, name, note, shipped, card, chosen, level_bytes, out)
+
+
+@torch.no_grad()
+def _pair_table(m, x: torch.Tensor) -> dict[tuple[int, int], tuple[float, float]]:
+    """(global level, detail level) -> (mean bytes, mean PSNR) of the encoders' codes at the
+    ideal code length (header included), decoded in float32."""
+    from codec.container import OVERHEAD_V2
+    from codec.detailmodel import _Search
+    from codec.images import float_to_uint8
+    from codec.metrics import psnr
+
+    out = {}
+    original = float_to_uint8(x)
+    for lv, pair in enumerate(m.pairs, start=1):
+        s = _Search(m, x, [lv] * len(x))
+        rate, img = s._rate_and_image(s.z, s.y)
+        out[pair] = (OVERHEAD_V2 + rate.mean().item() / 8, psnr(float_to_uint8(img), original).mean().item())
+    return out
+
+
+def _detail_card(run, name, note, shipped, card, chosen, level_bytes, out) -> None:
+    c, d = shipped.config, shipped.detail.config
+    count = lambda mod: sum(p.numel() for p in mod.parameters())  # noqa: E731
+    cfg = json.loads(torch.load(run / "checkpoint.pt", weights_only=True, map_location="cpu")["train_config"])
+    resume = card["command"] if "--resume" in card["command"] else card["command"] + " --resume"
+    levels = ", ".join(
+        f"{i}: global step {shipped.step_of(g):g} + detail level {k} ({b:.0f} B, {q:.2f} dB)"
+        for i, ((g, k), ((_, _), b, q)) in enumerate(zip(shipped.pairs, chosen, strict=True), start=1)
+    )
+    rows = [
+        ("architecture", f"the RD model {card.get('init_from')} (encoder, factorised prior, DCGAN generator width "
+         f"{c.ngf}, {c.nz}-dim global latent; frozen) + a detail latent of {d.channels} channels at "
+         f"{c.size // 4}x{c.size // 4} (analysis from the image and the global latent's image; Gaussian entropy "
+         f"model predicted from the generator's {c.size // 4}x{c.size // 4} features; synthesis added to the "
+         "generator at 16x16, 32x32 and before its tanh; a gain vector per detail level): codec/detail.py"),
+        ("parameters", f"{count(shipped):,}: detail networks {count(shipped.detail):,}"),
+        ("weights", f"float16 networks, float32 prior, safetensors, {out.stat().st_size:,} bytes; "
+         f"fingerprint {shipped.fingerprint().hex()}"),
+        ("quality levels", levels + f" (picked on 500 CelebA valid faces, encoders only, for mean sizes "
+         f"{', '.join(f'{b:g}' for b in level_bytes)} B)"),
+        ("objective", f"distortion `{cfg['distortion']}` + λ_k·rate, λ log-spaced per detail level from "
+         f"{shipped.lambdas[0]:.3g} to {shipped.lambdas[-1]:.3g} per pixel; global levels drawn per image; Adam lr "
+         f"{cfg['lr']:g}" + (f", x0.1 from step {cfg['lr_drop']}" if cfg.get("lr_drop") is not None else "")),
+        ("data", f"{card.get('dataset')} split '{card.get('split')}' ({card.get('train_images')} images); random "
+         "horizontal flips"),
+        ("images seen", f"{int(card['images_seen']):,} ({card['steps']} steps x batch {card['batch_size']})"),
+        ("wall time", f"{float(card.get('wall_seconds', 0)) / 3600:.2f} h ({card.get('hardware')}, all sessions)"),
+        ("continue training", f"`{resume}` (raise `--steps`)"),
+        ("code version", card.get("code_version", "")),
+        ("date", card.get("date", "")),
+    ]  # fmt: skip
+    intro = (f"The detail model shipped with percodec as `--model {name}`: the upper rungs of the quality ladder. "
+             "Sender and receiver must hold these exact weights and coding tables.")  # fmt: skip
+    lines = [f"# Model card: {name}", "", intro, "", "| | |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in rows]
+    if note:
+        lines += ["", note]
+    (MODELS / f"{name}.md").write_text("\n".join(lines) + "\n")
+    print(f"shipped {out} ({out.stat().st_size:,} bytes) and its card")
 
 
 def _prior_grid(m, level: int, path: Path, count: int = 64) -> None:

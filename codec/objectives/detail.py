@@ -11,7 +11,9 @@ a detail level k is drawn too, and
 
 with lambda_k log-spaced between `lambdas` (level 1 the coarsest). The distortion is the
 mean over the batch; lambda per level is fixed (no steering), so a level's bytes are what the
-network finds worth spending at that slope.
+network finds worth spending at that slope. Over the first `WARMUP` steps the lambdas rise
+geometrically from 1% of their value: at full weight from the start the rate term shut the
+fresh latent down before the synthesis had learnt to use it (1,500 steps: +0.5 dB for 80 B).
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from codec.images import float_to_uint8, save_grid
 from codec.losses import make_mix
 from codec.metrics import psnr, ssim
 from codec.rdmodel import RDModel, load_rd
+
+#: Steps over which the rate weights rise from 1% to their full value.
+WARMUP = 3000
 
 
 class DetailObjective:
@@ -65,6 +70,7 @@ class DetailObjective:
         self.A = wrap(self.net)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=lr)
         self.valid = valid
+        self.steps_done = 0
 
     @torch.no_grad()
     def _global(self, x: torch.Tensor, levels: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,10 +100,12 @@ class DetailObjective:
         noise = (torch.rand((b, c, *f.shape[2:]), generator=gen) - 0.5).to(x.device)
         x_hat, rate = self.forward(x, f, base, k, noise)
         dist = self.distortion(x_hat, x)
-        loss = (dist + self.lambdas[k - 1] * rate / self.pixels).mean()
+        warm = 0.01 ** max(0.0, 1 - self.steps_done / WARMUP)
+        loss = (dist + warm * self.lambdas[k - 1] * rate / self.pixels).mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
+        self.steps_done += 1
         return {"loss": loss.detach(), "distortion": dist.mean().detach(), "bits": rate.mean().detach()}
 
     # --- what the training loop saves, shows and exports -------------------------------------
@@ -110,12 +118,13 @@ class DetailObjective:
 
     def state_dict(self) -> dict:
         return {"detail": self.net.state_dict(), "opt": self.opt.state_dict(), "lineage": json.dumps(self.lineage),
-                "detail_config": json.dumps(self.net.config.to_dict())}  # fmt: skip
+                "detail_config": json.dumps(self.net.config.to_dict()), "steps_done": self.steps_done}  # fmt: skip
 
     def load_state_dict(self, state: dict) -> None:
         self.net.load_state_dict(state["detail"])
         self.opt.load_state_dict(state["opt"])
         self.lineage = json.loads(state.get("lineage", "{}"))
+        self.steps_done = int(state.get("steps_done", 0))
 
     @torch.no_grad()
     def _decoded(self, x: torch.Tensor, level: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
