@@ -3,7 +3,9 @@
     python benchmarks/codec_speed.py --data-root ../shared/datasets [--images 50] [--device cpu]
 
 1. Seconds per image to encode at default settings, one image at a time and 32 at once.
-2. Decode milliseconds per image (container parse + generator + 8-bit conversion).
+2. Decode milliseconds per image (container parse + generator + 8-bit conversion); for a
+   rate-distortion ladder also per quality (--qualities, default: every fourth and the top):
+   encode and decode time, bytes and PSNR at each.
 3. Quantisation loss: mean PSNR of the float-latent search against the default 7-bit
    quantisation-aware search on the valid images (the quantised one is what files hold).
 4. Quality against steps (50, 100, 200, 500, 1000 at most; early stopping on as by default);
@@ -46,7 +48,8 @@ def main() -> None:
     )
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--steps-list", default="50,100,200,500,1000")
-    ap.add_argument("--skip", default="", help="comma list of parts to skip: speed,quant,steps")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: speed,quant,steps,qualities")
+    ap.add_argument("--qualities", help="rate-distortion: comma list of qualities to time [every fourth, the top]")
     args = ap.parse_args()
     skip = set(args.skip.split(","))
     data = load_dataset("celeba", args.data_root, "valid", limit=max(args.images, 32), cache_dir="runs/cache")
@@ -128,6 +131,8 @@ def rd_speed(args: argparse.Namespace, pils: list, skip: set[str]) -> None:
         dec = statistics.median(decode_ms() for _ in range(ROUNDS * 2))
         print(f"batch of 32 (median of {ROUNDS}): encoder only {enc0:.1f} ms/image, default encode {enc:.1f} ms/image")
         print(f"decode, one file at a time: {dec:.2f} ms/image")
+    if "qualities" not in skip:
+        per_quality(args, pils[:32])
     if "steps" not in skip:
         from codec.faces import same_person
 
@@ -147,6 +152,35 @@ def rd_speed(args: argparse.Namespace, pils: list, skip: set[str]) -> None:
                     f"{sum(r.psnr for r in res) / n:8.2f} {sum(r.ssim for r in res) / n:7.4f} "
                     f"{100 * same.mean():5.1f}% {ms:9.1f}"
                 )
+
+
+def _decode_ms(results: list, model: str) -> float:
+    t = time.perf_counter()
+    for r in results:
+        decode_tensor(r.data, model)
+    return (time.perf_counter() - t) / len(results) * 1000
+
+
+def per_quality(args: argparse.Namespace, pils: list) -> None:
+    """Encode (batch of 32, default search) and decode (one file at a time) per quality."""
+    from codec.ladder import ladder_for
+
+    ladder = ladder_for(args.model)
+    top = len(ladder)
+    qualities = [int(q) for q in args.qualities.split(",")] if args.qualities else [*range(1, top, 4), top]
+    loss = args.loss.split(";")[0]
+    print(f"{'quality':>7} {'model':>16} {'bytes':>6} {'PSNR dB':>8} {'encode ms':>10} {'decode ms':>10}")
+    for q in qualities:
+        opts = EncodeOptions(model=args.model, loss=loss, device=args.device, quality=q)
+        encode_batch(pils[:4], opts)  # warm-up: the rung model's load and shapes
+        t = time.perf_counter()
+        res = encode_batch(pils, opts)
+        enc = (time.perf_counter() - t) / len(pils) * 1000
+
+        dec = statistics.median(_decode_ms(res, args.model) for _ in range(ROUNDS))
+        n = len(res)
+        print(f"{q:7d} {Path(ladder.rung(q).model).stem:>16} {sum(r.num_bytes for r in res) / n:6.1f} "
+              f"{sum(r.psnr for r in res) / n:8.2f} {enc:10.1f} {dec:10.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """The detail objective: train a detail latent (codec.detail) on top of a trained RD model.
 
 The RD model (its encoder, prior and generator) stays frozen: its global latent is the
-encoder's, rounded at one of its own levels (drawn per image from `global_levels`). Per image
-a detail level k is drawn too, and
+encoder's, rounded at one of its own levels (drawn per image from `global_levels`; of
+celeba64-id's 13: 4, 7, 10, 13). Per image a detail level k is drawn too, and
 
     y = A(x, G(z_hat)) * gain_k;  (mu, sigma) = P(f(z_hat)) * gain_k
     rate R = -log2 N(mu, sigma)(y + u)   (u uniform noise: the stand-in for rounding)
@@ -22,6 +22,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -50,18 +51,20 @@ class DetailObjective:
         init_from: str,
         valid: torch.Tensor,
         lambdas: tuple[float, float] = (0.25, 0.006),
-        global_levels: tuple[int, ...] = (4, 7, 10, 13),
+        global_levels: tuple[int, ...] | None = None,
         detail: DetailConfig | None = None,
     ) -> None:
         if not init_from:
             raise ValueError("--objective detail needs --init-from: the RD model the detail builds on")
         base, card = load_rd(init_from)
-        if base.config != mcfg:
+        a, b = base.config, mcfg
+        if (a.nz, a.ngf, a.nc, a.size) != (b.nz, b.ngf, b.nc, b.size):
             raise ValueError(f"--init-from {init_from} is a {base.config} model; pass its --nz and --width")
         self.base: RDModel = base.to(device)
         self.net = DetailNet(detail or DetailConfig(), base.generator).to(device)
         self.lineage = {"init_from": str(init_from), "init_images_seen": card.get("images_seen", "?")}
-        self.global_levels = global_levels
+        n = len(base.steps)  # default: four of its levels from a third of the way up to the top
+        self.global_levels = global_levels or tuple(sorted({round(v) for v in np.linspace(max(1, n // 3), n, 4)}))
         k = self.net.config.levels
         self.lambdas = torch.exp(torch.linspace(math.log(lambdas[0]), math.log(lambdas[1]), k)).to(device)
         self.distortion = make_mix(distortion, mcfg.nc).to(device).train()

@@ -1,0 +1,180 @@
+"""The detail latent: its tables, exact coding, model file, search, ladder rungs and training."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from codec import container
+from codec.container import CodedContainer
+from codec.detail import SCALES, DetailConfig, DetailNet, build_scale_tables, features, render, scale_index
+from codec.detailmodel import DetailModel, is_detail_file, load_detail, save_detail
+from codec.entropy import PRECISION, CodingError, finish, new_coder, open_payload
+from codec.errors import ModelError
+from codec.generator import read_model_file, write_model_file
+from codec.losses import make_mix
+from codec.pipeline import EncodeOptions, decode_tensor, encode_batch
+from codec.rdmodel import RDModel, is_rd_file, level_count, load_rd, save_rd
+from codec.train import TrainConfig, train
+from tests.conftest import tiny_config
+
+TINY = DetailConfig(channels=4, width=16, levels=3)
+
+
+def _base(seed: int = 0) -> RDModel:
+    torch.manual_seed(seed)
+    m = RDModel(tiny_config(nz=8)).eval()
+    with torch.no_grad():
+        m.prior.matrices[0].add_(2.0)
+    return m
+
+
+def _detail_file(path, seed: int = 0, strength: float = 0.3):
+    base = _base(seed)
+    torch.manual_seed(seed + 1)
+    net = DetailNet(TINY, base.generator)
+    with torch.no_grad():  # trained-looking: the detail changes the image
+        for last in (net.to16, net.to32, net.to64):
+            last.weight.normal_(0, strength)
+    save_detail(base, net, path, {"dataset": "none"}, global_levels=(2, 4), lambdas=(0.3, 0.1, 0.03))
+    return path
+
+
+@pytest.fixture
+def detail_file(tmp_path):
+    return _detail_file(tmp_path / "detail.safetensors")
+
+
+def _faces(n: int = 3, seed: int = 0) -> torch.Tensor:
+    return torch.rand(n, 3, 16, 16, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def test_scale_tables_are_integer_pmfs_that_widen_with_the_scale() -> None:
+    t = build_scale_tables()
+    assert len(t.offsets) == SCALES
+    assert (t.counts.sum(1) == 1 << PRECISION).all() and (t.counts[np.arange(SCALES), 0] >= 1).all()
+    assert (np.diff(t.lengths) >= 0).all() and t.lengths[0] >= 3  # every table holds 0 and its neighbours
+    assert (t.offsets == -(t.lengths // 2)).all()  # centred on 0
+    assert scale_index(np.array([0.0, 0.11, 64.0, 1e9])).tolist() == [0, 0, SCALES - 1, SCALES - 1]
+
+
+def test_rows_of_tables_push_and_pop_in_any_order_of_rows() -> None:
+    t = build_scale_tables()
+    rng = np.random.default_rng(0)
+    rows = rng.integers(0, SCALES, (4, 5, 5))
+    sym = t.offsets[rows] + rng.integers(0, t.lengths[rows])
+    coder = new_coder()
+    t.push_rows(coder, sym, rows)
+    back = open_payload(finish(coder))
+    assert (t.pop_rows(back, rows) == sym).all() and back.is_empty()
+    with pytest.raises(ValueError, match="clamp"):
+        t.push_rows(new_coder(), t.offsets[rows] - 1, rows)
+
+
+def test_detail_file_round_trip_fingerprint_and_kind(detail_file, tmp_path) -> None:
+    m, card = load_detail(detail_file)
+    assert isinstance(m, DetailModel) and card == {"dataset": "none"}
+    assert is_detail_file(detail_file) and is_rd_file(detail_file) and level_count(detail_file) == 6
+    assert m.pairs == tuple((g, k) for g in (1, 2) for k in (1, 2, 3)) and m.lambdas == (0.3, 0.1, 0.03)
+    assert m.step_of(1) == _base().step_of(2)  # the base's level 2 is the file's global level 1
+    assert load_detail(detail_file)[0].fingerprint() == m.fingerprint()
+    other = _detail_file(tmp_path / "other.safetensors", strength=0.31)  # same base, other detail weights
+    assert load_detail(other)[0].fingerprint() != m.fingerprint()
+    with pytest.raises(ModelError, match="not a percodec rate-distortion model"):
+        load_rd(detail_file)
+    meta, state = read_model_file(detail_file)
+    del state["scales.packed"]
+    write_model_file(tmp_path / "broken.safetensors", state, meta)
+    with pytest.raises(ModelError, match="detail's coding tables"):
+        load_detail(tmp_path / "broken.safetensors")
+
+
+def test_search_codes_exactly_and_decodes_to_what_it_reports(detail_file) -> None:
+    m, _ = load_detail(detail_file)
+    x = _faces()
+    loss = make_mix("mse", 3)
+    for level in (1, 6):
+        for steps in (0, 3):
+            for code in m.search(x, [level] * len(x), loss, steps):
+                payload = m.pack(code, level)
+                back = m.unpack(payload, level)
+                assert (back.global_ == code.global_).all() and (back.detail == code.detail).all()
+                assert torch.equal(m.image(back, level), m.image(code, level))
+    for bad in (payload[:-1], payload + b"\x01\x02\x03\x04"):
+        with pytest.raises(CodingError):
+            m.unpack(bad, level)
+
+
+def test_the_detail_changes_the_image_and_finer_levels_cost_more(detail_file) -> None:
+    m, _ = load_detail(detail_file)
+    x = _faces(8)
+    with torch.no_grad():
+        own = render(m.generator, features(m.generator, m.prior.rounded(m.encoder(x), m.step_of(2))))
+    sizes = []
+    for level in (4, 5, 6):  # global level 2, detail levels 1..3
+        codes = m.search(x, [level] * len(x), None, 0)
+        sizes.append(np.mean([len(m.pack(c, level)) for c in codes]))
+        decoded = torch.cat([m.image(c, level) for c in codes])
+        assert (decoded - own).abs().max() > 1e-3
+    assert sizes[0] < sizes[1] < sizes[2]
+
+
+def test_search_keeps_a_budget(detail_file) -> None:
+    m, _ = load_detail(detail_file)
+    x = _faces(4)
+    free = m.search(x, [6] * 4, make_mix("mse", 3), 4)
+    budget = torch.tensor([len(m.pack(c, 6)) * 8 * 0.6 for c in m.search(x, [6] * 4, None, 0)])
+    capped = m.search(x, [6] * 4, make_mix("mse", 3), 4, budget_bits=budget)
+    start = m.search(x, [6] * 4, None, 0)
+    for c, s in zip(capped, start, strict=True):  # over budget from the start: stays the start
+        assert (c.detail == s.detail).all() and (c.global_ == s.global_).all()
+    assert any((f.detail != s.detail).any() for f, s in zip(free, start, strict=True))
+
+
+@pytest.fixture
+def ladder_with_detail(tmp_path):
+    save_rd(_base(), tmp_path / "base.safetensors", {"dataset": "none"})
+    _detail_file(tmp_path / "detail.safetensors")
+    rungs = [["base.safetensors", lv] for lv in (1, 2)] + [["detail.safetensors", lv] for lv in (4, 5, 6)]
+    path = tmp_path / "faces.ladder.json"
+    path.write_text(json.dumps({"default": 1, "rungs": rungs}))
+    return path
+
+
+def test_detail_rungs_code_and_decode_through_the_ladder(ladder_with_detail, tmp_path) -> None:
+    src = tmp_path / "x.png"
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(src)
+    model = str(ladder_with_detail)
+    sizes = []
+    for q in range(1, 6):
+        (r,) = encode_batch([src], EncodeOptions(model=model, quality=q, steps=2, loss="mse"))
+        assert isinstance(container.from_bytes(r.data), CodedContainer)  # no new container version
+        assert torch.equal(decode_tensor(r.data, model), r.decoded)
+        if q >= 3:  # and the rung's own model file does
+            assert torch.equal(decode_tensor(r.data, str(tmp_path / "detail.safetensors")), r.decoded)
+        sizes.append(len(r.data))
+    assert sizes[2] > sizes[1]  # the detail rungs spend more than the base's
+    cap = sizes[3]
+    (r,) = encode_batch([src], EncodeOptions(model=model, max_bytes=cap, steps=2, loss="mse"))
+    assert len(r.data) <= cap and r.quality >= 3  # the cap picks a detail rung that fits
+
+
+def test_detail_training_runs_resumes_and_exports_a_coding_model(tmp_path) -> None:
+    base = tmp_path / "base.safetensors"
+    save_rd(_base(), base, {"dataset": "none"})
+    cfg = dict(dataset="celeba", out=str(tmp_path / "d"), dry_run=True, objective="detail", ngf=4, nz=8, size=16)
+    cfg.update(batch_size=8, device="cpu", progress=False, sample_every=2, checkpoint_every=2, valid_every=2)
+    cfg.update(valid_images=8, init_from=str(base))
+    train(TrainConfig(**cfg, steps=2))
+    result = train(TrainConfig(**cfg, steps=3, resume=True))
+    assert result.steps == 3 and result.objective.steps_done == 3
+    m, card = load_detail(result.model_path)
+    assert card["objective"] == "detail" and len(m.lambdas) == m.detail.config.levels
+    code = m.search(_faces(1), [len(m.pairs)], None, 0)[0]
+    assert m.unpack(m.pack(code, len(m.pairs)), len(m.pairs)).detail.shape == (m.detail.config.channels, 4, 4)
+    with pytest.raises(ValueError, match="needs --init-from"):
+        train(TrainConfig(**{**cfg, "init_from": None, "out": str(tmp_path / "e")}, steps=1))
