@@ -482,6 +482,7 @@ class _BenchRun:
             B.webp(0, nc),
             B.webp(10, nc),  # where WebP meets percodec's top qualities (~350 B) and passes them (~500 B)
             B.webp(30, nc),
+            B.webp(70, nc),  # ~820 B: the ladder's upper end (issue #23: 33.5 dB at 820 B)
             B.KMeansPalette(4, nc),
             B.KMeansPalette(8, nc),
             B.KMeansPalette(16, nc),
@@ -490,10 +491,11 @@ class _BenchRun:
             fixed.append(B.avif(0, nc))
         sweep: list[B.Codec] = []
         if self.cfg.sweep:
-            sweep += [B.jpeg(q, nc) for q in (5, 20, 30, 50)] + [B.webp(q, nc) for q in (5, 20, 40, 60)]
+            # curves to past 1 KB, where the quality ladder ends
+            sweep += [B.jpeg(q, nc) for q in (5, 20, 30, 50, 70)] + [B.webp(q, nc) for q in (5, 20, 40, 50, 60, 80)]
             sweep += [B.KMeansPalette(2, nc)]
             if B.has_avif():
-                sweep += [B.avif(q, nc) for q in (10, 20, 40)]
+                sweep += [B.avif(q, nc) for q in (10, 20, 40, 60, 75)]
         for codec in fixed:
             self.finish(_key(codec.name, nc), self.classic(codec))
         for codec in sweep:

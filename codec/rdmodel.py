@@ -90,10 +90,13 @@ class RDModel(nn.Module):
 
         return list(refine(self, x, loss_fn, levels, steps, on_step=on_step, budget_bits=budget_bits).cpu())
 
-    def start_bytes(self, x: torch.Tensor, level: int, cache: dict) -> tuple[list[torch.Tensor], np.ndarray]:
+    def start_bytes(
+        self, x: torch.Tensor, level: int, cache: dict, cap: float = float("inf")
+    ) -> tuple[list[torch.Tensor], np.ndarray]:
         """The encoder's own symbols of each image at `level`, and their file sizes at the
         ideal code length (never above the real ones). `cache` keeps the encoder's output
-        across levels of one batch."""
+        across levels of one batch; `cap` (the byte budget) is for models that can skip work
+        over it."""
         if "y" not in cache:
             with torch.no_grad():
                 cache["y"] = self.encoder(x)

@@ -195,6 +195,9 @@ def ship_detail(run: Path, name: str, note: str, level_bytes: list[float], data_
     from codec.detailmodel import load_detail, save_detail
 
     m, card = load_detail(run / "model.safetensors")
+    if not m.lambdas:
+        raise SystemExit(f"{run}: its model has no rate weights stored: export it again with this code (--resume)")
+    _densify(m)
     valid = load_dataset("celeba", data_root, "valid", size=m.config.size, limit=500, progress=False).images
     x = torch.from_numpy(valid.copy()).float() / 127.5 - 1
     table = _pair_table(m, x)
@@ -211,11 +214,34 @@ def ship_detail(run: Path, name: str, note: str, level_bytes: list[float], data_
     globals_ = sorted({g for (g, _), _, _ in chosen})
     pairs = tuple((globals_.index(g) + 1, k) for (g, k), _, _ in chosen)
     out = MODELS / f"{name}.safetensors"
-    if not m.lambdas:
-        raise SystemExit(f"{run}: its model has no rate weights stored: export it again with this code (--resume)")
     save_detail(m, m.detail, out, card, global_levels=tuple(globals_), pairs=pairs, half=True, lambdas=m.lambdas)
     shipped, _ = load_detail(out)
     _detail_card(run, name, note, shipped, card, chosen, level_bytes, out)
+
+
+@torch.no_grad()
+def _densify(m) -> None:
+    """Twice the detail levels: between each two trained gain vectors their geometric
+    mean, and one past the finest (its step from the one before again), with the rate
+    weights interpolated alike: more sizes to choose from (gained VAEs interpolate so)."""
+    from codec.detail import DetailConfig, DetailNet
+
+    g, lam = m.detail.log_gain, torch.tensor(m.lambdas).log()
+    rows = [g[0]]
+    weights = [lam[0]]
+    for i in range(1, len(g)):
+        rows += [(g[i - 1] + g[i]) / 2, g[i]]
+        weights += [(lam[i - 1] + lam[i]) / 2, lam[i]]
+    rows.append(2 * g[-1] - g[-2])
+    weights.append(2 * lam[-1] - lam[-2])
+    old = m.detail
+    net = DetailNet(DetailConfig(old.config.channels, old.config.width, len(rows)), m.generator)
+    state = old.state_dict()
+    state["log_gain"] = torch.stack(rows)
+    net.load_state_dict(state)
+    m.detail = net.eval().requires_grad_(False)
+    m.lambdas = tuple(weights_.item() for weights_ in torch.stack(weights).exp())
+    m.pairs = tuple((gl, k) for gl in range(1, len(m.steps) + 1) for k in range(1, len(rows) + 1))
 
 
 @torch.no_grad()
@@ -229,8 +255,9 @@ def _pair_table(m, x: torch.Tensor) -> dict[tuple[int, int], tuple[float, float]
 
     out = {}
     original = float_to_uint8(x)
+    z = m.encoder(x)
     for lv, pair in enumerate(m.pairs, start=1):
-        s = _Search(m, x, [lv] * len(x))
+        s = _Search(m, x, [lv] * len(x), z)
         rate, img = s._rate_and_image(s.z, s.y)
         out[pair] = (OVERHEAD_V2 + rate.mean().item() / 8, psnr(float_to_uint8(img), original).mean().item())
     return out

@@ -189,7 +189,7 @@ def _pick_levels(
         if q not in codes:
             rung = ladder.rung(q)
             m, _ = models[rung.model]
-            codes[q], floors[q] = m.start_bytes(x, rung.level, caches.setdefault(rung.model, {}))
+            codes[q], floors[q] = m.start_bytes(x, rung.level, caches.setdefault(rung.model, {}), max_bytes)
         return float(floors[q][i])
 
     def size(q: int, i: int) -> int:
