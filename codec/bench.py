@@ -693,8 +693,8 @@ def write_outputs(cfg: BenchConfig, records: list[dict]) -> tuple[dict[str, Path
         "grid": out / "grid.png",
     }
     head = {"originals": originals_row(protocol)} if protocol is not None and protocol.has_pairs else {}
-    rates = bd_rates(summary)
-    result = {"config": asdict(cfg), **head, "bd_rate": rates, "summary": summary}
+    rates, windowed = bd_rates(summary), bd_rates(summary, BD_WINDOW)
+    result = {"config": asdict(cfg), **head, "bd_rate": rates, "bd_rate_window": windowed, "summary": summary}
     paths["json"].write_text(json.dumps(result, indent=1, default=str))
     keys = ["image", "codec", "family", "setting", *METRICS, "reached"]
     with open(paths["csv"], "w", newline="") as f:
@@ -709,7 +709,7 @@ def write_outputs(cfg: BenchConfig, records: list[dict]) -> tuple[dict[str, Path
         + table(summary, markdown=True)
         + "\n"
         + different_people_line(cfg)
-        + bd_rate_line(rates)
+        + bd_rate_line(rates, windowed)
         + cross
         + (f"\nEvery quality beside eigenface at its bytes:\n\n{q}" if (q := quality_table(summary)) else "")
     )
@@ -721,15 +721,22 @@ def write_outputs(cfg: BenchConfig, records: list[dict]) -> tuple[dict[str, Path
     return paths, summary
 
 
-def bd_rates(summary: list[dict]) -> dict[str, dict[str, float]]:
+#: The file sizes (bytes) over which the windowed BD-rate is taken (issue #23's range).
+BD_WINDOW = (200.0, 1000.0)
+
+
+def bd_rates(summary: list[dict], window: tuple[float, float] | None = None) -> dict[str, dict[str, float]]:
     """Per classic codec with a curve (webp, avif, jpeg: fixed and swept settings), the
     Bjøntegaard delta rate of percodec's quality curve (its first loss's rate-distortion
     rows) against it, in percent at equal PSNR and at equal SSIM, over the range both
-    reach (codec.metrics.bd_rate; negative: percodec needs fewer bytes)."""
+    reach (codec.metrics.bd_rate; negative: percodec needs fewer bytes). With `window`
+    (lo, hi) only the points of both curves whose mean size lies within it count."""
     from codec.metrics import bd_rate
 
+    lo, hi = window or (0.0, math.inf)
+
     def curve(family: str) -> list[dict]:
-        return sorted((r for r in summary if r["family"] == family), key=lambda r: r["bytes"])
+        return sorted((r for r in summary if r["family"] == family and lo <= r["bytes"] <= hi), key=lambda r: r["bytes"])
 
     ours = next((curve(r["family"]) for r in summary if r["family"].startswith("percodec-")
                  and r["family"].endswith("-rd")), [])  # fmt: skip
@@ -747,14 +754,19 @@ def bd_rates(summary: list[dict]) -> dict[str, dict[str, float]]:
     return out
 
 
-def bd_rate_line(rates: dict[str, dict[str, float]]) -> str:
-    """results.md's BD-rate sentence."""
+def bd_rate_line(rates: dict[str, dict[str, float]], windowed: dict[str, dict[str, float]] | None = None) -> str:
+    """results.md's BD-rate sentences: over the common range, and within BD_WINDOW."""
     if not rates:
         return ""
-    parts = [f"{fam} {r['psnr']:+.1f}% (PSNR), {r['ssim']:+.1f}% (SSIM)" for fam, r in rates.items()]
+
+    def parts(r: dict[str, dict[str, float]]) -> str:
+        return "; ".join(f"{fam} {v['psnr']:+.1f}% (PSNR), {v['ssim']:+.1f}% (SSIM)" for fam, v in r.items())
+
+    lo, hi = BD_WINDOW
+    within = f"\nThe same over the points of {lo:g}-{hi:g} B only: {parts(windowed)}\n" if windowed else ""
     return (
         "\nBD-rate of percodec's quality curve against each classic codec's (bytes it needs more, "
-        "negative = fewer, at equal quality over the range both reach): " + "; ".join(parts) + "\n"
+        "negative = fewer, at equal quality over the range both reach): " + parts(rates) + "\n" + within
     )
 
 

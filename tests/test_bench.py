@@ -225,3 +225,18 @@ def test_the_bench_reports_bd_rate_against_webp() -> None:
     rates = bd_rates(summary)
     assert rates["webp"]["psnr"] == pytest.approx(-50.0) and rates["webp"]["ssim"] == pytest.approx(-50.0)
     assert "avif" not in rates  # no curve, no figure
+
+
+def test_the_windowed_bd_rate_counts_only_the_points_within_the_window() -> None:
+    """Within 200-1000 B percodec's curve needs half the bytes; below it, the same as WebP:
+    the window's figure is the window's alone, the whole overlap's lies between."""
+    from codec.bench import BD_WINDOW, bd_rates
+
+    low = [(60, 22.0), (90, 23.0), (130, 24.0), (180, 25.0)]
+    high = [(200, 27.0), (300, 29.0), (400, 31.0), (500, 33.0)]
+    ours = [{"family": "percodec-mse-rd", "bytes": b, "psnr": p, "ssim": p / 40} for b, p in low + high]
+    theirs = low + [(b * 2, p) for b, p in high]
+    webp = [{"family": "webp", "bytes": b, "psnr": p, "ssim": p / 40} for b, p in theirs]
+    window = bd_rates(ours + webp, BD_WINDOW)["webp"]
+    assert window["psnr"] == pytest.approx(-50.0) and window["ssim"] == pytest.approx(-50.0)
+    assert -50.0 < bd_rates(ours + webp)["webp"]["psnr"] < -5.0
