@@ -7,7 +7,11 @@ codes it, on CelebA *valid* faces, and the quality ladder that follows.
 Each (model, level) is coded with encode's defaults at that level (refinement included,
 real files, every byte counted). The ladder keeps the rungs no other rung beats: a rung is
 dropped when another one costs no more bytes and gives at least its PSNR and its SSIM, or
-when the straight line between its neighbours on the ladder does, at its bytes. The
+when the straight line between its neighbours on the ladder does, at its bytes, and those
+neighbours lie within NEAR of each other in bytes. (A rung under a long line still serves
+every cap between its neighbours, since a file takes one rung, never a mix: the first run
+with the detail model, unbounded, dropped celeba64-id's levels 6-10 under the line from
+146 B to the detail's 269 B and left no quality between them.) The
 kept rungs, in order of bytes, are qualities 1..N; `--default` names the rung that becomes
 the default quality (it must be kept). `--write` stores the ladder (see codec.ladder).
 `--rows FILE` keeps each measured level there, keyed by the model's fingerprint, so a
@@ -59,8 +63,13 @@ def _line(r: dict) -> str:
     return f"{r['model']:<12} level {r['level']}: {size}, {r['psnr']:.2f} dB, SSIM {r['ssim']:.4f}"
 
 
+#: Neighbours at most this ratio apart in bytes may drop the rung between them (see above).
+NEAR = 1.15
+
+
 def frontier(rows: list[dict]) -> list[dict]:
-    """The rungs no other rung beats (no more bytes, at least the PSNR and the SSIM), by bytes."""
+    """The rungs no other rung beats (no more bytes, at least the PSNR and the SSIM; nor the
+    line between near neighbours), by bytes."""
 
     def beaten(r: dict) -> bool:
         return any(
@@ -69,7 +78,11 @@ def frontier(rows: list[dict]) -> list[dict]:
 
     kept = sorted((r for r in rows if not beaten(r)), key=lambda r: r["bytes"])
     while True:  # also drop a rung its neighbours' straight line beats at its bytes, in PSNR and SSIM
-        below = [i for i in range(1, len(kept) - 1) if _under(kept[i - 1], kept[i], kept[i + 1])]
+        below = [
+            i
+            for i in range(1, len(kept) - 1)
+            if kept[i + 1]["bytes"] <= NEAR * kept[i - 1]["bytes"] and _under(kept[i - 1], kept[i], kept[i + 1])
+        ]
         if not below:
             return kept
         del kept[below[0]]

@@ -3,6 +3,7 @@
     python scripts/ship_model.py ~/percodec-runs/celeba64 celeba64-gan [--note "text for the card"]
     python scripts/ship_model.py ~/percodec-runs/rd-celeba64 celeba64     # a rate-distortion run
     python scripts/ship_model.py RUN celeba64 --level-bytes 50,62,75,90,110,135,170,220,300,400
+    python scripts/ship_model.py models/celeba64-detail.safetensors celeba64-detail  # re-pick its levels
 
 GAN-only runs (generator.safetensors): the grid is rendered from the shipped (half-precision)
 weights with the same fixed latents as the training grids (seed 1234). Rate-distortion runs
@@ -20,6 +21,7 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from codec.generator import fingerprint, load_generator, save_generator
@@ -30,7 +32,12 @@ MODELS = Path(__file__).resolve().parent.parent / "models"
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("run", type=Path, help="training run folder (holds generator.safetensors)")
+    ap.add_argument(
+        "run",
+        type=Path,
+        help="training run folder (holds generator.safetensors or model.safetensors), or a detail "
+        "model file whose levels to pick again",
+    )
     ap.add_argument("name", help="model name, e.g. celeba64")
     ap.add_argument("--note", default="", help="extra paragraph for the card")
     ap.add_argument("--level-bytes", help="rd: comma-separated mean bytes of the quality levels, lowest first")
@@ -41,7 +48,10 @@ def main() -> None:
         "instead of measuring it again with scripts/measure_framing.py",
     )
     args = ap.parse_args()
-    if (args.run / "model.safetensors").is_file() and _is_detail(args.run / "model.safetensors"):
+    if args.run.is_file() and _is_detail(args.run):  # a detail model file: pick its levels again
+        targets = [float(b) for b in args.level_bytes.split(",")] if args.level_bytes else DETAIL_BYTES
+        repick_detail(args.run, args.name, targets, args.data_root)
+    elif (args.run / "model.safetensors").is_file() and _is_detail(args.run / "model.safetensors"):
         targets = [float(b) for b in args.level_bytes.split(",")] if args.level_bytes else DETAIL_BYTES
         ship_detail(args.run, args.name, args.note, targets, args.data_root)
     elif (args.run / "model.safetensors").is_file():
@@ -179,7 +189,7 @@ def ship_rd(run: Path, name: str, note: str, level_bytes: list[float] | None, da
 
 
 #: Mean file sizes the levels of a detail model are picked for (--level-bytes overrides).
-DETAIL_BYTES = [260, 300, 350, 400, 460, 520, 600, 700, 820, 950]
+DETAIL_BYTES = [180, 200, 230, 260, 300, 350, 400, 460, 520, 600, 700, 820, 950, 1020]
 
 
 def _is_detail(path: Path) -> bool:
@@ -191,13 +201,43 @@ def _is_detail(path: Path) -> bool:
 def ship_detail(run: Path, name: str, note: str, level_bytes: list[float], data_root: str) -> None:
     """A detail run's model with the (global level, detail level) pairs that give the best
     PSNR at each mean size of `level_bytes` on 500 CelebA valid faces (encoders only)."""
-    from codec.data import load_dataset
-    from codec.detailmodel import load_detail, save_detail
+    from codec.detailmodel import load_detail
 
     m, card = load_detail(run / "model.safetensors")
     if not m.lambdas:
         raise SystemExit(f"{run}: its model has no rate weights stored: export it again with this code (--resume)")
     _densify(m)
+    shipped, chosen = _pick_and_save(m, card, level_bytes, data_root, MODELS / f"{name}.safetensors")
+    detail_prior_grid(shipped, MODELS / f"{name}.png")
+    _detail_card(run, name, note, shipped, card, chosen, level_bytes, MODELS / f"{name}.safetensors")
+
+
+def repick_detail(path: Path, name: str, level_bytes: list[float], data_root: str) -> None:
+    """Pick a shipped (or exported) detail model's levels again, among every pair of its
+    global steps and detail gains, for other mean sizes; the card's levels row follows.
+    Its fingerprint changes with its pairs: only for a model whose files nobody holds yet."""
+    from codec.detailmodel import load_detail
+
+    m, card = load_detail(path)
+    m.pairs = tuple((g, k) for g in range(1, len(m.steps) + 1) for k in range(1, m.detail.config.levels + 1))
+    out = MODELS / f"{name}.safetensors"
+    shipped, chosen = _pick_and_save(m, card, level_bytes, data_root, out)
+    md = MODELS / f"{name}.md"
+    if md.is_file():
+        rows = md.read_text().splitlines()
+        row = f"| quality levels | {_levels_row(shipped, chosen, level_bytes)} |"
+        fp = f"fingerprint {shipped.fingerprint().hex()}"
+        rows = [row if r.startswith("| quality levels |") else r for r in rows]
+        rows = [r.split("fingerprint ")[0] + fp + " |" if r.startswith("| weights |") else r for r in rows]
+        md.write_text("\n".join(rows) + "\n")
+
+
+def _pick_and_save(m, card: dict, level_bytes: list[float], data_root: str, out: Path) -> tuple[object, list]:
+    """Choose m's pairs for `level_bytes` (the best PSNR within each mean size on 500 CelebA
+    valid faces), write the model with just those, and load it back."""
+    from codec.data import load_dataset
+    from codec.detailmodel import load_detail, save_detail
+
     valid = load_dataset("celeba", data_root, "valid", size=m.config.size, limit=500, progress=False).images
     x = torch.from_numpy(valid.copy()).float() / 127.5 - 1
     table = _pair_table(m, x)
@@ -213,10 +253,17 @@ def ship_detail(run: Path, name: str, note: str, level_bytes: list[float], data_
         print(f"global level {g:2d} detail level {k}: {b:6.1f} B {q:.2f} dB")
     globals_ = sorted({g for (g, _), _, _ in chosen})
     pairs = tuple((globals_.index(g) + 1, k) for (g, k), _, _ in chosen)
-    out = MODELS / f"{name}.safetensors"
     save_detail(m, m.detail, out, card, global_levels=tuple(globals_), pairs=pairs, half=True, lambdas=m.lambdas)
-    shipped, _ = load_detail(out)
-    _detail_card(run, name, note, shipped, card, chosen, level_bytes, out)
+    return load_detail(out)[0], chosen
+
+
+def _levels_row(shipped, chosen: list, level_bytes: list[float]) -> str:
+    levels = ", ".join(
+        f"{i}: global step {shipped.step_of(g):g} + detail level {k} ({b:.0f} B, {q:.2f} dB)"
+        for i, ((g, k), ((_, _), b, q)) in enumerate(zip(shipped.pairs, chosen, strict=True), start=1)
+    )
+    sizes = ", ".join(f"{b:g}" for b in level_bytes)
+    return levels + f" (picked on 500 CelebA valid faces, encoders only, for mean sizes {sizes} B)"
 
 
 @torch.no_grad()
@@ -268,10 +315,6 @@ def _detail_card(run, name, note, shipped, card, chosen, level_bytes, out) -> No
     count = lambda mod: sum(p.numel() for p in mod.parameters())  # noqa: E731
     cfg = json.loads(torch.load(run / "checkpoint.pt", weights_only=True, map_location="cpu")["train_config"])
     resume = card["command"] if "--resume" in card["command"] else card["command"] + " --resume"
-    levels = ", ".join(
-        f"{i}: global step {shipped.step_of(g):g} + detail level {k} ({b:.0f} B, {q:.2f} dB)"
-        for i, ((g, k), ((_, _), b, q)) in enumerate(zip(shipped.pairs, chosen, strict=True), start=1)
-    )
     rows = [
         ("architecture", f"the RD model {card.get('init_from')} (encoder, factorised prior, DCGAN generator width "
          f"{c.ngf}, {c.nz}-dim global latent; frozen) + a detail latent of {d.channels} channels at "
@@ -281,8 +324,7 @@ def _detail_card(run, name, note, shipped, card, chosen, level_bytes, out) -> No
         ("parameters", f"{count(shipped):,}: detail networks {count(shipped.detail):,}"),
         ("weights", f"float16 networks, float32 prior, safetensors, {out.stat().st_size:,} bytes; "
          f"fingerprint {shipped.fingerprint().hex()}"),
-        ("quality levels", levels + f" (picked on 500 CelebA valid faces, encoders only, for mean sizes "
-         f"{', '.join(f'{b:g}' for b in level_bytes)} B)"),
+        ("quality levels", _levels_row(shipped, chosen, level_bytes)),
         ("objective", f"distortion `{cfg['distortion']}` + λ_k·rate, λ log-spaced per detail level from "
          f"{shipped.lambdas[0]:.3g} to {shipped.lambdas[-1]:.3g} per pixel; global levels drawn per image; Adam lr "
          f"{cfg['lr']:g}" + (f", x0.1 from step {cfg['lr_drop']}" if cfg.get("lr_drop") is not None else "")),
@@ -304,10 +346,37 @@ def _detail_card(run, name, note, shipped, card, chosen, level_bytes, out) -> No
     print(f"shipped {out} ({out.stat().st_size:,} bytes) and its card")
 
 
+def _draw(counts: np.ndarray, length: int, rng: np.random.Generator, n: int | None = None) -> np.ndarray:
+    p = counts[:length].astype(np.float64)
+    return rng.choice(length, size=n, p=p / p.sum())
+
+
+def detail_prior_grid(m, path: Path, count: int = 8, seed: int = 1234) -> None:
+    """Faces decoded from symbols drawn from the detail model's own tables (no photo): a
+    column per face (one uniform draw per global dimension, read through each level's
+    table), a row per quality (lowest, middle, top), each level's detail drawn from the
+    Gaussians its global latent predicts."""
+    from codec.detailmodel import DetailCode
+
+    rng = np.random.default_rng(seed)
+    st = m.scale_tables
+    levels = sorted({1, (len(m.pairs) + 1) // 2, len(m.pairs)})
+    rows = []
+    for _ in range(count):
+        u = rng.random(len(m.tables[1].offsets))  # one draw per dimension, read through each level's table
+        for lv in levels:
+            t = m.global_table(lv)
+            cum = [np.cumsum(t.counts[d, : t.lengths[d]]) / t.counts[d, : t.lengths[d]].sum() for d in range(len(u))]
+            sym = np.array([t.offsets[d] + int(np.searchsorted(c, u[d])) for d, c in enumerate(cum)])
+            mean, idx = m.side_info(sym, lv)
+            k = np.vectorize(lambda r: st.offsets[r] + _draw(st.counts[r], st.lengths[r], rng))(idx)
+            rows.append(m.image(DetailCode(sym, k, mean, idx), lv))
+    with torch.no_grad():
+        save_grid(torch.cat([torch.cat(rows[i :: len(levels)]) for i in range(len(levels))]), path, nrow=count)
+
+
 def _prior_grid(m, level: int, path: Path, count: int = 64) -> None:
     """Faces decoded from symbols drawn per dimension from the level's coding tables."""
-    import numpy as np
-
     t = m.tables[level]
     rng = np.random.default_rng(1234)
     sym = np.empty((count, len(t.offsets)), dtype=np.int64)
