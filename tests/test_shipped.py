@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from codec.container import from_bytes
+from codec.detailmodel import is_detail_file, load_detail
 from codec.generator import fingerprint, load_generator, shipped_models
 from codec.images import float_to_uint8
 from codec.metrics import psnr
@@ -20,7 +21,10 @@ def test_shipped_models_load_with_cards() -> None:
     models = shipped_models()
     assert {"celeba64", "celeba64-gan", "mnist32"} <= set(models)
     for name, path in models.items():
-        if is_rd_file(path):
+        if is_detail_file(path):
+            m, card = load_detail(path)
+            nets = [m.encoder, m.generator, m.detail]
+        elif is_rd_file(path):
             m, card = load_rd(path)
             nets = [m.encoder, m.generator]
         else:
@@ -62,22 +66,33 @@ def test_the_default_model_codes_a_real_face_far_better_than_the_gan_only_one() 
     assert r.psnr >= gan.psnr + 2.0 and r.ssim >= gan.ssim + 0.1
 
 
-def test_the_shipped_quality_scale_spans_both_models_and_keeps_the_default() -> None:
-    """celeba64's ladder: its fallback default is celeba64's level 4, its top rungs belong
-    to the model trained for more bytes, and on a real face the top quality spends far more
-    bytes, and gains PSNR, over the bottom one."""
+def test_the_shipped_quality_scale_spans_its_models_and_keeps_the_default() -> None:
+    """celeba64's ladder: its fallback default is celeba64's level 4, the middle rungs belong
+    to the model trained for more bytes, the top ones to the detail model; on a real face the
+    top quality spends far more bytes, and gains PSNR, over the bottom one."""
     from codec.ladder import Rung, ladder_for
     from codec.pipeline import describe
 
     ladder = ladder_for("celeba64")
     assert ladder.rung(ladder.default) == Rung("celeba64", 4)
-    assert ladder.models() == ["celeba64", "celeba64-id"]
+    assert ladder.models() == ["celeba64", "celeba64-id", "celeba64-detail"]
     face = [SAMPLES / "astronaut.png"]
     low, high = (encode_batch(face, EncodeOptions(quality=q, device="cpu"))[0] for q in (1, len(ladder)))
-    assert high.model == "celeba64-id" and high.num_bytes > 2 * low.num_bytes and high.psnr > low.psnr + 1.0
+    assert high.model == "celeba64-detail" and high.num_bytes > 8 * low.num_bytes and high.psnr > low.psnr + 4.0
     info = describe(high.data)
-    assert info["model"] == "celeba64-id" and info["quality"] == len(ladder) and info["scale"] == "celeba64"
+    assert info["model"] == "celeba64-detail" and info["quality"] == len(ladder) and info["scale"] == "celeba64"
     assert torch.equal(decode_tensor(high.data), high.decoded)
+
+
+def test_a_kilobyte_cap_codes_the_face_with_its_detail() -> None:
+    """--max-bytes 1024: per image the highest quality that fits, a detail rung: within the
+    cap, far closer to the face than the default file, and decoded exactly."""
+    face = [SAMPLES / "astronaut.png"]
+    (small,) = encode_batch(face, EncodeOptions(device="cpu"))
+    (big,) = encode_batch(face, EncodeOptions(max_bytes=1024, device="cpu"))
+    assert big.model == "celeba64-detail" and 600 < big.num_bytes <= 1024
+    assert big.psnr > small.psnr + 4.0 and big.ssim > small.ssim + 0.1
+    assert torch.equal(decode_tensor(big.data), big.decoded)
 
 
 @pytest.mark.slow
@@ -94,7 +109,8 @@ def test_wheel_ships_the_models_for_a_non_editable_install(tmp_path) -> None:
     assert build.returncode == 0, build.stderr[-2000:]
     (wheel,) = wheel_dir.glob("percodec-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for name in ("celeba64", "celeba64-hi", "celeba64-hi2", "celeba64-id", "celeba64-gan", "mnist32"):
+    shipped = ("celeba64", "celeba64-hi", "celeba64-hi2", "celeba64-id", "celeba64-detail", "celeba64-gan", "mnist32")
+    for name in shipped:
         assert f"codec/models/{name}.safetensors" in names
     assert "codec/models/celeba64.ladder.json" in names
     for name in ("astronaut.png", "astronaut_photo.jpg", "grace_hopper.png"):  # bench --dataset samples
@@ -114,7 +130,9 @@ def test_wheel_ships_the_models_for_a_non_editable_install(tmp_path) -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert str(target) in done.stdout
-    assert "'celeba64', 'celeba64-gan', 'celeba64-hi', 'celeba64-hi2', 'celeba64-id', 'mnist32'" in done.stdout
+    assert "'celeba64', 'celeba64-detail', 'celeba64-gan', 'celeba64-hi', 'celeba64-hi2', 'celeba64-id', 'mnist32'" in (
+        done.stdout
+    )
     assert "'astronaut.png', 'astronaut_photo.jpg'" in done.stdout
 
 
@@ -169,6 +187,29 @@ def test_a_file_of_the_model_that_left_the_scale_still_decodes() -> None:
     assert img.shape == (3, 64, 64) and abs(img.float().mean().item() - 142.96) < 0.5
 
 
+# A celeba64-detail file (astronaut sample, its level 1, encoder only: 281 bytes), stored when
+# the detail model joined the scale: the detail's side information is recomputed by the
+# decoder in float64, so this pins that computation (and the tables) across machines.
+DETAIL_FILE = bytes.fromhex(
+    "504702591f3eed01c3d7d232c4ade2056814d2ef71f1ae7837b246d7ffbe69b098630d5c42e5128b6371207adcb8d86a23e7"
+    "02b42822cb6678c7aaf5a5b6fdfb9c2606f42b77d7ad97d444aad3d9ac6585e1f6a76e66ad441fde26fa742efca657cbfab3"
+    "aecc977b8ff3599c28d43401d2a279cbb78b8e2374685e505dd2f161a3111612f820d26a46046f83fc5cea9da537027b8681"
+    "00f15dd10c8a5863e69b1e450e1cc434011c93106d1cdefd039204d31b44144bb9a0edcfaf159d8d6d3a8dcafd2864fa055d"
+    "008e003ac78300f26026a918976ca4e27efd467153684b5ac328c7f0e1ae4c0c771e315dee243940f45845888baee1599281"
+    "270ba0950023dfd8bada94640050d91b52c56136f23a844ed306ffeedf55a4"
+)
+
+
+def test_a_stored_detail_file_still_decodes() -> None:
+    from codec.pipeline import describe
+
+    assert describe(DETAIL_FILE)["model"] == "celeba64-detail"
+    img = decode_tensor(DETAIL_FILE)
+    target = float_to_uint8(_prepared(1.0))
+    assert img.shape == (3, 64, 64) and abs(img.float().mean().item() - 141.29) < 0.5
+    assert 24.8 <= psnr(img, target).item() <= 25.8  # 25.26 when stored
+
+
 def test_encode_help_names_the_default_ladders_models() -> None:
     from click.testing import CliRunner
 
@@ -176,7 +217,8 @@ def test_encode_help_names_the_default_ladders_models() -> None:
     from codec.ladder import ladder_for
 
     text = " ".join(CliRunner().invoke(main, ["encode", "--help"]).output.split())
-    assert "over the models " + " and ".join(ladder_for("celeba64").models()) in text
+    *rest, last = ladder_for("celeba64").models()
+    assert "over the models " + ", ".join(rest) + " and " + last in text
 
 
 def _prepared(crop: float) -> torch.Tensor:

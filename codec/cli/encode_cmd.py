@@ -42,8 +42,9 @@ from codec.errors import PercodecError
     "--model",
     default="celeba64",
     show_default=True,
-    help="Shipped model name (celeba64: one quality scale over the models celeba64 and celeba64-id; celeba64-gan: "
-    "the GAN-only reference), a .safetensors path, or a .ladder.json path.",
+    help="Shipped model name (celeba64: one quality scale from about 50 B to 1 KB over the models celeba64, "
+    "celeba64-id and celeba64-detail; celeba64-gan: the GAN-only reference), a .safetensors path, or a "
+    ".ladder.json path.",
 )
 @click.option(
     "--loss",
@@ -67,7 +68,7 @@ from codec.errors import PercodecError
 @click.option(
     "--quality",
     type=click.IntRange(1),
-    help="Rate-distortion models: a fixed quality, higher = more bytes (celeba64: 1..N over two models, see "
+    help="Rate-distortion models: a fixed quality, higher = more bytes (celeba64: 1..N over three models, see "
     "README; a single model: its levels) [per image, the highest quality whose file fits --max-bytes].",
 )
 @click.option(
@@ -132,12 +133,13 @@ def encode(
     save_crop: str | None,
     **opts: Any,
 ) -> None:
-    """Compress images to .pgz files of about a hundred bytes.
+    """Compress face images to .pgz files of about a hundred bytes (up to about 1 KB with --max-bytes or --quality).
 
     \b
     Examples:
       percodec encode face.png face.pgz
       percodec encode --loss ms-ssim --max-bytes 64 face.jpg small.pgz
+      percodec encode --max-bytes 1024 face.jpg detailed.pgz
       percodec encode photos/ more.png -o encoded/ --keep-going --report encoded/report.csv
       cat face.png | percodec encode - - > face.pgz
 
