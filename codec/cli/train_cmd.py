@@ -102,7 +102,7 @@ from codec.cli import MAX_SEED, Finite, friendly_errors, main
     "--distortion",
     default="mse",
     show_default=True,
-    help="rd: distortion from the loss registry, or a weighted mix such as 'ms-ssim=1,mse=0.1'.",
+    help="rd, detail: distortion from the loss registry, or a weighted mix such as 'ms-ssim=1,mse=0.1'.",
 )
 @click.option(
     "--target-bytes",
@@ -133,13 +133,17 @@ from codec.cli import MAX_SEED, Finite, friendly_errors, main
 @friendly_errors
 def train_generator(no_progress: bool, **kwargs: Any) -> None:
     """Train the shared decoder on CelebA, MNIST or an image folder: a DCGAN generator alone
-    (--objective gan) or inside a compressor (--objective rd).
+    (--objective gan), inside a compressor (--objective rd), or a detail latent on top of a
+    trained compressor (--objective detail).
 
     \b
     Runs on one CPU or GPU, or data-parallel under
       torchrun --nproc-per-node N -m codec.cli train-generator ...
     Example:
       percodec train-generator --dataset mnist --data-root ../shared/datasets --out runs/mnist --epochs 3
+      percodec train-generator --objective detail --init-from models/celeba64-id.safetensors \\
+          --dataset celeba --data-root ../shared/datasets --out runs/detail --width 32 --nz 512 \\
+          --distortion ms-ssim=1,mse=4 --lr 5e-4 --lr-drop 14000 --steps 17000 --batch-size 32
     """
     from codec.train import TrainConfig, train
 
