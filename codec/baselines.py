@@ -272,13 +272,16 @@ class EigenfaceCodec:
 
 @functools.lru_cache(maxsize=128)
 def _eigen_tables(spread: bytes, step: float):
-    """Integer tables of zero-mean Gaussians with the given spreads, quantised with `step`."""
+    """Integer tables of zero-mean Gaussians with the given spreads, quantised with `step`.
+    Each table spans ±5.5 sigma, or as many steps as the coder's precision holds (the finest
+    steps of a bench's bisection towards 1 KB): coefficients beyond are clamped."""
     import torch
 
-    from codec.entropy import LevelTables, _integer_pmf
+    from codec.entropy import PRECISION, LevelTables, _integer_pmf
 
     sigma = np.frombuffer(spread, dtype=np.float64)
-    half = np.maximum(1, np.ceil(5.5 * sigma / step)).astype(np.int64)  # beyond ±5.5 sigma: clamped
+    widest = (1 << (PRECISION - 1)) // 2 - 1  # 2 * widest + 1 symbols: half the coder's counts
+    half = np.clip(np.ceil(5.5 * sigma / step), 1, widest).astype(np.int64)  # beyond: clamped
     lengths = 2 * half + 1
     counts = np.zeros((len(sigma), int(lengths.max())), dtype=np.int32)
     for d, (s, h) in enumerate(zip(sigma, half, strict=True)):

@@ -736,7 +736,8 @@ def bd_rates(summary: list[dict], window: tuple[float, float] | None = None) -> 
     lo, hi = window or (0.0, math.inf)
 
     def curve(family: str) -> list[dict]:
-        return sorted((r for r in summary if r["family"] == family and lo <= r["bytes"] <= hi), key=lambda r: r["bytes"])
+        rows = (r for r in summary if r["family"] == family and lo <= r["bytes"] <= hi)
+        return sorted(rows, key=lambda r: r["bytes"])
 
     ours = next((curve(r["family"]) for r in summary if r["family"].startswith("percodec-")
                  and r["family"].endswith("-rd")), [])  # fmt: skip
