@@ -3,6 +3,7 @@ codes it, on CelebA *valid* faces, and the quality ladder that follows.
 
     python benchmarks/ladder_rungs.py --models celeba64,celeba64-hi [--images 200]
         [--default celeba64:4] [--write models/celeba64.ladder.json] [--rows runs/ladder_rows.json]
+        [--exclude MODEL:LEVEL,...]
 
 Each (model, level) is coded with encode's defaults at that level (refinement included,
 real files, every byte counted). The ladder keeps the rungs no other rung beats: a rung is
@@ -15,7 +16,11 @@ with the detail model, unbounded, dropped celeba64-id's levels 6-10 under the li
 kept rungs, in order of bytes, are qualities 1..N; `--default` names the rung that becomes
 the default quality (it must be kept). `--write` stores the ladder (see codec.ladder).
 `--rows FILE` keeps each measured level there, keyed by the model's fingerprint, so a
-rerun with one more model measures only that one.
+rerun with one more model measures only that one. `--exclude` keeps rungs off the ladder
+that PSNR and SSIM would take but the cross-photo column refuses (measured apart, per rung,
+with `benchmarks/identity_refine.py --model M --quality LEVEL --weights 0.5 --steps-list 12`:
+the shipped scale leaves out celeba64-detail's levels 1-4, which keep the person worse than
+the celeba64-id rungs they would replace).
 """
 
 from __future__ import annotations
@@ -101,11 +106,14 @@ def main() -> None:
     ap.add_argument("--default", default="celeba64:4", help="MODEL:LEVEL of the default quality")
     ap.add_argument("--write", type=Path, help="write the ladder here (e.g. models/celeba64.ladder.json)")
     ap.add_argument("--rows", type=Path, help="keep measured levels in this JSON file and reuse them")
+    ap.add_argument("--exclude", default="", help="MODEL:LEVEL,... rungs to leave off the ladder")
     args = ap.parse_args()
+    excluded = {(m, int(lv)) for m, lv in (e.rsplit(":", 1) for e in args.exclude.split(",") if e)}
     data = load_dataset("celeba", args.data_root, "valid", size=64, limit=args.images, progress=False)
     images = [uint8_to_pil(torch.from_numpy(np.ascontiguousarray(x))) for x in data.images]
     print(f"{len(images)} CelebA valid faces, encode's defaults at each level")
-    kept = frontier(measure(args.models.split(","), images, args.rows))
+    rows = measure(args.models.split(","), images, args.rows)
+    kept = frontier([r for r in rows if (r["model"], r["level"]) not in excluded])
     model, level = args.default.rsplit(":", 1)
     default = next((q for q, r in enumerate(kept, start=1) if (r["model"], r["level"]) == (model, int(level))), None)
     print("\nladder (quality: rung):")
