@@ -168,6 +168,29 @@ def test_detail_rungs_code_and_decode_through_the_ladder(ladder_with_detail, tmp
     assert len(r.data) <= cap and r.quality >= 3  # the cap picks a detail rung that fits
 
 
+def test_detail_training_fine_tunes_a_detail_model_from_its_own_weights(tmp_path) -> None:
+    """--init-from a detail model: the detail networks start as its own (not fresh), with its
+    rate weights and no warm-up, on its global levels; the run exports a detail model."""
+    from codec.objectives.detail import WARMUP, DetailObjective
+
+    start_file = _detail_file(tmp_path / "start.safetensors")
+    start, _ = load_detail(start_file)
+    obj = DetailObjective(tiny_config(nz=8), torch.device("cpu"), lambda n: n, lr=1e-3, distortion="mse",
+                          init_from=str(start_file), valid=torch.zeros(8, 3, 16, 16, dtype=torch.uint8))  # fmt: skip
+    for name, w in start.detail.state_dict().items():
+        assert torch.equal(obj.net.state_dict()[name], w), name
+    assert obj.lambdas.tolist() == pytest.approx(list(start.lambdas)) and obj.steps_done == WARMUP
+    assert obj.base.steps == start.steps
+    cfg = dict(dataset="celeba", out=str(tmp_path / "ft"), dry_run=True, objective="detail", ngf=4, nz=8, size=16)
+    cfg.update(batch_size=8, device="cpu", progress=False, sample_every=2, checkpoint_every=2, valid_every=2)
+    result = train(TrainConfig(**cfg, valid_images=8, init_from=str(start_file), steps=2))
+    tuned, card = load_detail(result.model_path)
+    assert card["init_from"] == str(start_file) and tuned.lambdas == pytest.approx(start.lambdas)
+    assert tuned.detail.config == start.detail.config and tuned.steps == start.steps
+    moved = [n for n, w in tuned.detail.state_dict().items() if not torch.equal(w, start.detail.state_dict()[n])]
+    assert moved  # trained from there
+
+
 def test_detail_training_runs_resumes_and_exports_a_coding_model(tmp_path) -> None:
     base = tmp_path / "base.safetensors"
     save_rd(_base(), base, {"dataset": "none"})

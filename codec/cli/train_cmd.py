@@ -84,7 +84,8 @@ from codec.cli import MAX_SEED, Finite, friendly_errors, main
     "--init-from",
     type=click.Path(dir_okay=False, exists=True),
     help="rd: start a new run from this RD model (encoder, prior, generator), e.g. models/celeba64.safetensors; "
-    "detail: the RD model the detail latent builds on (needed on --resume too). rd: --nz may be larger (the "
+    "detail: the RD model the detail latent builds on, or a detail model to fine-tune (its weights and rate weights; "
+    "needed on --resume too). rd: --nz may be larger (the "
     "generator starts blind to the extra latent dimensions). The rate weight starts at "
     "the source's, the optimisers fresh.",
 )
