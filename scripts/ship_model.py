@@ -48,14 +48,12 @@ def main() -> None:
         "instead of measuring it again with scripts/measure_framing.py",
     )
     args = ap.parse_args()
+    targets = [float(b) for b in args.level_bytes.split(",")] if args.level_bytes else None
     if args.run.is_file() and _is_detail(args.run):  # a detail model file: pick its levels again
-        targets = [float(b) for b in args.level_bytes.split(",")] if args.level_bytes else DETAIL_BYTES
-        repick_detail(args.run, args.name, targets, args.data_root)
+        repick_detail(args.run, args.name, targets or DETAIL_BYTES, args.data_root)
     elif (args.run / "model.safetensors").is_file() and _is_detail(args.run / "model.safetensors"):
-        targets = [float(b) for b in args.level_bytes.split(",")] if args.level_bytes else DETAIL_BYTES
-        ship_detail(args.run, args.name, args.note, targets, args.data_root)
+        ship_detail(args.run, args.name, args.note, targets or DETAIL_BYTES, args.data_root)
     elif (args.run / "model.safetensors").is_file():
-        targets = [float(b) for b in args.level_bytes.split(",")] if args.level_bytes else None
         ship_rd(args.run, args.name, args.note, targets, args.data_root)
     else:
         ship_gan(args.run, args.name, args.note)
@@ -214,7 +212,7 @@ def ship_detail(run: Path, name: str, note: str, level_bytes: list[float], data_
 
 def repick_detail(path: Path, name: str, level_bytes: list[float], data_root: str) -> None:
     """Pick a shipped (or exported) detail model's levels again, among every pair of its
-    global steps and detail gains, for other mean sizes; the card's levels row follows.
+    global steps and detail gains, for other mean sizes; the card's levels row and grid follow.
     Its fingerprint changes with its pairs: only for a model whose files nobody holds yet."""
     from codec.detailmodel import load_detail
 
@@ -222,6 +220,7 @@ def repick_detail(path: Path, name: str, level_bytes: list[float], data_root: st
     m.pairs = tuple((g, k) for g in range(1, len(m.steps) + 1) for k in range(1, m.detail.config.levels + 1))
     out = MODELS / f"{name}.safetensors"
     shipped, chosen = _pick_and_save(m, card, level_bytes, data_root, out)
+    detail_prior_grid(shipped, MODELS / f"{name}.png")  # its lowest, middle and top levels moved
     md = MODELS / f"{name}.md"
     if md.is_file():
         rows = md.read_text().splitlines()
@@ -361,13 +360,18 @@ def detail_prior_grid(m, path: Path, count: int = 8, seed: int = 1234) -> None:
     rng = np.random.default_rng(seed)
     st = m.scale_tables
     levels = sorted({1, (len(m.pairs) + 1) // 2, len(m.pairs)})
+    cums = {}
+    for lv in levels:
+        t = m.global_table(lv)
+        cums[lv] = [
+            np.cumsum(t.counts[d, : t.lengths[d]]) / t.counts[d, : t.lengths[d]].sum() for d in range(len(t.offsets))
+        ]
     rows = []
     for _ in range(count):
         u = rng.random(len(m.tables[1].offsets))  # one draw per dimension, read through each level's table
         for lv in levels:
             t = m.global_table(lv)
-            cum = [np.cumsum(t.counts[d, : t.lengths[d]]) / t.counts[d, : t.lengths[d]].sum() for d in range(len(u))]
-            sym = np.array([t.offsets[d] + int(np.searchsorted(c, u[d])) for d, c in enumerate(cum)])
+            sym = np.array([t.offsets[d] + int(np.searchsorted(c, u[d])) for d, c in enumerate(cums[lv])])
             mean, idx = m.side_info(sym, lv)
             k = np.vectorize(lambda r: st.offsets[r] + _draw(st.counts[r], st.lengths[r], rng))(idx)
             rows.append(m.image(DetailCode(sym, k, mean, idx), lv))
@@ -381,8 +385,7 @@ def _prior_grid(m, level: int, path: Path, count: int = 64) -> None:
     rng = np.random.default_rng(1234)
     sym = np.empty((count, len(t.offsets)), dtype=np.int64)
     for d in range(len(t.offsets)):
-        p = t.counts[d, : t.lengths[d]].astype(np.float64)
-        sym[:, d] = t.offsets[d] + rng.choice(len(p), size=count, p=p / p.sum())
+        sym[:, d] = t.offsets[d] + _draw(t.counts[d], t.lengths[d], rng, count)
     with torch.no_grad():
         save_grid(m.generator(m.prior.dequantize(torch.from_numpy(sym), t.step)), path)
 

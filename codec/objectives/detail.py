@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -33,9 +32,6 @@ from codec.images import float_to_uint8, save_grid
 from codec.losses import make_mix
 from codec.metrics import psnr, ssim
 from codec.rdmodel import RDModel, load_rd
-
-if TYPE_CHECKING:
-    from codec.detailmodel import DetailModel
 
 #: Steps over which the rate weights rise from 1% to their full value.
 WARMUP = 3000
@@ -60,22 +56,25 @@ class DetailObjective:
     ) -> None:
         if not init_from:
             raise ValueError("--objective detail needs --init-from: the RD model the detail builds on")
-        base, card, start = _start(init_from)
+        from codec.detailmodel import DetailModel
+
+        base, card = _load_base(init_from)
         a, b = base.config, mcfg
         if (a.nz, a.ngf, a.nc, a.size) != (b.nz, b.ngf, b.nc, b.size):
             raise ValueError(f"--init-from {init_from} is a {base.config} model; pass its --nz and --width")
         self.base: RDModel = base.to(device)
-        self.net = DetailNet(start.detail.config if start else detail or DetailConfig(), base.generator).to(device)
         self.lineage = {"init_from": str(init_from), "init_images_seen": card.get("images_seen", "?")}
         n = len(base.steps)  # default: four of its levels from a third of the way up to the top
         self.global_levels = global_levels or tuple(sorted({round(v) for v in np.linspace(max(1, n // 3), n, 4)}))
-        k = self.net.config.levels
-        self.lambdas = torch.exp(torch.linspace(math.log(lambdas[0]), math.log(lambdas[1]), k)).to(device)
-        self.steps_done = 0
-        if start is not None:  # fine-tuning a detail model: its weights and rate weights, no warm-up
-            self.net.load_state_dict(start.detail.state_dict())
-            self.lambdas = torch.tensor(start.lambdas, dtype=torch.float32, device=device)
+        if isinstance(base, DetailModel):  # fine-tuning: its own detail networks and rate weights, no warm-up
+            self.net = base.detail.requires_grad_(True)
+            self.lambdas = torch.tensor(base.lambdas, dtype=torch.float32, device=device)
             self.steps_done = WARMUP
+        else:
+            self.net = DetailNet(detail or DetailConfig(), base.generator).to(device)
+            k = self.net.config.levels
+            self.lambdas = torch.exp(torch.linspace(math.log(lambdas[0]), math.log(lambdas[1]), k)).to(device)
+            self.steps_done = 0
         self.distortion = make_mix(distortion, mcfg.nc).to(device).train()
         self.pixels = mcfg.size * mcfg.size
         self.device = device
@@ -188,15 +187,14 @@ class DetailObjective:
         save_detail(self.base, self.net, path, card, lambdas=tuple(self.lambdas.tolist()))
 
 
-def _start(init_from: str) -> tuple[RDModel, dict, DetailModel | None]:
-    """The frozen RD model to build on, its card, and the detail model to fine-tune when
-    `init_from` is one (its own global levels are the RD model's then)."""
+def _load_base(init_from: str) -> tuple[RDModel, dict]:
+    """The model to build on and its card: an RD model, or a detail model to fine-tune (its
+    global levels are then the frozen RD model's)."""
     from codec.detailmodel import is_detail_file, load_detail
 
-    if is_detail_file(init_from):
-        m, card = load_detail(init_from)
-        if not m.lambdas:
-            raise ValueError(f"--init-from {init_from}: a detail model without its rate weights cannot be fine-tuned")
-        return m, card, m
-    base, card = load_rd(init_from)
-    return base, card, None
+    if not is_detail_file(init_from):
+        return load_rd(init_from)
+    m, card = load_detail(init_from)
+    if not m.lambdas:
+        raise ValueError(f"--init-from {init_from}: a detail model without its rate weights cannot be fine-tuned")
+    return m, card
