@@ -90,6 +90,7 @@ class TrainConfig:
     target_bytes: float = 96.0
     adv_weight: float = 0.0
     step_range: tuple[float, float] = (0.5, 2.0)
+    detail_lambdas: tuple[float, float] | None = None
     valid_every: int = 250
     valid_images: int = 256
     sample_every: int = 500
@@ -293,7 +294,8 @@ def _make_objective(cfg: TrainConfig, mcfg: ModelConfig, device: torch.device, w
         if not cfg.init_from:
             raise ValueError("--objective detail needs --init-from: the RD model the detail latent builds on")
         return DetailObjective(mcfg, device, wrap, lr=cfg.lr, distortion=cfg.distortion, init_from=cfg.init_from,
-                               valid=torch.from_numpy(np.ascontiguousarray(valid)))  # fmt: skip
+                               valid=torch.from_numpy(np.ascontiguousarray(valid)),
+                               lambdas=tuple(cfg.detail_lambdas) if cfg.detail_lambdas else None)  # fmt: skip
     return RDObjective(
         mcfg,
         device,

@@ -191,6 +191,20 @@ def test_detail_training_fine_tunes_a_detail_model_from_its_own_weights(tmp_path
     assert moved  # trained from there
 
 
+def test_detail_lambdas_set_a_fine_tunes_rate_weights(tmp_path) -> None:
+    """--detail-lambdas respaces a fine-tune's rate weights over its own levels (the finest
+    smaller: larger files), and the exported model carries them."""
+    start_file = _detail_file(tmp_path / "start.safetensors")
+    start, _ = load_detail(start_file)
+    cfg = dict(dataset="celeba", out=str(tmp_path / "ft"), dry_run=True, objective="detail", ngf=4, nz=8, size=16)
+    cfg.update(batch_size=8, device="cpu", progress=False, checkpoint_every=2, valid_every=2, valid_images=8)
+    result = train(TrainConfig(**cfg, init_from=str(start_file), steps=1, detail_lambdas=(0.5, 0.001)))
+    lam = result.objective.lambdas.tolist()
+    assert len(lam) == start.detail.config.levels and lam[0] == pytest.approx(0.5) and lam[-1] == pytest.approx(0.001)
+    assert load_detail(result.model_path)[0].lambdas == pytest.approx(lam)
+    assert lam != pytest.approx(list(start.lambdas))
+
+
 def test_detail_training_runs_resumes_and_exports_a_coding_model(tmp_path) -> None:
     base = tmp_path / "base.safetensors"
     save_rd(_base(), base, {"dataset": "none"})

@@ -127,6 +127,14 @@ from codec.cli import MAX_SEED, Finite, friendly_errors, main
     help="rd: quantisation steps drawn per image (log-uniform) so that one model serves every quality level.",
 )
 @click.option(
+    "--detail-lambdas",
+    type=(Finite(min=0, min_open=True), Finite(min=0, min_open=True)),
+    default=None,
+    help="detail: rate weights per pixel of the coarsest and the finest detail level (log-spaced between) "
+    "[a new detail latent: 0.25 0.006; a fine-tune: the model's own]. A smaller second value reaches "
+    "larger files.",
+)
+@click.option(
     "--valid-every", type=click.IntRange(1), default=250, show_default=True, help="rd: steps between validations."
 )
 @click.option("--dry-run", is_flag=True, help="A few steps on fake data: a smoke test needing no dataset.")

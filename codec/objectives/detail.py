@@ -9,7 +9,8 @@ celeba64-id's 13: 4, 7, 10, 13). Per image a detail level k is drawn too, and
     x_hat = G_rest(f + S(round_around(y, mu) / gain_k))
     loss = D(x_hat, x) + lambda_k * R / pixels
 
-with lambda_k log-spaced between `lambdas` (level 1 the coarsest). The distortion is the
+with lambda_k log-spaced between `lambdas` (level 1 the coarsest; `--detail-lambdas`, a
+fine-tune keeps its model's own unless given). The distortion is the
 mean over the batch; lambda per level is fixed (no steering), so a level's bytes are what the
 network finds worth spending at that slope. Over the first `WARMUP` steps the lambdas rise
 geometrically from 1% of their value: at full weight from the start the rate term shut the
@@ -35,6 +36,8 @@ from codec.rdmodel import RDModel, load_rd
 
 #: Steps over which the rate weights rise from 1% to their full value.
 WARMUP = 3000
+#: A new detail latent's rate weights per pixel at its coarsest and finest level.
+LAMBDAS = (0.25, 0.006)
 
 
 class DetailObjective:
@@ -50,7 +53,7 @@ class DetailObjective:
         distortion: str,
         init_from: str,
         valid: torch.Tensor,
-        lambdas: tuple[float, float] = (0.25, 0.006),
+        lambdas: tuple[float, float] | None = None,
         global_levels: tuple[int, ...] | None = None,
         detail: DetailConfig | None = None,
     ) -> None:
@@ -68,12 +71,12 @@ class DetailObjective:
         self.global_levels = global_levels or tuple(sorted({round(v) for v in np.linspace(max(1, n // 3), n, 4)}))
         if isinstance(base, DetailModel):  # fine-tuning: its own detail networks and rate weights, no warm-up
             self.net = base.detail.requires_grad_(True)
-            self.lambdas = torch.tensor(base.lambdas, dtype=torch.float32, device=device)
+            own = torch.tensor(base.lambdas, dtype=torch.float32)
+            self.lambdas = (own if lambdas is None else _log_spaced(lambdas, len(own))).to(device)
             self.steps_done = WARMUP
         else:
             self.net = DetailNet(detail or DetailConfig(), base.generator).to(device)
-            k = self.net.config.levels
-            self.lambdas = torch.exp(torch.linspace(math.log(lambdas[0]), math.log(lambdas[1]), k)).to(device)
+            self.lambdas = _log_spaced(lambdas or LAMBDAS, self.net.config.levels).to(device)
             self.steps_done = 0
         self.distortion = make_mix(distortion, mcfg.nc).to(device).train()
         self.pixels = mcfg.size * mcfg.size
@@ -185,6 +188,10 @@ class DetailObjective:
 
         card = {**card, **self.lineage, "objective": "detail"}
         save_detail(self.base, self.net, path, card, lambdas=tuple(self.lambdas.tolist()))
+
+
+def _log_spaced(ends: tuple[float, float], n: int) -> torch.Tensor:
+    return torch.exp(torch.linspace(math.log(ends[0]), math.log(ends[1]), n))
 
 
 def _load_base(init_from: str) -> tuple[RDModel, dict]:
