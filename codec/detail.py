@@ -25,6 +25,7 @@ the model file, and the symbols of one scale are coded together (one coder call 
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict, dataclass
 
@@ -115,6 +116,35 @@ def features(g: Generator, z: torch.Tensor) -> torch.Tensor:
     for layer in list(g.main)[1:-5]:
         x = layer(x)
     return x
+
+
+def float64_generator(g: Generator) -> Generator:
+    """A float64 CPU copy of G for the side information every decoder computes, its
+    transposed convolutions up to side/4 done as matrix products (`MatmulTransposed`)."""
+    g = copy.deepcopy(g).double().cpu().eval()
+    for i in range(1, len(g.main) - 5):
+        if isinstance(g.main[i], nn.ConvTranspose2d):
+            g.main[i] = MatmulTransposed(g.main[i])
+    return g
+
+
+class MatmulTransposed(nn.Module):
+    """A bias-free transposed convolution as one matrix product and a fold. In float64,
+    PyTorch's own took 1.7x as long on this CPU (1.25 ms against 0.73 for G's 256->128
+    layer on one image, 2 threads), and float64 is where decoding spends most of its time."""
+
+    def __init__(self, layer: nn.ConvTranspose2d) -> None:
+        super().__init__()
+        if layer.bias is not None or layer.groups != 1 or layer.output_padding != (0, 0):
+            raise ValueError("only a bias-free, ungrouped transposed convolution without output padding")
+        self.register_buffer("cols", layer.weight.detach().reshape(layer.in_channels, -1).t().contiguous())
+        self.k, self.s, self.p = layer.kernel_size, layer.stride, layer.padding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        (k0, k1), (s0, s1), (p0, p1) = self.k, self.s, self.p
+        out = ((h - 1) * s0 - 2 * p0 + k0, (w - 1) * s1 - 2 * p1 + k1)
+        return F.fold(self.cols @ x.reshape(b, c, h * w), out, self.k, stride=self.s, padding=self.p)
 
 
 def render(g: Generator, f: torch.Tensor, add: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:

@@ -13,7 +13,7 @@ import copy
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from codec.detail import (
     bits,
     build_scale_tables,
     features,
+    float64_generator,
     quantised_mean,
     render,
     round_around,
@@ -54,6 +55,9 @@ class DetailCode:
     detail: np.ndarray
     mean: np.ndarray
     rows: np.ndarray
+    #: G's float64 features at side/4 that the side information came from (not stored in
+    #: the file): the image reuses them instead of running those layers again.
+    features: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
 
 class DetailModel(RDModel):
@@ -90,32 +94,37 @@ class DetailModel(RDModel):
 
     def _float64(self) -> tuple[Generator, torch.nn.Module, torch.Tensor, torch.Tensor]:
         if self._exact is None:
-            g = copy.deepcopy(self.generator).double().cpu().eval()
+            g = float64_generator(self.generator)
             ctx = copy.deepcopy(self.detail.context).double().cpu().eval()
             gains = self.detail.log_gain.detach().double().cpu().exp()
             object.__setattr__(self, "_exact", (g, ctx, gains, self.prior.centre.detach().double().cpu()))
         return self._exact
 
-    @torch.no_grad()
     def side_info(self, global_: np.ndarray, level: int) -> tuple[np.ndarray, np.ndarray]:
         """The detail's quantised means and table rows (C, h, w) given the global symbols,
         computed in float64 on one image, as every decoder does (see codec.detail)."""
+        return self._side(global_, level)[:2]
+
+    @torch.no_grad()
+    def _side(self, global_: np.ndarray, level: int) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+        """side_info, and the float64 features it was computed from."""
         g, ctx, gains, centre = self._float64()
         step = self.global_step(level)
         z = torch.from_numpy(np.asarray(global_, dtype=np.float64))[None] * step + centre
-        mu, s = ctx(features(g, z)).chunk(2, dim=1)
+        f = features(g, z)
+        mu, s = ctx(f).chunk(2, dim=1)
         gain = gains[self.pair(level)[1] - 1][None, :, None, None]
         sigma = torch.nn.functional.softplus(s) * gain + 1e-3
-        return quantised_mean((mu * gain)[0].numpy()), scale_index(sigma[0].numpy())
+        return quantised_mean((mu * gain)[0].numpy()), scale_index(sigma[0].numpy()), f
 
     def symbols(self, global_: np.ndarray, y: np.ndarray, level: int) -> DetailCode:
         """The file's symbols for global symbols and a gained detail latent y (C, h, w):
         y rounded around the quantised means, clamped into its tables."""
-        mu_q, rows = self.side_info(global_, level)
+        mu_q, rows, f = self._side(global_, level)
         t = self.scale_tables
         lo = t.offsets[rows]
         k = np.clip(np.rint(y - mu_q).astype(np.int64), lo, lo + t.lengths[rows] - 1)
-        return DetailCode(np.asarray(global_, dtype=np.int64), k, mu_q, rows)
+        return DetailCode(np.asarray(global_, dtype=np.int64), k, mu_q, rows, f)
 
     def has_level(self, level: int) -> bool:
         return 1 <= level <= len(self.pairs)
@@ -131,21 +140,25 @@ class DetailModel(RDModel):
         """The inverse of `pack`; CodingError unless the payload is exactly one file's."""
         coder = open_payload(payload)
         global_ = self.global_table(level).pop(coder)
-        mean, rows = self.side_info(global_, level)
+        mean, rows, f = self._side(global_, level)
         detail = self.scale_tables.pop_rows(coder, rows)
         if not coder.is_empty():
             raise CodingError("payload holds more data than one file's latents")
-        return DetailCode(global_, detail, mean, rows)
+        return DetailCode(global_, detail, mean, rows, f)
 
     @torch.no_grad()
     def image(self, code: DetailCode, level: int) -> torch.Tensor:
         """The decoded image (1, C, H, W) in [-1, 1]."""
         g, k = self.pair(level)
         dev = self.prior.centre.device
-        z = self.prior.dequantize(torch.from_numpy(code.global_)[None].to(dev), self.step_of(g))
+        if code.features is not None:
+            f = code.features.to(dev, torch.float32)
+        else:
+            z = self.prior.dequantize(torch.from_numpy(code.global_)[None].to(dev), self.step_of(g))
+            f = features(self.generator, z)
         gain = self.detail.gains(torch.tensor([k], device=dev))
         y = torch.from_numpy(code.mean + code.detail).float()[None].to(dev) / gain
-        return render(self.generator, features(self.generator, z), self.detail.additions(y))
+        return render(self.generator, f, self.detail.additions(y))
 
     def build_tables(self) -> None:
         super().build_tables()

@@ -105,10 +105,8 @@ class LevelTables:
 
     def pop(self, coder: object) -> np.ndarray:
         """The nz symbols on top of an ANS stack; CodingError when the data runs out."""
-        out = np.empty(len(self.offsets), dtype=np.int64)
-        try:
-            for d in range(len(out)):
-                out[d] = coder.decode(self._models[d], 1)[0]
+        try:  # one scalar at a time (no array per symbol: half the time of decode(model, 1))
+            out = np.fromiter((coder.decode(m) for m in self._models), dtype=np.int64, count=len(self._models))
         except Exception as exc:  # constriction raises its own errors on exhausted data
             raise CodingError(f"payload does not decode ({exc})") from None
         return out + self.offsets

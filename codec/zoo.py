@@ -34,17 +34,24 @@ def _load(path: str, mtime: float, device: str) -> tuple[Generator | RDModel, tu
 def load_model(model: str | Path, device: str | torch.device = "cpu") -> tuple[Generator | RDModel, bytes]:
     """A model by shipped name or path (cached), with its 8-byte fingerprint: a GAN-only
     `Generator` or a rate-distortion `RDModel`."""
-    path = resolve_model(model)
-    m, fps = _load(str(path), path.stat().st_mtime, str(device))
+    m, fps = _loaded(model, device)
     return m, fps[0]
+
+
+def _loaded(model: str | Path, device: str | torch.device = "cpu") -> tuple[Generator | RDModel, tuple[bytes, ...]]:
+    """A model and every fingerprint it answers to (its own first)."""
+    path = resolve_model(model)
+    return _load(str(path), path.stat().st_mtime, str(device))
+
+
+def _answers(fps: tuple[bytes, ...], prefix: bytes) -> bool:
+    return any(fp[: len(prefix)] == prefix for fp in fps)
 
 
 def answers_to(model: str | Path, prefix: bytes) -> bool:
     """Whether a model's fingerprint starts with `prefix` (a file header's), or one it had
     before levels were added to it (rdmodel.add_levels) does."""
-    path = resolve_model(model)
-    _, fps = _load(str(path), path.stat().st_mtime, "cpu")
-    return any(fp[: len(prefix)] == prefix for fp in fps)
+    return _answers(_loaded(model)[1], prefix)
 
 
 def find_shipped(fp: bytes) -> str | None:
@@ -61,10 +68,10 @@ def model_for(c: Container | CodedContainer, model: str | Path | None = None) ->
         names = ladder.models() if ladder else [str(model)]
         tried = []
         for name in names:
-            g, fp = load_model(name)
-            if answers_to(name, c.fingerprint):
+            g, fps = _loaded(name)  # one look-up per rung: decoding many files asks for each
+            if _answers(fps, c.fingerprint):
                 return g, name
-            tried.append(f"{name} {fp[:4].hex()}" if len(names) > 1 else f"fingerprint {fp[:4].hex()}")
+            tried.append(f"{name} {fps[0][:4].hex()}" if len(names) > 1 else f"fingerprint {fps[0][:4].hex()}")
         needed = find_shipped(c.fingerprint)
         hint = f"model {needed!r}" if needed else f"a generator with fingerprint {want}, not a shipped one"
         has = f"has {tried[0]}" if len(names) == 1 else f"holds models with fingerprints {', '.join(tried)}"

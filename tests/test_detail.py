@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -11,7 +12,17 @@ from PIL import Image
 
 from codec import container
 from codec.container import CodedContainer
-from codec.detail import SCALES, DetailConfig, DetailNet, build_scale_tables, features, render, scale_index
+from codec.detail import (
+    SCALES,
+    DetailConfig,
+    DetailNet,
+    MatmulTransposed,
+    build_scale_tables,
+    features,
+    float64_generator,
+    render,
+    scale_index,
+)
 from codec.detailmodel import DetailModel, is_detail_file, load_detail, save_detail
 from codec.entropy import PRECISION, CodingError, finish, new_coder, open_payload
 from codec.errors import ModelError
@@ -107,6 +118,43 @@ def test_search_codes_exactly_and_decodes_to_what_it_reports(detail_file) -> Non
     for bad in (payload[:-1], payload + b"\x01\x02\x03\x04"):
         with pytest.raises(CodingError):
             m.unpack(bad, level)
+
+
+@pytest.mark.parametrize(
+    ("cin", "cout", "side", "k", "s", "p"), [(8, 5, 4, 4, 2, 1), (3, 6, 5, 3, 1, 1), (4, 2, 1, 4, 1, 0)]
+)
+def test_matmul_transposed_is_the_transposed_convolution(cin, cout, side, k, s, p) -> None:
+    torch.manual_seed(0)
+    layer = torch.nn.ConvTranspose2d(cin, cout, k, s, p, bias=False).double()
+    x = torch.randn(3, cin, side, side, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.allclose(MatmulTransposed(layer)(x), layer(x), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="bias-free"):
+        MatmulTransposed(torch.nn.ConvTranspose2d(cin, cout, k, s, p))
+
+
+def test_float64_features_match_the_generator() -> None:
+    """The side information's float64 copy of G (its transposed convolutions as matrix
+    products) draws G's own features at side/4."""
+    from codec.generator import Generator
+
+    torch.manual_seed(0)
+    g = Generator(tiny_config(size=64)).eval()
+    g64 = float64_generator(g)
+    assert sum(isinstance(layer, MatmulTransposed) for layer in g64.main) == 2  # 4->8, 8->16
+    z = torch.randn(2, 8, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.allclose(features(g64, z), features(g.double(), z), rtol=0, atol=1e-12)
+
+
+def test_a_decoded_code_carries_the_features_its_image_reuses(detail_file) -> None:
+    m, _ = load_detail(detail_file)
+    level = len(m.pairs)
+    (code,) = m.search(_faces(1), [level], None, 0)
+    back = m.unpack(m.pack(code, level), level)
+    assert back.features is not None and back.features.dtype == torch.float64
+    alone = m.image(dataclasses.replace(back, features=None), level)  # G's layers run again
+    assert torch.allclose(m.image(back, level), alone, atol=1e-5)
 
 
 def test_the_detail_changes_the_image_and_finer_levels_cost_more(detail_file) -> None:
