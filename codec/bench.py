@@ -799,13 +799,20 @@ def _save(fig, title: str, path: Path) -> None:
 
 def _family_lines(ax, summary: list[dict], x: str, y: Callable[[dict], float]) -> None:
     """One line per codec family (a point for a single row; a star for percodec's), by `x`."""
+    import matplotlib
+
     fams: dict[str, list[dict]] = {}
     for r in summary:
         fams.setdefault(r["family"], []).append(r)
-    for fam, rs in sorted(fams.items()):
+    # more families than matplotlib's 10-colour cycle (WebP and AVIF drew alike): tab20's
+    # strong colours first, then its light ones
+    tab20 = matplotlib.colormaps["tab20"].colors
+    colours = tab20[0::2] + tab20[1::2]
+    for i, (fam, rs) in enumerate(sorted(fams.items())):
         rs = sorted(rs, key=lambda r: r[x])
         style = "o-" if len(rs) > 1 else ("*" if fam.startswith("percodec") else "s")
-        ax.plot([r[x] for r in rs], [y(r) for r in rs], style, label=fam, ms=9 if style == "*" else 5)
+        ax.plot([r[x] for r in rs], [y(r) for r in rs], style, label=fam, ms=9 if style == "*" else 5,
+                color=colours[i % len(colours)])  # fmt: skip
 
 
 def plot_rd(summary: list[dict], path: Path) -> None:

@@ -255,3 +255,21 @@ def test_the_windowed_bd_rate_counts_only_the_points_within_the_window() -> None
     window = bd_rates(ours + webp, BD_WINDOW)["webp"]
     assert window["psnr"] == pytest.approx(-50.0) and window["ssim"] == pytest.approx(-50.0)
     assert -50.0 < bd_rates(ours + webp)["webp"]["psnr"] < -5.0
+
+
+def test_every_family_gets_its_own_colour() -> None:
+    """More codec families than matplotlib's 10-colour cycle: no two draw alike (WebP and
+    AVIF did)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from codec.bench import _family_lines
+
+    summary = [{"family": f"codec{i:02d}", "bpp": b, "psnr": 20.0 + i + b} for i in range(12) for b in (0.5, 1.0)]
+    fig, ax = plt.subplots()
+    _family_lines(ax, summary, "bpp", lambda r: r["psnr"])
+    colours = [line.get_color() for line in ax.get_lines()]
+    plt.close(fig)
+    assert len(colours) == 12 and len(set(map(str, colours))) == 12
