@@ -310,12 +310,17 @@ def _pair_table(m, x: torch.Tensor) -> dict[tuple[int, int], tuple[float, float]
 
 
 def _detail_card(run, name, note, shipped, card, chosen, level_bytes, out) -> None:
+    from codec.detailmodel import load_detail
+
     c, d = shipped.config, shipped.detail.config
     count = lambda mod: sum(p.numel() for p in mod.parameters())  # noqa: E731
     cfg = json.loads(torch.load(run / "checkpoint.pt", weights_only=True, map_location="cpu")["train_config"])
     resume = card["command"] if "--resume" in card["command"] else card["command"] + " --resume"
+    tuned = card.get("init_from", "")  # a detail model where this run fine-tuned one
+    fine_tune = Path(tuned).is_file() and _is_detail(Path(tuned))
+    base = "the RD model " + (load_detail(tuned)[1].get("init_from", "?") if fine_tune else tuned)
     rows = [
-        ("architecture", f"the RD model {card.get('init_from')} (encoder, factorised prior, DCGAN generator width "
+        ("architecture", f"{base} (encoder, factorised prior, DCGAN generator width "
          f"{c.ngf}, {c.nz}-dim global latent; frozen) + a detail latent of {d.channels} channels at "
          f"{c.size // 4}x{c.size // 4} (analysis from the image and the global latent's image; Gaussian entropy "
          f"model predicted from the generator's {c.size // 4}x{c.size // 4} features; synthesis added to the "
@@ -329,7 +334,8 @@ def _detail_card(run, name, note, shipped, card, chosen, level_bytes, out) -> No
          f"{cfg['lr']:g}" + (f", x0.1 from step {cfg['lr_drop']}" if cfg.get("lr_drop") is not None else "")),
         ("data", f"{card.get('dataset')} split '{card.get('split')}' ({card.get('train_images')} images); random "
          "horizontal flips"),
-        ("images seen", f"{int(card['images_seen']):,} ({card['steps']} steps x batch {card['batch_size']})"),
+        ("images seen", f"{int(card['images_seen']):,} ({card['steps']} steps x batch {card['batch_size']})"
+         + (f", fine-tuning {tuned} ({card.get('init_images_seen')} images before)" if fine_tune else "")),
         ("wall time", f"{float(card.get('wall_seconds', 0)) / 3600:.2f} h ({card.get('hardware')}, all sessions)"),
         ("continue training", f"`{resume}` (raise `--steps`)"),
         ("code version", card.get("code_version", "")),
