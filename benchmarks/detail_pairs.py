@@ -21,14 +21,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 from ship_model import _pair_table  # noqa: E402
 
 from codec.data import load_dataset  # noqa: E402
-from codec.detailmodel import load_detail  # noqa: E402
+from codec.detailmodel import every_pair, load_detail  # noqa: E402
 
 SIZES = (180, 200, 230, 260, 300, 350, 400, 460, 520, 600, 700, 820, 950, 1024, 1100)
 
 
 def best_within(path: str, x: torch.Tensor) -> list[float]:
     m, _ = load_detail(path)
-    m.pairs = tuple((g, k) for g in range(1, len(m.steps) + 1) for k in range(1, m.detail.config.levels + 1))
+    m.pairs = every_pair(len(m.steps), m.detail.config.levels)
     table = _pair_table(m, x).values()
     return [max((q for b, q in table if b <= size), default=float("nan")) for size in SIZES]
 

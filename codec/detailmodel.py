@@ -216,6 +216,12 @@ class DetailModel(RDModel):
         return h.digest()[:8]
 
 
+def every_pair(global_levels: int, detail_levels: int) -> tuple[tuple[int, int], ...]:
+    """Every (global level, detail level) pair, 1-based: what an exported model holds and
+    what its levels are picked among."""
+    return tuple((g, d) for g in range(1, global_levels + 1) for d in range(1, detail_levels + 1))
+
+
 def save_detail(
     base: RDModel,
     net: DetailNet,
@@ -232,7 +238,7 @@ def save_detail(
     global_levels = global_levels or tuple(range(1, len(base.steps) + 1))
     steps = tuple(base.step_of(g) for g in global_levels)
     k = net.config.levels
-    pairs = pairs or tuple((g, d) for g in range(1, len(steps) + 1) for d in range(1, k + 1))
+    pairs = pairs or every_pair(len(steps), k)
     model = DetailModel(base.config, steps, net.config, pairs, lambdas)
     model.encoder.load_state_dict(base.encoder.state_dict())
     model.prior.load_state_dict(base.prior.state_dict())

@@ -214,10 +214,10 @@ def repick_detail(path: Path, name: str, level_bytes: list[float], data_root: st
     """Pick a shipped (or exported) detail model's levels again, among every pair of its
     global steps and detail gains, for other mean sizes; the card's levels row and grid follow.
     Its fingerprint changes with its pairs: only for a model whose files nobody holds yet."""
-    from codec.detailmodel import load_detail
+    from codec.detailmodel import every_pair, load_detail
 
     m, card = load_detail(path)
-    m.pairs = tuple((g, k) for g in range(1, len(m.steps) + 1) for k in range(1, m.detail.config.levels + 1))
+    m.pairs = every_pair(len(m.steps), m.detail.config.levels)
     out = MODELS / f"{name}.safetensors"
     shipped, chosen = _pick_and_save(m, card, level_bytes, data_root, out)
     detail_prior_grid(shipped, MODELS / f"{name}.png")  # its lowest, middle and top levels moved
@@ -310,7 +310,7 @@ def _pair_table(m, x: torch.Tensor) -> dict[tuple[int, int], tuple[float, float]
 
 
 def _detail_card(run, name, note, shipped, card, chosen, level_bytes, out) -> None:
-    from codec.detailmodel import load_detail
+    from codec.generator import read_metadata
 
     c, d = shipped.config, shipped.detail.config
     count = lambda mod: sum(p.numel() for p in mod.parameters())  # noqa: E731
@@ -318,7 +318,8 @@ def _detail_card(run, name, note, shipped, card, chosen, level_bytes, out) -> No
     resume = card["command"] if "--resume" in card["command"] else card["command"] + " --resume"
     tuned = card.get("init_from", "")  # a detail model where this run fine-tuned one
     fine_tune = Path(tuned).is_file() and _is_detail(Path(tuned))
-    base = "the RD model " + (load_detail(tuned)[1].get("init_from", "?") if fine_tune else tuned)
+    start = json.loads(read_metadata(tuned).get("card", "{}")) if fine_tune else {}  # its card alone
+    base = "the RD model " + (start.get("init_from", "?") if fine_tune else tuned)
     rows = [
         ("architecture", f"{base} (encoder, factorised prior, DCGAN generator width "
          f"{c.ngf}, {c.nz}-dim global latent; frozen) + a detail latent of {d.channels} channels at "
