@@ -157,6 +157,23 @@ def test_a_decoded_code_carries_the_features_its_image_reuses(detail_file) -> No
     assert torch.allclose(m.image(back, level), alone, atol=1e-5)
 
 
+def test_the_channels_last_image_is_the_networks_own(detail_file) -> None:
+    """`image` draws with channels-last copies of the networks (for speed): the same image
+    as the model's own layers in their default layout, and a plain contiguous tensor."""
+    from codec.detail import render
+
+    m, _ = load_detail(detail_file)
+    level = len(m.pairs)
+    (code,) = m.search(_faces(1), [level], None, 0)
+    fast = m.image(code, level)
+    gain = m.detail.gains(torch.tensor([m.pair(level)[1]]))
+    y = torch.from_numpy(code.mean + code.detail).float()[None] / gain
+    with torch.no_grad():
+        own = render(m.generator, code.features.float(), m.detail.additions(y))
+    assert fast.is_contiguous() and fast.shape == own.shape
+    assert torch.allclose(fast, own, atol=1e-5) and not torch.equal(fast, torch.zeros_like(fast))
+
+
 def test_the_detail_changes_the_image_and_finer_levels_cost_more(detail_file) -> None:
     m, _ = load_detail(detail_file)
     x = _faces(8)
