@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 DATA ?= ../shared/datasets
+# Test workers: one per core, one thread each (two-thread workers on two cores took 3x as long).
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+TEST := OMP_NUM_THREADS=1 $(PY) -m pytest -n $(JOBS)
 
 .DEFAULT_GOAL := help
 .PHONY: help install demo test test-all lint format fuzz bench bench-samples bench-losses bench-train bench-codec bench-identity bench-start clean
@@ -26,11 +29,11 @@ demo: install ## Find the face in a sample photo, encode it with the shipped mod
 	$(VENV)/bin/percodec decode runs/demo/astronaut.pgz runs/demo/astronaut_decoded.png --force
 	@echo "what was encoded: runs/demo/astronaut_crop.png; decoded image: runs/demo/astronaut_decoded.png"
 
-test: install ## Run the fast test suite (under a minute; slow tests excluded)
-	$(PY) -m pytest
+test: install ## Run the fast test suite (under a minute; slow tests excluded; JOBS=N test workers)
+	$(TEST)
 
 test-all: install ## Run every test, the slow ones too (CI runs test and test-all)
-	$(PY) -m pytest -m "slow or not slow"
+	$(TEST) -m "slow or not slow"
 
 lint: install ## ruff lint and format check
 	$(VENV)/bin/ruff check codec tests benchmarks
