@@ -48,11 +48,13 @@ MIN_LIKELIHOOD = 1e-9
 @dataclass(frozen=True)
 class DetailConfig:
     """channels: latent channels; width: hidden channels of the detail networks; levels:
-    how many gain vectors (detail levels)."""
+    how many gain vectors (detail levels); context_width: hidden channels of the entropy
+    (context) network, which every decoder runs in float64 (0: `width`)."""
 
     channels: int = 32
     width: int = 96
     levels: int = 8
+    context_width: int = 0
 
     @classmethod
     def from_dict(cls, d: dict) -> DetailConfig:
@@ -78,7 +80,8 @@ class DetailNet(nn.Module):
         self.analysis = nn.Sequential(
             _conv(2 * nc, w, 5, 2), nn.GELU(), _conv(w, w, 5, 2), nn.GELU(), _conv(w, w), nn.GELU(), _conv(w, c)
         )
-        self.context = nn.Sequential(_conv(f_ch, w), nn.GELU(), _conv(w, w), nn.GELU(), _conv(w, 2 * c))
+        cw = config.context_width or w
+        self.context = nn.Sequential(_conv(f_ch, cw), nn.GELU(), _conv(cw, cw), nn.GELU(), _conv(cw, 2 * c))
         self.synth = nn.Sequential(_conv(c, w), nn.GELU(), _conv(w, w), nn.GELU())
         self.to16 = nn.Conv2d(w, f_ch, 1)
         self.up32 = nn.Sequential(nn.ConvTranspose2d(w, w // 2, 4, 2, 1), nn.GELU())

@@ -91,6 +91,7 @@ class TrainConfig:
     adv_weight: float = 0.0
     step_range: tuple[float, float] = (0.5, 2.0)
     detail_lambdas: tuple[float, float] | None = None
+    detail_context_width: int | None = None
     valid_every: int = 250
     valid_images: int = 256
     sample_every: int = 500
@@ -295,7 +296,8 @@ def _make_objective(cfg: TrainConfig, mcfg: ModelConfig, device: torch.device, w
             raise ValueError("--objective detail needs --init-from: the RD model the detail latent builds on")
         return DetailObjective(mcfg, device, wrap, lr=cfg.lr, distortion=cfg.distortion, init_from=cfg.init_from,
                                valid=torch.from_numpy(np.ascontiguousarray(valid)),
-                               lambdas=tuple(cfg.detail_lambdas) if cfg.detail_lambdas else None)  # fmt: skip
+                               lambdas=tuple(cfg.detail_lambdas) if cfg.detail_lambdas else None,
+                               context_width=cfg.detail_context_width)  # fmt: skip
     return RDObjective(
         mcfg,
         device,

@@ -270,6 +270,25 @@ def test_detail_lambdas_set_a_fine_tunes_rate_weights(tmp_path) -> None:
     assert lam != pytest.approx(list(start.lambdas))
 
 
+def test_a_new_context_width_trains_only_the_entropy_network(tmp_path) -> None:
+    """--detail-context-width: a fine-tune with a narrower entropy network, trained on the
+    rate alone; every other weight is the start's, and the export codes and decodes."""
+    start_file = _detail_file(tmp_path / "start.safetensors")
+    start, _ = load_detail(start_file)
+    cfg = dict(dataset="celeba", out=str(tmp_path / "ft"), dry_run=True, objective="detail", ngf=4, nz=8, size=16)
+    cfg.update(batch_size=8, device="cpu", progress=False, checkpoint_every=2, valid_every=2, valid_images=8)
+    result = train(TrainConfig(**cfg, init_from=str(start_file), steps=2, detail_context_width=3))
+    tuned, _ = load_detail(result.model_path)
+    assert tuned.detail.config.context_width == 3 and tuned.detail.context[0].out_channels == 3
+    old = start.detail.state_dict()
+    for name, w in tuned.detail.state_dict().items():
+        assert name.startswith("context.") or torch.equal(w, old[name]), name
+    level = len(tuned.pairs)
+    (code,) = tuned.search(_faces(1), [level], None, 0)
+    back = tuned.unpack(tuned.pack(code, level), level)
+    assert np.array_equal(back.detail, code.detail) and np.array_equal(back.rows, code.rows)
+
+
 def test_detail_training_runs_resumes_and_exports_a_coding_model(tmp_path) -> None:
     base = tmp_path / "base.safetensors"
     save_rd(_base(), base, {"dataset": "none"})

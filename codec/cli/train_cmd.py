@@ -135,6 +135,14 @@ from codec.cli import MAX_SEED, Finite, friendly_errors, main
     "larger files.",
 )
 @click.option(
+    "--detail-context-width",
+    type=click.IntRange(1),
+    default=None,
+    help="detail, fine-tuning a detail model: train a new entropy network this many channels wide on "
+    "the rate alone, every other weight kept (a lighter one makes decoding faster: every decoder runs "
+    "it in float64).",
+)
+@click.option(
     "--valid-every", type=click.IntRange(1), default=250, show_default=True, help="rd: steps between validations."
 )
 @click.option("--dry-run", is_flag=True, help="A few steps on fake data: a smoke test needing no dataset.")

@@ -56,6 +56,7 @@ class DetailObjective:
         lambdas: tuple[float, float] | None = None,
         global_levels: tuple[int, ...] | None = None,
         detail: DetailConfig | None = None,
+        context_width: int | None = None,
     ) -> None:
         if not init_from:
             raise ValueError("--objective detail needs --init-from: the RD model the detail builds on")
@@ -69,8 +70,11 @@ class DetailObjective:
         self.lineage = {"init_from": str(init_from), "init_images_seen": card.get("images_seen", "?")}
         n = len(base.steps)  # default: four of its levels from a third of the way up to the top
         self.global_levels = global_levels or tuple(sorted({round(v) for v in np.linspace(max(1, n // 3), n, 4)}))
+        self.context_only = False
         if isinstance(base, DetailModel):  # fine-tuning: its own detail networks and rate weights, no warm-up
             self.net = base.detail.requires_grad_(True)
+            if context_width and context_width != (self.net.config.context_width or self.net.config.width):
+                self.net, self.context_only = _new_context(self.net, base, context_width), True
             own = torch.tensor(base.lambdas, dtype=torch.float32)
             self.lambdas = (own if lambdas is None else _log_spaced(lambdas, len(own))).to(device)
             self.steps_done = WARMUP
@@ -82,7 +86,8 @@ class DetailObjective:
         self.pixels = mcfg.size * mcfg.size
         self.device = device
         self.A = wrap(self.net)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=lr)
+        trained = self.net.context if self.context_only else self.net
+        self.opt = torch.optim.Adam(trained.parameters(), lr=lr)
         self.valid = valid
 
     @torch.no_grad()
@@ -111,6 +116,8 @@ class DetailObjective:
         f, base = self._global(x, [self.global_levels[i] for i in g_idx])
         c = self.net.config.channels
         noise = (torch.rand((b, c, *f.shape[2:]), generator=gen) - 0.5).to(x.device)
+        if self.context_only:
+            return self._context_step(x, f, base, k, noise)
         x_hat, rate = self.forward(x, f, base, k, noise)
         dist = self.distortion(x_hat, x)
         warm = 0.01 ** max(0.0, 1 - self.steps_done / WARMUP)
@@ -120,6 +127,23 @@ class DetailObjective:
         self.opt.step()
         self.steps_done += 1
         return {"loss": loss.detach(), "distortion": dist.mean().detach(), "bits": rate.mean().detach()}
+
+    def _context_step(
+        self, x: torch.Tensor, f: torch.Tensor, base: torch.Tensor, k: torch.Tensor, noise: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """A new entropy network for fixed analysis and synthesis: the rate alone (the image
+        does not depend on the predicted scales, and its gradient skips the means)."""
+        gain = self.net.gains(k).detach()
+        with torch.no_grad():
+            y = self.net.analysis(torch.cat([x, base], 1)) * gain
+        mu, sigma = self.net.predict(f, gain)
+        rate = bits(y + noise, mu, sigma)
+        loss = rate.mean() / self.pixels
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.steps_done += 1
+        return {"loss": loss.detach(), "bits": rate.mean().detach()}
 
     # --- what the training loop saves, shows and exports -------------------------------------
 
@@ -188,6 +212,19 @@ class DetailObjective:
 
         card = {**card, **self.lineage, "objective": "detail"}
         save_detail(self.base, self.net, path, card, lambdas=tuple(self.lambdas.tolist()))
+
+
+def _new_context(net: DetailNet, base: RDModel, width: int) -> DetailNet:
+    """`net` with a fresh entropy network `width` channels wide, every other weight kept and
+    frozen: a lighter network for the float64 side information every decoder computes."""
+    from dataclasses import replace
+
+    new = DetailNet(replace(net.config, context_width=width), base.generator).to(net.log_gain.device)
+    kept = {k: v for k, v in net.state_dict().items() if not k.startswith("context.")}
+    new.load_state_dict(kept, strict=False)
+    for name, p in new.named_parameters():
+        p.requires_grad_(name.startswith("context."))
+    return new
 
 
 def _log_spaced(ends: tuple[float, float], n: int) -> torch.Tensor:
