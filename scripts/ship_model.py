@@ -18,6 +18,7 @@ The card is filled from the run's metadata, with the exact command that continue
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -270,7 +271,7 @@ def _densify(m) -> None:
     """Twice the detail levels: between each two trained gain vectors their geometric
     mean, and one past the finest (its step from the one before again), with the rate
     weights interpolated alike: more sizes to choose from (gained VAEs interpolate so)."""
-    from codec.detail import DetailConfig, DetailNet
+    from codec.detail import DetailNet
 
     g, lam = m.detail.log_gain, torch.tensor(m.lambdas).log()
     rows = [g[0]]
@@ -281,7 +282,7 @@ def _densify(m) -> None:
     rows.append(2 * g[-1] - g[-2])
     weights.append(2 * lam[-1] - lam[-2])
     old = m.detail
-    net = DetailNet(DetailConfig(old.config.channels, old.config.width, len(rows)), m.generator)
+    net = DetailNet(dataclasses.replace(old.config, levels=len(rows)), m.generator)
     state = old.state_dict()
     state["log_gain"] = torch.stack(rows)
     net.load_state_dict(state)
