@@ -95,6 +95,21 @@ def test_a_kilobyte_cap_codes_the_face_with_its_detail() -> None:
     assert torch.equal(decode_tensor(big.data), big.decoded)
 
 
+def test_the_light_entropy_model_codes_a_face_within_a_kilobyte() -> None:
+    """celeba64-detail3 (celeba64-detail2 with a 48-wide entropy network; shipped, not yet on
+    the scale): a kilobyte cap holds, the detail is coded, and the file decodes to what the
+    encoder reports."""
+    from codec.pipeline import load_model
+
+    m = load_model("celeba64-detail3")[0]
+    assert m.detail.config.context_width == 48 and m.detail.context[0].out_channels == 48
+    face = [SAMPLES / "astronaut.png"]
+    (small,) = encode_batch(face, EncodeOptions(device="cpu"))
+    (r,) = encode_batch(face, EncodeOptions(model="celeba64-detail3", max_bytes=1024, device="cpu"))
+    assert r.model == "celeba64-detail3" and 600 < r.num_bytes <= 1024 and r.psnr > small.psnr + 4.0
+    assert torch.equal(decode_tensor(r.data), r.decoded)
+
+
 @pytest.mark.slow
 def test_wheel_ships_the_models_for_a_non_editable_install(tmp_path) -> None:
     wheel_dir, target = tmp_path / "wheel", tmp_path / "site"
@@ -110,6 +125,7 @@ def test_wheel_ships_the_models_for_a_non_editable_install(tmp_path) -> None:
     (wheel,) = wheel_dir.glob("percodec-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     shipped = ("celeba64", "celeba64-hi", "celeba64-hi2", "celeba64-id", "celeba64-detail", "celeba64-detail2")
+    shipped += ("celeba64-detail3",)
     shipped += ("celeba64-gan", "mnist32")
     for name in shipped:
         assert f"codec/models/{name}.safetensors" in names
@@ -131,7 +147,8 @@ def test_wheel_ships_the_models_for_a_non_editable_install(tmp_path) -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert str(target) in done.stdout
-    names = ["celeba64", "celeba64-detail", "celeba64-detail2", "celeba64-gan", "celeba64-hi", "celeba64-hi2"]
+    names = ["celeba64", "celeba64-detail", "celeba64-detail2", "celeba64-detail3", "celeba64-gan", "celeba64-hi"]
+    names += ["celeba64-hi2"]
     assert str([*names, "celeba64-id", "mnist32"]) in done.stdout
     assert "'astronaut.png', 'astronaut_photo.jpg'" in done.stdout
 
