@@ -56,6 +56,11 @@ class DetailConfig:
     levels: int = 8
     context_width: int = 0
 
+    @property
+    def context_channels(self) -> int:
+        """The entropy network's hidden channels."""
+        return self.context_width or self.width
+
     @classmethod
     def from_dict(cls, d: dict) -> DetailConfig:
         return cls(**d)
@@ -80,7 +85,7 @@ class DetailNet(nn.Module):
         self.analysis = nn.Sequential(
             _conv(2 * nc, w, 5, 2), nn.GELU(), _conv(w, w, 5, 2), nn.GELU(), _conv(w, w), nn.GELU(), _conv(w, c)
         )
-        cw = config.context_width or w
+        cw = config.context_channels
         self.context = nn.Sequential(_conv(f_ch, cw), nn.GELU(), _conv(cw, cw), nn.GELU(), _conv(cw, 2 * c))
         self.synth = nn.Sequential(_conv(c, w), nn.GELU(), _conv(w, w), nn.GELU())
         self.to16 = nn.Conv2d(w, f_ch, 1)

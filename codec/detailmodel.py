@@ -168,7 +168,7 @@ class DetailModel(RDModel):
         else:
             z = self.prior.dequantize(torch.from_numpy(code.global_)[None].to(dev), self.step_of(g))
             f = features(gen, z)
-        gain = self.detail.gains(torch.tensor([k], device=dev))
+        gain = det.gains(torch.tensor([k], device=dev))
         y = torch.from_numpy(code.mean + code.detail).float()[None].to(dev) / gain
         cl = torch.channels_last
         return render(gen, f.contiguous(memory_format=cl), det.additions(y.contiguous(memory_format=cl))).contiguous()

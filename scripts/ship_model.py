@@ -310,30 +310,45 @@ def _pair_table(m, x: torch.Tensor) -> dict[tuple[int, int], tuple[float, float]
     return out
 
 
-def _detail_card(run, name, note, shipped, card, chosen, level_bytes, out) -> None:
+def _rd_base(init_from: str) -> str:
+    """The RD model under a detail run's start, through any chain of detail fine-tunes (each
+    model file's card names what it started from)."""
     from codec.generator import read_metadata
 
+    while Path(init_from).is_file() and _is_detail(Path(init_from)):
+        init_from = json.loads(read_metadata(init_from).get("card", "{}")).get("init_from", "?")
+    return init_from
+
+
+def _detail_card(run, name, note, shipped, card, chosen, level_bytes, out) -> None:
     c, d = shipped.config, shipped.detail.config
     count = lambda mod: sum(p.numel() for p in mod.parameters())  # noqa: E731
     cfg = json.loads(torch.load(run / "checkpoint.pt", weights_only=True, map_location="cpu")["train_config"])
     resume = card["command"] if "--resume" in card["command"] else card["command"] + " --resume"
     tuned = card.get("init_from", "")  # a detail model where this run fine-tuned one
     fine_tune = Path(tuned).is_file() and _is_detail(Path(tuned))
-    start = json.loads(read_metadata(tuned).get("card", "{}")) if fine_tune else {}  # its card alone
-    base = "the RD model " + (start.get("init_from", "?") if fine_tune else tuned)
+    base = "the RD model " + _rd_base(tuned)
+    ctx = cfg.get("detail_context_width")  # a run that trained a new entropy network alone
+    objective = (
+        f"a new entropy network alone ({ctx} hidden channels), on the rate at every detail level; the "
+        "analysis, synthesis and gains frozen as the start's"
+        if ctx
+        else f"distortion `{cfg['distortion']}` + λ_k·rate, λ log-spaced per detail level from "
+        f"{shipped.lambdas[0]:.3g} to {shipped.lambdas[-1]:.3g} per pixel; global levels drawn per image"
+    )
     rows = [
         ("architecture", f"{base} (encoder, factorised prior, DCGAN generator width "
          f"{c.ngf}, {c.nz}-dim global latent; frozen) + a detail latent of {d.channels} channels at "
          f"{c.size // 4}x{c.size // 4} (analysis from the image and the global latent's image; Gaussian entropy "
-         f"model predicted from the generator's {c.size // 4}x{c.size // 4} features; synthesis added to the "
-         "generator at 16x16, 32x32 and before its tanh; a gain vector per detail level): codec/detail.py"),
+         f"model ({d.context_channels} hidden channels) predicted from the generator's {c.size // 4}x{c.size // 4} "
+         "features; synthesis added to the generator at 16x16, 32x32 and before its tanh; a gain vector per "
+         "detail level): codec/detail.py"),
         ("parameters", f"{count(shipped):,}: detail networks {count(shipped.detail):,}"),
         ("weights", f"float16 networks, float32 prior, safetensors, {out.stat().st_size:,} bytes; "
          f"fingerprint {shipped.fingerprint().hex()}"),
         ("quality levels", _levels_row(shipped, chosen, level_bytes)),
-        ("objective", f"distortion `{cfg['distortion']}` + λ_k·rate, λ log-spaced per detail level from "
-         f"{shipped.lambdas[0]:.3g} to {shipped.lambdas[-1]:.3g} per pixel; global levels drawn per image; Adam lr "
-         f"{cfg['lr']:g}" + (f", x0.1 from step {cfg['lr_drop']}" if cfg.get("lr_drop") is not None else "")),
+        ("objective", f"{objective}; Adam lr {cfg['lr']:g}"
+         + (f", x0.1 from step {cfg['lr_drop']}" if cfg.get("lr_drop") is not None else "")),
         ("data", f"{card.get('dataset')} split '{card.get('split')}' ({card.get('train_images')} images); random "
          "horizontal flips"),
         ("images seen", f"{int(card['images_seen']):,} ({card['steps']} steps x batch {card['batch_size']})"

@@ -15,6 +15,8 @@ mean over the batch; lambda per level is fixed (no steering), so a level's bytes
 network finds worth spending at that slope. Over the first `WARMUP` steps the lambdas rise
 geometrically from 1% of their value: at full weight from the start the rate term shut the
 fresh latent down before the synthesis had learnt to use it (1,500 steps: +0.5 dB for 80 B).
+A fine-tune with a new entropy-network width (`--detail-context-width`) trains that network
+alone on R, everything else frozen.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ class DetailObjective:
         self.context_only = False
         if isinstance(base, DetailModel):  # fine-tuning: its own detail networks and rate weights, no warm-up
             self.net = base.detail.requires_grad_(True)
-            if context_width and context_width != (self.net.config.context_width or self.net.config.width):
+            if context_width and context_width != self.net.config.context_channels:
                 self.net, self.context_only = _new_context(self.net, base, context_width), True
             own = torch.tensor(base.lambdas, dtype=torch.float32)
             self.lambdas = (own if lambdas is None else _log_spaced(lambdas, len(own))).to(device)
