@@ -199,13 +199,17 @@ def _is_detail(path: Path) -> bool:
 
 def ship_detail(run: Path, name: str, note: str, level_bytes: list[float], data_root: str) -> None:
     """A detail run's model with the (global level, detail level) pairs that give the best
-    PSNR at each mean size of `level_bytes` on 500 CelebA valid faces (encoders only)."""
+    PSNR at each mean size of `level_bytes` on 500 CelebA valid faces (encoders only); a run
+    from scratch has its detail levels doubled first (`_densify`), a fine-tune keeps its
+    start's (celeba64-detail3 shipped with 63 when each ship doubled them, and picking among
+    every pair took 25 minutes)."""
     from codec.detailmodel import load_detail
 
     m, card = load_detail(run / "model.safetensors")
     if not m.lambdas:
         raise SystemExit(f"{run}: its model has no rate weights stored: export it again with this code (--resume)")
-    _densify(m)
+    if not _tunes_detail(card):  # a fine-tune's levels are its start's, already doubled when that shipped
+        _densify(m)
     shipped, chosen = _pick_and_save(m, card, level_bytes, data_root, MODELS / f"{name}.safetensors")
     detail_prior_grid(shipped, MODELS / f"{name}.png")
     _detail_card(run, name, note, shipped, card, chosen, level_bytes, MODELS / f"{name}.safetensors")
@@ -310,6 +314,12 @@ def _pair_table(m, x: torch.Tensor) -> dict[tuple[int, int], tuple[float, float]
     return out
 
 
+def _tunes_detail(card: dict) -> bool:
+    """Whether a detail run fine-tuned a detail model (its card's start is one)."""
+    tuned = Path(card.get("init_from", ""))
+    return tuned.is_file() and _is_detail(tuned)
+
+
 def _rd_base(init_from: str) -> str:
     """The RD model under a detail run's start, through any chain of detail fine-tunes (each
     model file's card names what it started from)."""
@@ -325,8 +335,7 @@ def _detail_card(run, name, note, shipped, card, chosen, level_bytes, out) -> No
     count = lambda mod: sum(p.numel() for p in mod.parameters())  # noqa: E731
     cfg = json.loads(torch.load(run / "checkpoint.pt", weights_only=True, map_location="cpu")["train_config"])
     resume = card["command"] if "--resume" in card["command"] else card["command"] + " --resume"
-    tuned = card.get("init_from", "")  # a detail model where this run fine-tuned one
-    fine_tune = Path(tuned).is_file() and _is_detail(Path(tuned))
+    tuned, fine_tune = card.get("init_from", ""), _tunes_detail(card)
     base = "the RD model " + _rd_base(tuned)
     ctx = cfg.get("detail_context_width")  # a run that trained a new entropy network alone
     objective = (
