@@ -43,7 +43,7 @@ def webp_within(img: np.ndarray, cap: int) -> tuple[np.ndarray, int] | None:
 
 
 def scores(decoded: np.ndarray, original: np.ndarray) -> tuple[float, float]:
-    a, b = (torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None] for x in (decoded, original))
+    a, b = (torch.from_numpy(np.array(x)).permute(2, 0, 1)[None] for x in (decoded, original))
     return float(psnr(a, b)[0]), float(ssim(a, b)[0])
 
 
