@@ -43,7 +43,7 @@ from codec.errors import PercodecError
     default="celeba64",
     show_default=True,
     help="Shipped model name (celeba64: one quality scale from about 50 B to 1 KB over the models celeba64, "
-    "celeba64-id and celeba64-detail2; celeba64-gan: the GAN-only reference), a .safetensors path, or a "
+    "celeba64-id and celeba64-detail3; celeba64-gan: the GAN-only reference), a .safetensors path, or a "
     ".ladder.json path.",
 )
 @click.option(
