@@ -92,6 +92,7 @@ class TrainConfig:
     step_range: tuple[float, float] = (0.5, 2.0)
     detail_lambdas: tuple[float, float] | None = None
     detail_context_width: int | None = None
+    detail_identity: tuple[float, int] | None = None
     valid_every: int = 250
     valid_images: int = 256
     sample_every: int = 500
@@ -297,7 +298,8 @@ def _make_objective(cfg: TrainConfig, mcfg: ModelConfig, device: torch.device, w
         return DetailObjective(mcfg, device, wrap, lr=cfg.lr, distortion=cfg.distortion, init_from=cfg.init_from,
                                valid=torch.from_numpy(np.ascontiguousarray(valid)),
                                lambdas=tuple(cfg.detail_lambdas) if cfg.detail_lambdas else None,
-                               context_width=cfg.detail_context_width)  # fmt: skip
+                               context_width=cfg.detail_context_width,
+                               identity=tuple(cfg.detail_identity) if cfg.detail_identity else None)  # fmt: skip
     return RDObjective(
         mcfg,
         device,

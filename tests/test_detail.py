@@ -289,6 +289,24 @@ def test_a_new_context_width_trains_only_the_entropy_network(tmp_path) -> None:
     assert np.array_equal(back.detail, code.detail) and np.array_equal(back.rows, code.rows)
 
 
+def test_the_identity_term_weighs_only_the_coarse_detail_levels(tmp_path) -> None:
+    """--detail-identity W K: the identity loss at weight W on level 1, falling linearly to
+    none at level K; a fine-tune with it trains, and its term is 0 for an image at level K."""
+    from codec.objectives.detail import _identity_weights
+
+    assert torch.allclose(_identity_weights((1.0, 3), 5), torch.tensor([1.0, 0.5, 0.0, 0.0, 0.0]))
+    with pytest.raises(ValueError, match="detail-identity"):
+        _identity_weights((1.0, 1), 5)
+    start_file = _detail_file(tmp_path / "start.safetensors")
+    cfg = dict(dataset="celeba", out=str(tmp_path / "ft"), dry_run=True, objective="detail", ngf=4, nz=8, size=16)
+    cfg.update(batch_size=4, device="cpu", progress=False, checkpoint_every=2, valid_every=2, valid_images=4)
+    result = train(TrainConfig(**cfg, init_from=str(start_file), steps=2, detail_identity=(2.0, 2)))
+    x = _faces(2)
+    term = result.objective._identity_term(x.flip(0), x, torch.tensor([1, 2]))
+    assert term[0] > 0 and term[1] == 0
+    assert torch.equal(result.objective._identity_term(x, x, torch.tensor([2, 3])), torch.zeros(2))
+
+
 def test_detail_training_runs_resumes_and_exports_a_coding_model(tmp_path) -> None:
     base = tmp_path / "base.safetensors"
     save_rd(_base(), base, {"dataset": "none"})

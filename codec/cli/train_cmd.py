@@ -143,6 +143,13 @@ from codec.cli import MAX_SEED, Finite, friendly_errors, main
     "it in float64).",
 )
 @click.option(
+    "--detail-identity",
+    type=(Finite(min=0, min_open=True), click.IntRange(2)),
+    default=None,
+    help="detail: add the identity term (keeps the person) to the distortion at the coarse detail levels "
+    "only: weight W at level 1, falling linearly to 0 at level K [off].",
+)
+@click.option(
     "--valid-every", type=click.IntRange(1), default=250, show_default=True, help="rd: steps between validations."
 )
 @click.option("--dry-run", is_flag=True, help="A few steps on fake data: a smoke test needing no dataset.")

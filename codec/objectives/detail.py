@@ -16,7 +16,10 @@ network finds worth spending at that slope. Over the first `WARMUP` steps the la
 geometrically from 1% of their value: at full weight from the start the rate term shut the
 fresh latent down before the synthesis had learnt to use it (1,500 steps: +0.5 dB for 80 B).
 A fine-tune with a new entropy-network width (`--detail-context-width`) trains that network
-alone on R, everything else frozen.
+alone on R, everything else frozen. `--detail-identity W K` adds the identity term (codec.losses.
+identity) to D at the coarse detail levels only, W at level 1 falling linearly to nothing at
+level K: there the detail's pixels cost the person (the scale leaves those levels off for it),
+while a fine-tune with the term at every level lost PSNR at the top.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from torch import nn
 from codec.detail import DetailConfig, DetailNet, bits, features, render, round_around
 from codec.generator import ModelConfig
 from codec.images import float_to_uint8, save_grid
-from codec.losses import make_mix
+from codec.losses import make_loss, make_mix
 from codec.metrics import psnr, ssim
 from codec.rdmodel import RDModel, load_rd
 
@@ -59,6 +62,7 @@ class DetailObjective:
         global_levels: tuple[int, ...] | None = None,
         detail: DetailConfig | None = None,
         context_width: int | None = None,
+        identity: tuple[float, int] | None = None,
     ) -> None:
         if not init_from:
             raise ValueError("--objective detail needs --init-from: the RD model the detail builds on")
@@ -85,6 +89,8 @@ class DetailObjective:
             self.lambdas = _log_spaced(lambdas or LAMBDAS, self.net.config.levels).to(device)
             self.steps_done = 0
         self.distortion = make_mix(distortion, mcfg.nc).to(device).train()
+        self.identity_weights = _identity_weights(identity, self.net.config.levels).to(device) if identity else None
+        self.identity = make_loss("identity", mcfg.nc).to(device).train() if identity else None
         self.pixels = mcfg.size * mcfg.size
         self.device = device
         self.A = wrap(self.net)
@@ -121,7 +127,7 @@ class DetailObjective:
         if self.context_only:
             return self._context_step(x, f, base, k, noise)
         x_hat, rate = self.forward(x, f, base, k, noise)
-        dist = self.distortion(x_hat, x)
+        dist = self.distortion(x_hat, x) + self._identity_term(x_hat, x, k)
         warm = 0.01 ** max(0.0, 1 - self.steps_done / WARMUP)
         loss = (dist + warm * self.lambdas[k - 1] * rate / self.pixels).mean()
         self.opt.zero_grad(set_to_none=True)
@@ -129,6 +135,17 @@ class DetailObjective:
         self.opt.step()
         self.steps_done += 1
         return {"loss": loss.detach(), "distortion": dist.mean().detach(), "bits": rate.mean().detach()}
+
+    def _identity_term(self, x_hat: torch.Tensor, x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """Per image: the identity loss at its level's weight (computed only where it is not 0)."""
+        if self.identity is None:
+            return torch.zeros((), device=x.device)
+        w = self.identity_weights[k - 1]
+        out = torch.zeros_like(w)
+        rows = w > 0
+        if rows.any():
+            out = out.index_put((rows,), w[rows] * self.identity(x_hat[rows], x[rows]))
+        return out
 
     def _context_step(
         self, x: torch.Tensor, f: torch.Tensor, base: torch.Tensor, k: torch.Tensor, noise: torch.Tensor
@@ -244,3 +261,13 @@ def _load_base(init_from: str) -> tuple[RDModel, dict]:
     if not m.lambdas:
         raise ValueError(f"--init-from {init_from}: a detail model without its rate weights cannot be fine-tuned")
     return m, card
+
+
+def _identity_weights(identity: tuple[float, int], levels: int) -> torch.Tensor:
+    """The identity term's weight per detail level: W at level 1, falling linearly to 0 at
+    level K (and 0 above)."""
+    weight, last = identity
+    if weight <= 0 or last < 2:
+        raise ValueError(f"--detail-identity {weight} {last}: needs a weight > 0 and a last level of at least 2")
+    k = torch.arange(1, levels + 1, dtype=torch.float32)
+    return weight * (1 - (k - 1) / (last - 1)).clamp_min(0)
