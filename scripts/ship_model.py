@@ -345,6 +345,10 @@ def _detail_card(run, name, note, shipped, card, chosen, level_bytes, out) -> No
         else f"distortion `{cfg['distortion']}` + λ_k·rate, λ log-spaced per detail level from "
         f"{shipped.lambdas[0]:.3g} to {shipped.lambdas[-1]:.3g} per pixel; global levels drawn per image"
     )
+    if not ctx and cfg.get("detail_identity"):  # --detail-identity W K
+        w, k = cfg["detail_identity"]
+        objective += f"; + the identity term at the coarse detail levels: weight {w:g} at level 1, 0 from level {k}"
+
     rows = [
         ("architecture", f"{base} (encoder, factorised prior, DCGAN generator width "
          f"{c.ngf}, {c.nz}-dim global latent; frozen) + a detail latent of {d.channels} channels at "
