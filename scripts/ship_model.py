@@ -201,8 +201,8 @@ def ship_detail(run: Path, name: str, note: str, level_bytes: list[float], data_
     """A detail run's model with the (global level, detail level) pairs that give the best
     PSNR at each mean size of `level_bytes` on 500 CelebA valid faces (encoders only); a run
     from scratch has its detail levels doubled first (`_densify`), a fine-tune keeps its
-    start's (celeba64-detail3 shipped with 63 when each ship doubled them, and picking among
-    every pair took 25 minutes)."""
+    start's (each ship used to double them again: celeba64-detail3 has 64, and picking among
+    its 320 pairs takes 25 minutes here)."""
     from codec.detailmodel import load_detail
 
     m, card = load_detail(run / "model.safetensors")

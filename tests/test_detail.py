@@ -305,6 +305,9 @@ def test_the_identity_term_weighs_only_the_coarse_detail_levels(tmp_path) -> Non
     term = result.objective._identity_term(x.flip(0), x, torch.tensor([1, 2]))
     assert term[0] > 0 and term[1] == 0
     assert torch.equal(result.objective._identity_term(x, x, torch.tensor([2, 3])), torch.zeros(2))
+    with pytest.raises(ValueError, match="detail-identity"):  # a context-only run has no distortion to add it to
+        both = dict(cfg, out=str(tmp_path / "both"), detail_identity=(2.0, 2), detail_context_width=3)
+        train(TrainConfig(**both, init_from=str(start_file), steps=1))
 
 
 def test_detail_training_runs_resumes_and_exports_a_coding_model(tmp_path) -> None:

@@ -80,6 +80,8 @@ class DetailObjective:
         if isinstance(base, DetailModel):  # fine-tuning: its own detail networks and rate weights, no warm-up
             self.net = base.detail.requires_grad_(True)
             if context_width and context_width != self.net.config.context_channels:
+                if identity:
+                    raise ValueError("--detail-identity has no effect on a new entropy network (trained on the rate)")
                 self.net, self.context_only = _new_context(self.net, base, context_width), True
             own = torch.tensor(base.lambdas, dtype=torch.float32)
             self.lambdas = (own if lambdas is None else _log_spaced(lambdas, len(own))).to(device)
