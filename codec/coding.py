@@ -11,11 +11,23 @@ import torch
 from PIL import Image
 
 from codec import align
-from codec.defaults import DEFAULT_MODEL
+from codec.defaults import (
+    DEFAULT_MODEL,
+    MAX_BATCH,
+    MAX_BYTES_OPTION,
+    MAX_FACE,
+    MAX_QUALITY,
+    MAX_RESTARTS,
+    MAX_SEED,
+    MAX_STEPS,
+    check_float,
+    check_int,
+)
 from codec.generator import resolve_model
 from codec.inversion import SearchConfig
 from codec.losses import make_mix, parse_mix
 from codec.metrics import bpp
+from codec.quantize import MAX_BITS, MIN_BITS
 
 ImageLike = str | Path | bytes | BinaryIO | Image.Image
 
@@ -41,6 +53,34 @@ class EncodeOptions:
     require_face: bool = False  # no face found: error instead of the centre crop
     batch_size: int = 32
     loss_params: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # The command line's bounds, for API callers too: each field's type and range is
+        # checked here, naming the field, before any model is loaded.
+        if not isinstance(self.model, str | Path) or not str(self.model):
+            raise TypeError(f"model must be a shipped name or a path, got {self.model!r}")
+        if self.loss is not None:
+            if not isinstance(self.loss, str):
+                raise TypeError(f"loss must be a loss name or mix such as 'ms-ssim=1,mse=3', got {self.loss!r}")
+            parse_mix(self.loss)
+        check_int("bits", self.bits, MIN_BITS, MAX_BITS, optional=True)
+        check_int("max_bytes", self.max_bytes, 1, MAX_BYTES_OPTION, optional=True)
+        check_int("steps", self.steps, 0, MAX_STEPS, optional=True)
+        check_int("quality", self.quality, 1, MAX_QUALITY, optional=True)
+        check_int("restarts", self.restarts, 1, MAX_RESTARTS, optional=True)
+        check_float("lr", self.lr, 0.0, 1e6, lo_open=True)
+        check_float("prior", self.prior, 0.0, 1e6)
+        check_int("seed", self.seed, 0, MAX_SEED, optional=True)
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+        check_float("crop", self.crop, 0.0, 1.0, lo_open=True, optional=True)
+        for name in ("align", "require_face"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        check_int("face", self.face, 1, MAX_FACE)
+        check_int("batch_size", self.batch_size, 1, MAX_BATCH)
+        if not isinstance(self.loss_params, dict):
+            raise TypeError(f"loss_params must be a dict, got {type(self.loss_params).__name__}")
 
 
 @dataclass

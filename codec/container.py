@@ -3,7 +3,7 @@
 Version 1 holds fixed-length symbols for a GAN-only generator (`Container`); version 2 an
 entropy-coded latent of a rate-distortion model at a quality level (`CodedContainer`).
 
-`to_bytes` / `from_bytes` convert between `Container` and bytes; `read` / `write` do files.
+`to_bytes` / `from_bytes` convert between `Container` and bytes; `read_file` reads one, bounded.
 Every malformed input raises `ContainerError` with a message naming the rule it broke.
 """
 
@@ -31,6 +31,8 @@ _HEADER_V2 = struct.Struct("<2sB4sB")  # magic, version, fingerprint, quality le
 OVERHEAD_V2 = _HEADER_V2.size + CHECKSUM_BYTES
 #: Longest v2 payload accepted (far above any real latent).
 MAX_PAYLOAD_V2 = 4096
+#: Longest file of either version (v1: 256 dimensions of 16 bits); readers read no more.
+MAX_FILE_BYTES = max(OVERHEAD_BYTES + payload_size(256, MAX_BITS), OVERHEAD_V2 + MAX_PAYLOAD_V2)
 
 
 class ContainerError(PercodecError):
@@ -88,6 +90,13 @@ class CodedContainer:
         return OVERHEAD_V2 + len(self.payload)
 
 
+def read_file(path: str) -> bytes:
+    """A .pgz file's bytes (or stdin's for '-'), reading no more than any .pgz file holds."""
+    from codec.fileio import read_bytes
+
+    return read_bytes(path, MAX_FILE_BYTES, "a percodec file")
+
+
 def crc16(data: bytes) -> int:
     """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF)."""
     return binascii.crc_hqx(data, 0xFFFF)
@@ -105,7 +114,13 @@ def to_bytes(c: Container | CodedContainer) -> bytes:
 
 
 def from_bytes(data: bytes) -> Container | CodedContainer:
-    """Parse and validate a .pgz file; raises ContainerError on any malformed input."""
+    """Parse and validate a .pgz file; raises ContainerError on any malformed input (and
+    TypeError for anything but bytes, before copying it)."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        hint = " (a file name? read it first: Path(name).read_bytes())" if isinstance(data, str) else ""
+        raise TypeError(f"a .pgz file must be given as bytes, got {type(data).__name__}{hint}")
+    if len(data) > MAX_FILE_BYTES:
+        raise ContainerError(f"{len(data):,} bytes: longer than any percodec file (at most {MAX_FILE_BYTES:,})")
     data = bytes(data)
     if len(data) < OVERHEAD_V2:
         raise ContainerError(f"truncated: {len(data)} bytes, a .pgz file has at least {OVERHEAD_V2}")
@@ -142,9 +157,7 @@ def _from_bytes_v2(data: bytes) -> CodedContainer:
     if crc16(data[:-2]) != int.from_bytes(data[-2:], "little"):
         raise ContainerError("checksum mismatch: the file is corrupt or truncated")
     _, _, fp, level = _HEADER_V2.unpack_from(data)
-    payload = data[_HEADER_V2.size : -2]
-    if len(payload) > MAX_PAYLOAD_V2:
-        raise ContainerError(f"payload of {len(payload)} bytes is over the {MAX_PAYLOAD_V2}-byte limit")
+    payload = data[_HEADER_V2.size : -2]  # at most MAX_PAYLOAD_V2: from_bytes refused longer files
     if level == 0:
         raise ContainerError("quality level 0 does not exist (levels count from 1)")
     return CodedContainer(fp, level, payload)

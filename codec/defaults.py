@@ -33,6 +33,43 @@ DEFAULT_MAX_BYTES = 112
 GAN_STEPS = 300
 
 
+#: Bounds on counts a user types, on the command line and in the Python API alike: far beyond
+#: any use, and inside what torch and the file format take (a huge --steps ran without end, a
+#: huge --seed overflowed in torch).
+MAX_STEPS = 100_000
+MAX_SEED = 2**32 - 1
+MAX_BYTES_OPTION = 1 << 20
+MAX_RESTARTS = 64
+MAX_BATCH = 4096
+MAX_QUALITY = 255  # a file's header holds the level in one byte
+MAX_FACE = 1000
+#: Largest side `decode` resizes to (--size, decode(size=)).
+MAX_SIDE = 8192
+
+
+def check_int(name: str, value: object, lo: int, hi: int, optional: bool = False) -> None:
+    """`value` is an int (not a bool) in lo..hi, or None when optional; else TypeError or
+    ValueError naming `name`."""
+    if value is None and optional:
+        return
+    if not isinstance(value, int) or isinstance(value, bool):
+        kind = "an integer" + (" or None" if optional else "")
+        raise TypeError(f"{name} must be {kind}, got {type(value).__name__} {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be in {lo}..{hi:,}, got {value:,}")
+
+
+def check_float(name: str, value: object, lo: float, hi: float, lo_open: bool = False, optional: bool = False) -> None:
+    """`value` is a finite real number in lo..hi (lo excluded when lo_open), or None when
+    optional; else TypeError or ValueError naming `name`."""
+    if value is None and optional:
+        return
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    if not math.isfinite(value) or value < lo or value > hi or (lo_open and value == lo):
+        raise ValueError(f"{name} must be a finite number in {'(' if lo_open else '['}{lo:g}, {hi:g}], got {value!r}")
+
+
 #: Bounds on a mix's weights: a weight of 1e300 made every float32 loss inf, and the search
 #: silently stood still.
 MIN_WEIGHT, MAX_WEIGHT = 1e-6, 1e6

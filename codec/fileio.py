@@ -7,16 +7,36 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 from codec.errors import OutputExistsError, PercodecError, WriteError
 
 
-def read_bytes(path: str | Path) -> bytes:
-    """Read a whole file, or stdin when path is '-'."""
+def read_bytes(path: str | Path, limit: int, what: str) -> bytes:
+    """Read a whole file, or stdin when path is '-', of at most `limit` bytes: at most
+    limit + 1 are read, so an endless pipe or a huge (sparse) file costs no memory, and a
+    longer input is refused in one line saying it is too large to be `what`."""
     if str(path) == "-":
-        return sys.stdin.buffer.read()
-    require_file(path)
-    return Path(path).read_bytes()
+        if sys.stdin is None:  # started with stdin closed (<&-)
+            raise PercodecError("stdin is closed: nothing to read for '-'")
+        data = _read_at_most(sys.stdin.buffer, limit)
+        name = "stdin"
+    else:
+        require_file(path)
+        with open(path, "rb") as f:
+            data = _read_at_most(f, limit)
+        name = str(path)
+    if len(data) > limit:
+        raise PercodecError(f"{name}: over {limit:,} bytes, too large for {what}")
+    return data
+
+
+def _read_at_most(f: BinaryIO, limit: int) -> bytes:
+    chunks, left = [], limit + 1
+    while left > 0 and (chunk := f.read(min(left, 1 << 20))):
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
 
 
 def require_file(path: str | Path, error: type[PercodecError] = PercodecError) -> None:
@@ -47,8 +67,7 @@ def write_bytes(path: str | Path, data: bytes, force: bool = False, mode: int | 
     existing file is replaced (rename). A failed write leaves nothing behind.
     """
     if str(path) == "-":
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+        _write_stdout(data)
         return
     p = Path(path)
     if p.is_dir():
@@ -77,6 +96,26 @@ def write_bytes(path: str | Path, data: bytes, force: bool = False, mode: int | 
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _write_stdout(data: bytes) -> None:
+    # Straight to the descriptor: bytes that a full or closed stdout refused would otherwise
+    # stay in Python's buffer and fail again at exit (exit code 120 after the message).
+    if sys.stdout is None:  # started with stdout closed (>&-)
+        raise WriteError("stdout is closed: nowhere to write '-'")
+    try:
+        sys.stdout.flush()
+        try:
+            fd = sys.stdout.fileno()
+        except (OSError, ValueError):  # a stream without a descriptor (tests, embedding)
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+            return
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError as exc:
+        raise WriteError(f"stdout: cannot write ({exc.strerror or exc})") from None
 
 
 def _put_in_place(tmp: str, p: Path, force: bool) -> None:

@@ -23,9 +23,19 @@ from codec.fileio import require_file
 
 #: Refuse images with more pixels than this (decompression bombs): 64 megapixels.
 MAX_PIXELS = 64 * 1024 * 1024
+#: Longest image read from stdin: MAX_PIXELS of uncompressed 16-bit RGBA, plus 1 MiB of
+#: metadata (a file on disk is opened by name, and only its pixels are counted).
+MAX_STDIN_BYTES = MAX_PIXELS * 8 + (1 << 20)
 
 #: Crop fraction for CelebA's aligned 178x218 images: the centred 140x140 face.
 CELEBA_CROP = 140 / 178
+
+
+def read_stdin() -> bytes:
+    """An image piped to stdin, as bytes, refused past MAX_STDIN_BYTES."""
+    from codec.fileio import read_bytes
+
+    return read_bytes("-", MAX_STDIN_BYTES, "an image (the largest allowed is 64 MP)")
 
 
 def open_image(source: str | Path | bytes | BinaryIO | Image.Image, channels: int = 3) -> Image.Image:
@@ -45,8 +55,14 @@ def read_input(
     is used; an image smaller than a model wants is upscaled)."""
     if isinstance(source, Image.Image):
         img = source
-    else:
+    elif isinstance(source, str | Path | bytes | bytearray) or hasattr(source, "read"):
         img = _read_file(source)
+    else:
+        hint = ": make it one with PIL.Image.fromarray" if hasattr(source, "__array__") else ""
+        kind = type(source).__name__
+        raise TypeError(f"an image must be a path, bytes, a binary file or a PIL image, got {kind}{hint}")
+    if 0 in img.size:
+        raise ImageError(f"{input_name(source)}: the image is {img.size[0]}x{img.size[1]}: no pixels to code")
     notes = []
     frames = getattr(img, "n_frames", 1)
     if frames > 1:
@@ -101,10 +117,11 @@ def _read_file(source: str | Path | bytes | BinaryIO) -> Image.Image:
 def convert_mode(img: Image.Image, channels: int) -> Image.Image:
     """Any PIL mode -> 8-bit RGB (channels=3) or L; transparency is composited on white.
 
-    Integer modes wider than 8 bits are scaled from 16 bits (0..65535) when any value
-    exceeds 255 (32-bit values beyond 0..65535 are refused); float images are read as 0..1
-    (or 0..255 when values exceed 1), and anything else (negative, NaN, over 255) is refused
-    rather than guessed at.
+    The range of wide samples is decided by the file's type, or by the bulk of its values,
+    never by one value: integer modes wider than 8 bits (16-bit PNG and TIFF, 32-bit TIFF)
+    are read as 0..65535 (32-bit values beyond it are refused); float images are read as
+    0..1 when 99% of their values are at most 1, else as 0..255, and the stray values beyond
+    the range (at most 1% of them) are clipped; NaN, infinity or more strays are refused.
     """
     if img.mode in ("P", "PA") or (img.mode in ("L", "RGB") and "transparency" in img.info):
         img = img.convert("RGBA")
@@ -115,17 +132,26 @@ def convert_mode(img: Image.Image, channels: int) -> Image.Image:
         arr = np.asarray(img, dtype=np.float64)
         if arr.min() < 0 or arr.max() > 65535:  # 32-bit data: its range is not known, so not guessed
             raise ValueError(f"32-bit integer values {arr.min():.0f}..{arr.max():.0f} are outside 0..65535")
-        hi = 65535.0 if arr.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8))
+        img = Image.fromarray(np.clip(arr / 65535.0 * 255.0 + 0.5, 0, 255).astype(np.uint8))
     elif img.mode == "F":
         img = Image.fromarray(_float_to_8bit(np.asarray(img, dtype=np.float64)))
     return img.convert("RGB" if channels == 3 else "L")
 
 
+#: The share of a float image's values that may lie outside its range and be clipped.
+FLOAT_STRAYS = 0.01
+
+
 def _float_to_8bit(arr: np.ndarray) -> np.ndarray:
-    if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 255:
-        raise ValueError("float values must be finite and within 0..1 (or 0..255)")
-    hi = 1.0 if arr.max() <= 1.0 else 255.0
+    if not np.isfinite(arr).all():
+        raise ValueError("float values must be finite (this image has NaN or infinity)")
+    hi = 1.0 if np.quantile(arr, 1 - FLOAT_STRAYS) <= 1.0 else 255.0
+    strays = np.count_nonzero((arr < 0) | (arr > hi)) / arr.size
+    if strays > FLOAT_STRAYS:
+        raise ValueError(
+            f"{strays:.1%} of the float values lie outside 0..{hi:g} (at most {FLOAT_STRAYS:.0%} are clipped): "
+            "float images must hold 0..1 or 0..255"
+        )
     return np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 

@@ -24,7 +24,16 @@ from codec import align, backends, container, zoo
 from codec.backends.gan import bits_for_budget
 from codec.coding import EncodeOptions, EncodeResult, ImageLike, search_loss
 from codec.container import ContainerError
-from codec.defaults import DEFAULT_BITS, DEFAULT_LOSS, DEFAULT_MAX_BYTES, DEFAULT_MODEL, RD_LOSS, RD_STEPS
+from codec.defaults import (
+    DEFAULT_BITS,
+    DEFAULT_LOSS,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MODEL,
+    MAX_SIDE,
+    RD_LOSS,
+    RD_STEPS,
+    check_int,
+)
 from codec.devices import pick_device
 from codec.errors import ImageError, PercodecError
 from codec.generator import resolve_model
@@ -198,6 +207,12 @@ def decode_tensor(data: bytes, model: str | Path | None = None) -> torch.Tensor:
 
 def decode(data: bytes, model: str | Path | None = None, size: tuple[int, int] | None = None) -> Image.Image:
     """Regenerate the image from .pgz bytes; `size` (W, H) resizes the output (bicubic)."""
+    if size is not None:
+        if not isinstance(size, tuple | list) or len(size) != 2:
+            raise TypeError(f"size must be (width, height), got {size!r}")
+        for name, side in zip(("width", "height"), size, strict=True):
+            check_int(f"size {name}", side, 1, MAX_SIDE)
+        size = (size[0], size[1])
     img = uint8_to_pil(decode_tensor(data, model))
     if size is not None and size != img.size:
         img = img.resize(size, Image.Resampling.BICUBIC)

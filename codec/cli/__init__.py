@@ -19,15 +19,8 @@ from typing import Any
 
 import click
 
+from codec.defaults import MAX_BATCH, MAX_BYTES_OPTION, MAX_RESTARTS, MAX_SEED, MAX_SIDE, MAX_STEPS  # noqa: F401
 from codec.errors import PercodecError
-
-#: Bounds on counts a user types: far beyond any use, and inside what torch and the
-#: file format take (a huge --steps ran without end, a huge --seed overflowed in torch).
-MAX_STEPS = 100_000
-MAX_SEED = 2**32 - 1
-MAX_BYTES_OPTION = 1 << 20
-MAX_RESTARTS = 64
-MAX_BATCH = 4096
 
 
 class Finite(click.FloatRange):
@@ -133,8 +126,8 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise click.BadParameter(f"{text!r} is not WxH, e.g. 128x128", param_hint="--size") from None
-    if not (0 < w <= 8192 and 0 < h <= 8192):
-        raise click.BadParameter("sides must be 1..8192", param_hint="--size")
+    if not (0 < w <= MAX_SIDE and 0 < h <= MAX_SIDE):
+        raise click.BadParameter(f"sides must be 1..{MAX_SIDE}", param_hint="--size")
     return w, h
 
 

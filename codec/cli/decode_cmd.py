@@ -120,13 +120,13 @@ def _decode_one(src: str, dst: str, outputs: Any, model: str | None, wh: tuple[i
     import time
 
     from codec.batch import Row
-    from codec.fileio import read_bytes
+    from codec.container import read_file
     from codec.images import image_bytes
     from codec.metrics import bpp
     from codec.pipeline import decode as decode_image
 
     t0 = time.perf_counter()
-    data = read_bytes(src)
+    data = read_file(src)
     img = decode_image(data, model=model, size=wh)
     outputs.write(dst, image_bytes(img, fmt))
     return Row(src, dst, len(data), bpp(len(data), img.height, img.width), seconds=time.perf_counter() - t0)
@@ -161,18 +161,19 @@ def info(inputs: tuple[str, ...], as_json: bool) -> None:
     .pgz files; a bad file is reported and the others still shown (exit code 1)."""
     import json
 
-    from codec.fileio import read_bytes
+    from codec.container import read_file
     from codec.pipeline import describe
 
     blocks: list[dict[str, Any]] = []
     failed = 0
     for src in expand_inputs(inputs, ".pgz files"):
         try:
-            blocks.append({"file": src, **describe(read_bytes(src))})
+            blocks.append({"file": src, **describe(read_file(src))})
         except PercodecError as exc:
             failed += 1
             blocks.append({"file": src, "error": str(exc)})
-            click.echo(f"percodec: error: {src}: {exc}", err=True)
+            named = str(exc).startswith((src, "stdin"))  # read errors name the file already
+            click.echo(f"percodec: error: {exc if named else f'{src}: {exc}'}", err=True)
     if as_json:
         click.echo(json.dumps(blocks, indent=1))
     else:

@@ -27,6 +27,7 @@ from codec.cli import (
     sources_and_targets,
     summary,
 )
+from codec.defaults import MAX_FACE, MAX_QUALITY
 from codec.errors import PercodecError
 
 
@@ -67,7 +68,7 @@ from codec.errors import PercodecError
 )
 @click.option(
     "--quality",
-    type=click.IntRange(1),
+    type=click.IntRange(1, MAX_QUALITY),
     help="Rate-distortion models: a fixed quality, higher = more bytes (celeba64: 1..N over three models, see "
     "README; a single model: its levels) [per image, the highest quality whose file fits --max-bytes].",
 )
@@ -97,7 +98,9 @@ from codec.errors import PercodecError
     help="Do not look for the face: centre-crop instead (photos larger than the model's size are "
     "otherwise searched for a face and framed like the training faces).",
 )
-@click.option("--face", type=click.IntRange(1), default=1, show_default=True, help="Which face, by size (1 = largest).")
+@click.option(
+    "--face", type=click.IntRange(1, MAX_FACE), default=1, show_default=True, help="Which face, by size (1 = largest)."
+)
 @click.option("--require-face", is_flag=True, help="Refuse an input with no face instead of coding its centre crop.")
 @click.option(
     "--save-crop",
@@ -220,12 +223,12 @@ def _encode(
 
 def _reusable(existing: set[str], options: Any, force: bool) -> set[str]:
     """The existing outputs --skip-existing may keep; an invalid one is an error without --force."""
-    from codec.fileio import read_bytes
+    from codec.container import read_file
     from codec.pipeline import reusable
 
     keep = set()
     for t in sorted(existing):
-        why = reusable(read_bytes(t), options)
+        why = reusable(read_file(t), options)
         if why is None:
             keep.add(t)
         elif not force:
@@ -247,14 +250,14 @@ def _encode_files(
 
     from codec.batch import Outputs, Row
     from codec.errors import OutputExistsError
-    from codec.fileio import read_bytes
+    from codec.images import read_stdin
     from codec.pipeline import encode_iter
 
     bar = progress_bar(len(sources), "encoding", run.quiet)
     outputs = Outputs(force=run.force, skip_existing=run.skip_existing)
     rows: list[Row] = []
     t0 = time.perf_counter()
-    loaded = [read_bytes(s) if s == "-" else s for s in sources]
+    loaded = [read_stdin() if s == "-" else s for s in sources]
     with batch_run(run.report, rows, len(sources), "encoded", "; rerun with --skip-existing to finish", run.force):
         for i, r in encode_iter(loaded, options, bar.update if bar else None, run.keep_going, finder):
             src, dst = sources[i], targets[i]
