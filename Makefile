@@ -43,8 +43,9 @@ format: install ## Apply ruff formatting and safe fixes
 	$(VENV)/bin/ruff check --fix codec tests benchmarks
 	$(VENV)/bin/ruff format codec tests benchmarks
 
-fuzz: install ## Fuzz the container reader (100,000 inputs)
+fuzz: install ## Fuzz the container reader (100,000 inputs) and the model-file and ladder readers (20,000)
 	$(PY) tests/fuzz_container.py --iterations 100000
+	$(PY) tests/fuzz_models.py --iterations 20000
 
 bench-train: install ## Training throughput: real data pipeline vs a bare loop
 	$(PY) benchmarks/train_throughput.py --data-root $(DATA)

@@ -201,13 +201,30 @@ def _framing_text(model_path: str | Path) -> str | None:
 
 def read_framing(model_path: str | Path) -> np.ndarray | None:
     """A model file's framing (3, 2), or None when it was never measured."""
+    from codec.modelfile import field
+
     text = _framing_text(model_path)
     if text is None:
         return None
-    pts = np.asarray(json.loads(text)["landmarks"], dtype=np.float64)
+    spec = field(model_path, {"framing": text}, "framing", _framing_ok,
+                 "an object whose 'landmarks' are 3 or 4 distinct [x, y] points inside the crop (0..1)",
+                 label="its framing")  # fmt: skip
+    pts = np.asarray(spec["landmarks"], dtype=np.float64)
     if len(pts) == 4:  # measured with both mouth corners: their mean is the mean mouth centre
         pts = np.vstack([pts[:2], pts[2:].mean(0)])
     return pts
+
+
+def _framing_ok(spec: object) -> bool:
+    # Key points outside the crop, or eyes on one spot, warped a face to a flat patch.
+    from codec.modelfile import is_number
+
+    pts = spec.get("landmarks") if isinstance(spec, dict) else None
+    if not isinstance(pts, list) or len(pts) not in (3, 4):
+        return False
+    if not all(isinstance(p, list) and len(p) == 2 and all(is_number(v, 0.0, 1.0) for v in p) for p in pts):
+        return False
+    return float(np.hypot(pts[0][0] - pts[1][0], pts[0][1] - pts[1][1])) >= 0.05
 
 
 def copy_framing(source: str | Path, target: str | Path) -> None:

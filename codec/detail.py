@@ -56,6 +56,13 @@ class DetailConfig:
     levels: int = 8
     context_width: int = 0
 
+    def __post_init__(self) -> None:
+        for name in ("channels", "width", "levels", "context_width"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < (0 if name == "context_width" else 1):
+                raise ValueError(f"{name} must be a {'non-negative' if name == 'context_width' else 'positive'} "
+                                 f"integer, got {v!r}")  # fmt: skip
+
     @property
     def context_channels(self) -> int:
         """The entropy network's hidden channels."""
@@ -94,6 +101,8 @@ class DetailNet(nn.Module):
         self.up64 = nn.Sequential(nn.ConvTranspose2d(w // 2, w // 4, 4, 2, 1), nn.GELU())
         self.to64 = _conv(w // 4, nc)
         for last in (self.to16, self.to32, self.to64):  # about G's own image at the start
+            if last.weight.is_meta:  # built to learn its shapes (codec.modelfile): nothing to draw
+                break
             # small, not zero: zero output weights starve the layers before them of gradient
             # (a λ = 0 fit of 16 faces took ~100 steps to move off the global latent's PSNR)
             nn.init.normal_(last.weight, 0.0, 1e-3)

@@ -289,23 +289,33 @@ def is_detail_file(path: str | Path) -> bool:
 def load_detail(path: str | Path, device: str | torch.device = "cpu") -> tuple[DetailModel, dict[str, str]]:
     """Load a detail model (eval mode, frozen) with its tables and card."""
     from codec.errors import ModelError
+    from codec.modelfile import (
+        MAX_LEVELS,
+        build_checked,
+        card_field,
+        config_field,
+        field,
+        is_int,
+        is_number,
+        steps_field,
+    )
 
     path = Path(path)
     meta, state = read_model_file(path)
     if meta.get("percodec_model") != KIND:
         raise ModelError(f"{path}: not a percodec detail model")
-    model = DetailModel(
-        ModelConfig.from_json(meta["config"]),
-        tuple(json.loads(meta["steps"])),
-        DetailConfig.from_dict(json.loads(meta["detail_config"])),
-        tuple(tuple(p) for p in json.loads(meta["pairs"])),
-        tuple(json.loads(meta.get("lambdas", "[]"))),
-    )
+    config = config_field(path, meta, "config", ModelConfig)
+    steps = steps_field(path, meta)
+    detail = config_field(path, meta, "detail_config", DetailConfig)
+    pairs = field(path, meta, "pairs", lambda v: isinstance(v, list) and 1 <= len(v) <= MAX_LEVELS and all(
+        isinstance(p, list) and len(p) == 2 and is_int(p[0], 1, len(steps)) and is_int(p[1], 1, detail.levels)
+        for p in v), f"a list of 1..{MAX_LEVELS} (global level, detail level) pairs of its levels")  # fmt: skip
+    lambdas = field(path, meta, "lambdas", lambda v: isinstance(v, list) and all(is_number(x, 0, 1e6) for x in v),
+                    "a list of rate weights", default=[])  # fmt: skip
     weights = {k: v.float() for k, v in state.items() if not k.startswith(("tables.", "scales."))}
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    missing = [k for k in missing if "num_batches" not in k]
-    if missing or unexpected:
-        raise ModelError(f"{path}: weights do not match the config (missing {missing}, unexpected {unexpected})")
+    model = build_checked(
+        path, lambda: DetailModel(config, steps, detail, tuple(tuple(p) for p in pairs), tuple(lambdas)), weights
+    )
     tables = {k: v for k, v in state.items() if k.startswith("tables.")}
     for lv, step in enumerate(model.steps, start=1):
         model.tables[lv] = _read_tables(path, tables, lv, step)
@@ -315,7 +325,7 @@ def load_detail(path: str | Path, device: str | torch.device = "cpu") -> tuple[D
     except (KeyError, ValueError) as exc:
         raise ModelError(f"{path}: the detail's coding tables are missing or damaged ({exc})") from None
     model.eval().requires_grad_(False).to(device)
-    return model, json.loads(meta.get("card", "{}"))
+    return model, card_field(path, meta)
 
 
 class _Search:

@@ -48,10 +48,17 @@ class ModelConfig:
     crop: float = 1.0
 
     def __post_init__(self) -> None:
+        for name in ("nz", "ngf", "ndf", "nc", "size"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise ValueError(f"{name} must be an integer, got {v!r}")
         if self.size < 8 or self.size & (self.size - 1):
             raise ValueError(f"size must be a power of two >= 8, got {self.size}")
         if min(self.nz, self.ngf, self.ndf) < 1 or self.nc not in (1, 3):
             raise ValueError(f"invalid model config {self}")
+        crop = self.crop
+        if not isinstance(crop, int | float) or isinstance(crop, bool) or not 0 < crop <= 1:
+            raise ValueError(f"crop must be a number in (0, 1], got {crop!r}")
 
     @property
     def n_up(self) -> int:
@@ -67,7 +74,11 @@ class ModelConfig:
 
 
 def _init_weights(m: nn.Module) -> None:
-    # Radford et al.: all weights from N(0, 0.02); BN scale from N(1, 0.02).
+    # Radford et al.: all weights from N(0, 0.02); BN scale from N(1, 0.02). Nothing to draw
+    # for a network built on the meta device to learn its shapes (codec.modelfile), where
+    # drawing would cost a second of imports.
+    if getattr(m, "weight", None) is not None and m.weight.is_meta:
+        return
     if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
         nn.init.normal_(m.weight, 0.0, 0.02)
     elif isinstance(m, nn.BatchNorm2d):
@@ -229,24 +240,22 @@ def read_model_file(path: str | Path) -> tuple[dict[str, str], dict[str, torch.T
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, dict[str, str]]:
     """Load a generator (eval mode, float32, frozen) and its model card from safetensors."""
+    from codec.modelfile import build_checked, card_field, config_field
+
     path = Path(path)
     meta, state = read_model_file(path)
-    if meta.get("percodec_model") == "rd":  # codec.rdmodel.KIND
+    if meta.get("percodec_model") in ("rd", "rd-detail"):  # codec.rdmodel.KINDS
         raise ModelError(
             f"{path} is a rate-distortion model, not a GAN-only generator (training warm-starts one with "
             "--objective rd --init-from)"
         )
     if meta.get("percodec_model") != FORMAT_VERSION or "config" not in meta:
         raise ModelError(f"{path}: not a percodec generator (missing percodec metadata)")
-    config = ModelConfig.from_json(meta["config"])
-    g = Generator(config)
+    config = config_field(path, meta, "config", ModelConfig)
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    missing, unexpected = g.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
-    if missing or unexpected:
-        raise ModelError(f"{path}: weights do not match the config (missing {missing}, unexpected {unexpected})")
+    g = build_checked(path, lambda: Generator(config), state)
     g.eval().requires_grad_(False).to(device)
-    return g, json.loads(meta.get("card", "{}"))
+    return g, card_field(path, meta)
 
 
 def shipped_models() -> dict[str, Path]:
@@ -265,16 +274,21 @@ def _shipped_in(root: Path, mtime_ns: int) -> tuple[tuple[str, Path], ...]:
 def resolve_model(name_or_path: str | Path) -> Path:
     """A shipped model's name (e.g. 'celeba64') or a path to a .safetensors file -> path."""
     p = Path(name_or_path)
-    if p.suffix == ".safetensors" or p.exists():
+    shown = str(p) if len(str(p)) <= 200 else str(p)[:100] + "..."
+    try:
+        exists = p.exists()
+    except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL in it
+        raise ModelError(f"{shown!r}: not a usable model path ({getattr(exc, 'strerror', None) or exc})") from None
+    if p.suffix == ".safetensors" or exists:
         if p.is_dir():
-            raise ModelError(f"{p}: is a folder, not a model file (.safetensors or .ladder.json)")
+            raise ModelError(f"{shown}: is a folder, not a model file (.safetensors or .ladder.json)")
         if not p.is_file():
-            raise ModelError(f"{p}: no such model file")
+            raise ModelError(f"{shown}: {'not a regular file (a device or pipe)' if exists else 'no such model file'}")
         return p
     models = shipped_models()
     if str(name_or_path) in models:
         return models[str(name_or_path)]
     raise ModelError(
-        f"unknown model {str(name_or_path)!r}: shipped models are {', '.join(models) or 'none'}, "
+        f"unknown model {shown!r}: shipped models are {', '.join(models) or 'none'}, "
         "or give a path to a .safetensors file"
     )

@@ -16,7 +16,6 @@ is a ladder too; any other rate-distortion model is a ladder of its own levels.
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -26,6 +25,8 @@ from codec.generator import resolve_model, shipped_models
 from codec.rdmodel import is_rd_file, level_count
 
 SUFFIX = ".ladder.json"
+#: Longest ladder file read (a scale of 255 rungs with long paths is ~100 KB).
+MAX_LADDER_BYTES = 1 << 20
 #: A single model's default level (its ladder's default, where it has at least this many).
 DEFAULT_LEVEL = 4
 
@@ -67,7 +68,8 @@ def ladder_file(model: str | Path) -> Path | None:
     """The ladder file `model` names: a `.ladder.json` path, or a shipped name's ladder."""
     if str(model).endswith(SUFFIX):
         if not Path(model).is_file():
-            raise ModelError(f"{model}: no such ladder file")
+            why = "not a regular file (a device or pipe)" if Path(model).exists() else "no such ladder file"
+            raise ModelError(f"{model}: {why}")
         return Path(model)
     if str(model) in shipped_models():
         entry = resources.files("codec.models") / f"{model}{SUFFIX}"
@@ -83,12 +85,19 @@ def read_ladder(path: Path) -> Ladder:
 @functools.lru_cache(maxsize=16)
 def _read_ladder(path: Path, mtime_ns: int) -> Ladder:
     # Cached per file state: decoding many files reads the ladder for each one.
+    from codec.fileio import read_bytes
+    from codec.modelfile import field
+
+    text = read_bytes(path, MAX_LADDER_BYTES, "a ladder file")
     try:
-        spec = json.loads(path.read_text())
-        pairs = [(str(m), int(lv)) for m, lv in spec["rungs"]]
-        default = int(spec["default"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelError(f"{path}: not a ladder file ({exc})") from None
+        text = text.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ModelError(f"{path}: not a ladder file (not UTF-8 text)") from None
+    spec = field(path, {"ladder": text}, "ladder", _ladder_ok,
+                 '{"default": QUALITY, "rungs": [[MODEL, LEVEL], ...]} with whole-number levels',
+                 label="not a ladder file: it")  # fmt: skip
+    pairs = [(m, lv) for m, lv in spec["rungs"]]
+    default = spec["default"]
     rungs = tuple(Rung(_rung_model(path, m), lv) for m, lv in pairs)
     levels = {m: level_count(resolve_model(m)) for m in {r.model for r in rungs}}
     for r in rungs:
@@ -98,6 +107,21 @@ def _read_ladder(path: Path, mtime_ns: int) -> Ladder:
         raise ModelError(f"{path}: the default quality {default} is not one of its {len(rungs)} rungs")
     name = path.name.removesuffix(SUFFIX)
     return Ladder(name, rungs, default)
+
+
+def _ladder_ok(spec: object) -> bool:
+    from codec.modelfile import MAX_LEVELS, is_int
+
+    if not isinstance(spec, dict) or not isinstance(spec.get("rungs"), list) or "default" not in spec:
+        return False
+    rungs = spec["rungs"]
+    good = all(isinstance(r, list) and len(r) == 2 and _model_name_ok(r[0]) and is_int(r[1], 1, MAX_LEVELS)
+               for r in rungs)  # fmt: skip
+    return good and is_int(spec["default"], 1, MAX_LEVELS)
+
+
+def _model_name_ok(name: object) -> bool:
+    return isinstance(name, str) and 0 < len(name) <= 4096 and "\0" not in name
 
 
 def _rung_model(ladder: Path, model: str) -> str:

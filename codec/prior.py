@@ -39,7 +39,9 @@ class FactorizedPrior(nn.Module):
         for i in range(len(dims) - 1):
             init = math.log(math.expm1(1 / scale / dims[i + 1]))
             self.matrices.append(nn.Parameter(torch.full((nz, dims[i + 1], dims[i]), init)))
-            self.biases.append(nn.Parameter(torch.rand(nz, dims[i + 1], 1) - 0.5))
+            # uniform_ in place: the same draws as rand() - 0.5, and no arithmetic for a
+            # network built on the meta device (codec.modelfile), where it imports torch._dynamo
+            self.biases.append(nn.Parameter(torch.empty(nz, dims[i + 1], 1).uniform_(-0.5, 0.5)))
             if i < len(dims) - 2:
                 self.factors.append(nn.Parameter(torch.zeros(nz, dims[i + 1], 1)))
         self.register_buffer("centre", torch.zeros(nz))

@@ -218,28 +218,34 @@ def is_rd_file(path: str | Path) -> bool:
 
 def level_count(path: str | Path) -> int:
     """How many quality levels an RD model file has (read from its metadata alone)."""
+    from codec.modelfile import MAX_LEVELS, field, steps_field
+
     meta = read_metadata(path)
-    return len(json.loads(meta.get("pairs") or meta.get("steps", "[]")))
+    if "pairs" in meta:  # a detail model's levels (codec.detailmodel)
+        return len(field(path, meta, "pairs", lambda v: isinstance(v, list) and len(v) <= MAX_LEVELS,
+                         f"a list of at most {MAX_LEVELS} level pairs"))  # fmt: skip
+    return len(steps_field(path, meta))
 
 
 def load_rd(path: str | Path, device: str | torch.device = "cpu") -> tuple[RDModel, dict[str, str]]:
     """Load an RD model (eval mode, frozen) with its tables and card."""
+    from codec.modelfile import MAX_LEVELS, build_checked, card_field, config_field, field, is_int, steps_field
+
     path = Path(path)
     meta, state = read_model_file(path)
     if meta.get("percodec_model") != KIND:
         raise ModelError(f"{path}: not a percodec rate-distortion model")
-    released = tuple(json.loads(meta.get("released", "[]")))
-    model = RDModel(ModelConfig.from_json(meta["config"]), tuple(json.loads(meta["steps"])), released)
+    config = config_field(path, meta, "config", ModelConfig)
+    steps = steps_field(path, meta)
+    released = field(path, meta, "released", lambda v: isinstance(v, list) and all(is_int(n, 1, MAX_LEVELS) for n in v),
+                     "a list of level counts", default=[])  # fmt: skip
     tables = {k: v for k, v in state.items() if k.startswith("tables.")}
     weights = {k: v.float() for k, v in state.items() if not k.startswith("tables.")}
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    missing = [k for k in missing if "num_batches" not in k]
-    if missing or unexpected:
-        raise ModelError(f"{path}: weights do not match the config (missing {missing}, unexpected {unexpected})")
+    model = build_checked(path, lambda: RDModel(config, steps, tuple(released)), weights)
     for lv, step in enumerate(model.steps, start=1):
         model.tables[lv] = _read_tables(path, tables, lv, step)
     model.eval().requires_grad_(False).to(device)
-    return model, json.loads(meta.get("card", "{}"))
+    return model, card_field(path, meta)
 
 
 def add_levels(path: str | Path, steps: list[float]) -> RDModel:
