@@ -16,11 +16,14 @@ files) only needs img_align_celeba/ and list_eval_partition.txt here.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
 import os
-from collections.abc import Sequence
+import sys
+import zipfile
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,25 +184,41 @@ def load_mnist(root: str | Path, split: str, size: int = 32) -> ImageSet:
     return ImageSet(np.ascontiguousarray(x[:, None]), [f"{stem}-{i}" for i in range(len(x))])
 
 
-def _prepare_one(args: tuple[str, int, int, float]) -> np.ndarray | None:
+def _prepare_one(args: tuple[str, int, int, float]) -> np.ndarray | str:
+    """The preprocessed image, or why it could not be read."""
     path, nc, size, crop = args
     try:
         return to_uint8_array(fit_to_model(open_image(path, channels=nc), size, crop))
-    except ImageError:
-        return None
+    except ImageError as exc:
+        return str(exc) if path in str(exc) else f"{path}: {exc}"
 
 
 def prepare_files(
-    files: Sequence[Path], nc: int, size: int, crop: float, workers: int | None = None, progress: bool = False
+    files: Sequence[Path],
+    nc: int,
+    size: int,
+    crop: float,
+    workers: int | None = None,
+    progress: bool = False,
+    on_skip: Callable[[str], None] | None = None,
 ) -> ImageSet:
-    """Decode and preprocess image files in parallel; unreadable ones are skipped and counted."""
+    """Decode and preprocess image files in parallel; unreadable ones are skipped, counted
+    and each passed to `on_skip` (why, naming the file) as it is met."""
     jobs = [(str(f), nc, size, crop) for f in files]
     workers = workers or min(len(jobs), os.cpu_count() or 1) or 1
-    if workers > 1 and len(jobs) > 64:
-        with ProcessPoolExecutor(workers) as ex:
-            results = list(_progress(ex.map(_prepare_one, jobs, chunksize=64), len(jobs), progress))
-    else:
-        results = [_prepare_one(j) for j in _progress(jobs, len(jobs), progress)]
+    with contextlib.ExitStack() as stack:
+        if workers > 1 and len(jobs) > 64:
+            ex = stack.enter_context(ProcessPoolExecutor(workers))
+            stream = ex.map(_prepare_one, jobs, chunksize=64)
+        else:
+            stream = map(_prepare_one, jobs)
+        results = []
+        for r in _progress(stream, len(jobs), progress):
+            if isinstance(r, str):
+                if on_skip is not None:
+                    on_skip(r)
+                r = None
+            results.append(r)
     keep = [i for i, r in enumerate(results) if r is not None]
     arr = np.stack([results[i] for i in keep]) if keep else np.zeros((0, nc, size, size), np.uint8)
     return ImageSet(arr, [Path(files[i]).name for i in keep], skipped=len(files) - len(keep))
@@ -223,11 +242,14 @@ def load_dataset(
     limit: int | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = False,
+    on_skip: Callable[[str], None] | None = None,
 ) -> ImageSet:
     """Load a split of a dataset as preprocessed uint8 images, cached under `cache_dir`.
 
     dataset: 'celeba', 'mnist' or 'folder'; size/nc/crop default to the dataset's
     `DEFAULTS`. limit keeps the first N files of the split (in their listed order).
+    `on_skip` hears of each unreadable image (or, from a cache, how many were skipped); a
+    damaged cache is made again.
     """
     if dataset not in DATASETS:
         raise DataError(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
@@ -254,14 +276,34 @@ def load_dataset(
             repr((dataset, str(Path(root).resolve()), split, size, nc, crop, [f.name for f in files])).encode()
         ).hexdigest()[:16]
         cache = Path(cache_dir) / f"{dataset}-{split}-{size}-{key}.npz"
-        if cache.is_file():
-            z = np.load(cache)
-            return ImageSet(z["images"], list(z["names"]), int(z["skipped"]))
-    s = prepare_files(files, nc, size, crop, progress=progress)
+        cached = _read_cache(cache, on_skip)
+        if cached is not None:
+            return cached
+    s = prepare_files(files, nc, size, crop, progress=progress, on_skip=on_skip)
     if len(s) == 0:
         raise DataError(f"none of the {len(files)} images under {root} could be read")
     if cache is not None:
         save_npz(cache, images=s.images, names=np.array(s.names), skipped=s.skipped)
+    return s
+
+
+def _read_cache(cache: Path, on_skip: Callable[[str], None] | None) -> ImageSet | None:
+    """A cached split, or None when there is none or it is damaged (then made again)."""
+    if cache.exists() and not cache.is_file():
+        raise DataError(f"{cache}: not a regular file (a folder, device or pipe) where the data cache goes")
+    if not cache.is_file():
+        return None
+    try:
+        with np.load(cache) as z:
+            s = ImageSet(z["images"], list(z["names"]), int(z["skipped"]))
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        print(f"percodec: {cache}: damaged data cache ({type(exc).__name__}): made again", file=sys.stderr)
+        return None
+    if s.images.ndim != 4 or len(s.names) != len(s.images):
+        print(f"percodec: {cache}: damaged data cache (shapes): made again", file=sys.stderr)
+        return None
+    if s.skipped and on_skip is not None:
+        on_skip(f"{s.skipped} unreadable image(s) left out when {cache.name} was made")
     return s
 
 

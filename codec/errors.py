@@ -27,3 +27,8 @@ class WriteError(PercodecError):
 class OutputExistsError(PercodecError):
     """An output name exists and overwriting was not allowed, or another run created it
     between the up-front check and the write (the write is exclusive, so it never wins)."""
+
+
+class TrainingError(PercodecError):
+    """A training run cannot start (its folder is taken, its networks would not fit in
+    memory) or must stop (a loss or weight became NaN or infinite)."""

@@ -42,7 +42,7 @@ from torch import nn
 from codec import __version__
 from codec.data import DEFAULTS, load_dataset
 from codec.devices import pick_device
-from codec.errors import DataError
+from codec.errors import DataError, TrainingError
 from codec.fileio import load_torch_file, write_bytes
 from codec.generator import ModelConfig
 from codec.images import uint8_to_float
@@ -135,7 +135,15 @@ def set_lr_scale(optimizers: list[torch.optim.Optimizer], scale: float) -> None:
 def _check_out(out: Path, resume: bool, force: bool) -> None:
     """Never replace another run's work unasked: a checkpoint needs --resume (or --force to
     start over); a model file without a checkpoint to continue needs --force."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file, not a run folder")
     ckpt = out / "checkpoint.pt"
+    for path in (ckpt, out / "train.log.jsonl", *(out / name for name in MODEL_FILES.values())):
+        if path.exists() and not path.is_file():  # a folder or pipe here failed at the first checkpoint
+            raise FileExistsError(f"{path}: not a regular file (a folder, device or pipe): remove it, or another --out")
+    for path in (out / "samples", out / "cache"):
+        if path.exists() and not path.is_dir():
+            raise FileExistsError(f"{path}: not a folder: remove it or use another --out")
     models = [out / name for name in dict.fromkeys(MODEL_FILES.values()) if (out / name).is_file()]
     if force:
         return
@@ -268,16 +276,21 @@ def _code_version() -> str:
         return __version__
 
 
-def _load_images(cfg: TrainConfig, split: str, size: int, limit: int | None, progress: bool) -> tuple[np.ndarray, int]:
+def _load_images(cfg: TrainConfig, split: str, size: int, limit: int | None, main: bool) -> tuple[np.ndarray, int]:
+    progress = cfg.progress and main
     info = DEFAULTS[cfg.dataset]
     if cfg.dry_run:
         g = torch.Generator().manual_seed(cfg.seed + (split != cfg.split))
         return torch.randint(0, 256, (256, info.nc, size, size), generator=g, dtype=torch.uint8).numpy(), 0
     if cfg.data_root is None:
         raise ValueError("--data-root is required (or use --dry-run for fake data)")
-    data = load_dataset(
-        cfg.dataset, cfg.data_root, split, size=size, limit=limit, cache_dir=Path(cfg.out) / "cache", progress=progress
-    )
+
+    def skipped(why: str) -> None:  # every rank meets them; rank 0 says so
+        if main:
+            print(f"percodec: skipped: {why}", file=sys.stderr)
+
+    data = load_dataset(cfg.dataset, cfg.data_root, split, size=size, limit=limit, cache_dir=Path(cfg.out) / "cache",
+                        progress=progress, on_skip=skipped)  # fmt: skip
     return data.images, data.skipped
 
 
@@ -291,7 +304,7 @@ def _make_objective(cfg: TrainConfig, mcfg: ModelConfig, device: torch.device, w
     if cfg.init_generator:
         raise ValueError(f"--init-generator applies to --objective gan only ({cfg.objective}: --init-from)")
     split = "all" if cfg.dataset == "folder" else "valid"
-    valid, _ = _load_images(cfg, split, mcfg.size, cfg.valid_images, progress=cfg.progress and main)
+    valid, _ = _load_images(cfg, split, mcfg.size, cfg.valid_images, main)
     if cfg.objective == "detail":
         if not cfg.init_from:
             raise ValueError("--objective detail needs --init-from: the RD model the detail latent builds on")
@@ -371,13 +384,15 @@ def train(cfg: TrainConfig) -> TrainResult:
     invocation's throughput and the trained objective."""
     proc = _Process.start(cfg.device)
     out = Path(cfg.out)
-    _check_out(out, cfg.resume, cfg.force)
-    with _removed_on_failure(out, proc.main):  # a failed start leaves no run folder (or cache) behind
-        run = _prepare(cfg, proc)
-    if proc.main:
-        (out / "samples").mkdir(parents=True, exist_ok=True)
-    start_step = run.step
-    seconds = _loop(cfg, run, proc, out)
+    fresh = not out.exists()
+    with _claimed(out, proc.main, fresh):
+        _check_out(out, cfg.resume, cfg.force)
+        with _removed_on_failure(out, proc.main, fresh):  # a failed start leaves no run folder (or cache) behind
+            run = _prepare(cfg, proc)
+        if proc.main:
+            (out / "samples").mkdir(parents=True, exist_ok=True)
+        start_step = run.step
+        seconds = _loop(cfg, run, proc, out)
     proc.end(run.objective)
     done = run.step - start_step
     return TrainResult(
@@ -392,9 +407,45 @@ def train(cfg: TrainConfig) -> TrainResult:
 
 
 @contextlib.contextmanager
-def _removed_on_failure(out: Path, main: bool) -> Iterator[None]:
+def _claimed(out: Path, main: bool, fresh: bool) -> Iterator[None]:
+    """Hold `out` for this run (rank 0): a second run into the same folder at once is
+    refused before it reads anything, where both used to finish and the later model
+    silently replaced the other's. An advisory lock on out/.lock, which the system lets go
+    when the process ends, however it ends."""
+    try:
+        import fcntl
+    except ImportError:  # no advisory locks on this system: unguarded, as before
+        fcntl = None
+    if not main or fcntl is None:
+        yield
+        return
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        lock = open(out / ".lock", "a")  # noqa: SIM115 - held for the whole run
+    except OSError as exc:
+        raise TrainingError(f"--out {out}: cannot be used as a run folder ({exc.strerror})") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise TrainingError(
+            f"--out {out} is in use by another train-generator run: wait for it or use another --out"
+        ) from None
+    try:
+        yield
+    except BaseException:
+        if fresh:  # nothing of a failed fresh start stays (_removed_on_failure took the rest)
+            (out / ".lock").unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
+    finally:
+        lock.close()
+
+
+@contextlib.contextmanager
+def _removed_on_failure(out: Path, main: bool, fresh: bool) -> Iterator[None]:
     """Remove `out` if the block fails and it did not exist before."""
-    fresh = not out.exists()
     try:
         yield
     except BaseException:
@@ -407,7 +458,9 @@ def _prepare(cfg: TrainConfig, proc: _Process) -> _Run:
     """Load the data, plan the steps, build the objective, and resume its checkpoint."""
     info = DEFAULTS[cfg.dataset]
     size = cfg.size or info.size
-    images, skipped = _load_images(cfg, cfg.split, size, cfg.limit, progress=cfg.progress and proc.main)
+    mcfg = ModelConfig(nz=cfg.nz, ngf=cfg.ngf, ndf=cfg.ndf or cfg.ngf, nc=info.nc, size=size, crop=info.crop)
+    _check_memory(cfg, mcfg, proc.device, proc.world)
+    images, skipped = _load_images(cfg, cfg.split, size, cfg.limit, proc.main)
     n = len(images)
     if n < cfg.batch_size:
         raise ValueError(f"only {n} training images, fewer than one batch of {cfg.batch_size}")
@@ -417,7 +470,6 @@ def _prepare(cfg: TrainConfig, proc: _Process) -> _Run:
     else:
         total_steps = cfg.steps
     flip = cfg.flip if cfg.flip is not None else cfg.dataset != "mnist"
-    mcfg = ModelConfig(nz=cfg.nz, ngf=cfg.ngf, ndf=cfg.ndf or cfg.ngf, nc=info.nc, size=size, crop=info.crop)
     torch.manual_seed(cfg.seed)  # weight init identical on every rank
     ckpt_path = Path(cfg.out) / "checkpoint.pt"
     resuming = cfg.resume and ckpt_path.is_file()
@@ -429,6 +481,66 @@ def _prepare(cfg: TrainConfig, proc: _Process) -> _Run:
     elif cfg.resume and proc.main:
         print(f"no checkpoint in {cfg.out}; starting from scratch", file=sys.stderr)
     return run
+
+
+def _check_memory(cfg: TrainConfig, mcfg: ModelConfig, device: torch.device, world: int) -> None:
+    """Refuse a run whose networks cannot fit, before any is built: they are built on the
+    meta device (nothing allocated) to count their parameters and one image's activations.
+    A floor, not a forecast: 16 bytes a parameter (weights, gradients, Adam's two moments)
+    and 8 an activation (kept for the backward pass, and its gradient), the images held in
+    memory (at least a batch); losses add more."""
+    from codec.encoder import Encoder
+    from codec.generator import Discriminator, Generator
+
+    with torch.device("meta"):
+        g = Generator(mcfg)
+        nets: list[tuple[nn.Module, torch.Tensor]] = [(g, torch.zeros(1, mcfg.nz))]
+        image = torch.zeros(1, mcfg.nc, mcfg.size, mcfg.size)
+        if cfg.objective == "gan" or cfg.adv_weight:
+            nets.append((Discriminator(mcfg), image))
+        if cfg.objective != "gan":
+            nets.append((Encoder(mcfg), image))
+        params = sum(p.numel() for net, _ in nets for p in net.parameters())
+        acts = sum(_activations(net.eval(), x) for net, x in nets)
+    batch = max(1, cfg.batch_size // world)
+    held = (cfg.limit or (256 if cfg.dry_run else cfg.batch_size)) * mcfg.nc * mcfg.size**2  # uint8 images, at least
+    need = 16 * params + 8 * batch * acts + held
+    avail = _available_memory(device)
+    if avail is not None and need > avail:
+        raise TrainingError(
+            f"this run needs at least {need / 2**30:.1f} GiB ({params / 1e6:.1f}M parameters with their optimiser "
+            f"state, activations for {batch} image(s) a step), more than the {avail / 2**30:.1f} GiB available: "
+            "lower --width, --nz, --size or --batch-size"
+        )
+
+
+def _activations(net: nn.Module, x: torch.Tensor) -> int:
+    """How many values the leaf layers of `net` produce for the input `x`."""
+    total = 0
+
+    def count(_module: nn.Module, _inputs: object, out: object) -> None:
+        nonlocal total
+        total += out.numel() if isinstance(out, torch.Tensor) else 0
+
+    hooks = [m.register_forward_hook(count) for m in net.modules() if not any(m.children())]
+    try:
+        net(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return total
+
+
+def _available_memory(device: torch.device) -> int | None:
+    """Bytes free for a run on `device` (None where the system does not say)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        return int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 def _resume(run: _Run, cfg: TrainConfig, ckpt_path: Path, device: torch.device) -> None:
@@ -445,9 +557,34 @@ def _resume(run: _Run, cfg: TrainConfig, ckpt_path: Path, device: torch.device) 
     run.step, run.elapsed_before = int(ck["step"]), float(ck["elapsed"])
 
 
+def _require_finite(metrics: dict[str, torch.Tensor], step: int) -> None:
+    """Stop the run at the first step whose loss terms are not all finite. One check per
+    step (a sync on a GPU, as the progress bar's is); every rank stops: a NaN on one rank
+    reaches the others through the averaged gradients by the next step."""
+    values = torch.stack([v.detach().float().reshape(()) for v in metrics.values()])
+    if not bool(torch.isfinite(values).all()):
+        bad = ", ".join(f"{k}={v.item():g}" for k, v in metrics.items() if not torch.isfinite(v).all())
+        raise TrainingError(
+            f"training stopped at step {step}: {bad}; nothing from this step on was saved (the last checkpoint "
+            "and model are as they were): a lower --lr usually helps"
+        )
+
+
+def _nonfinite_weights(modules: dict[str, nn.Module]) -> list[str]:
+    return [f"{name}.{k}" for name, m in modules.items() for k, t in m.state_dict().items()
+            if t.is_floating_point() and not bool(torch.isfinite(t).all())]  # fmt: skip
+
+
 def _checkpoint(cfg: TrainConfig, run: _Run, proc: _Process, out: Path, elapsed: float) -> None:
-    """Write the checkpoint and export the model with its card (rank 0; every rank syncs)."""
+    """Write the checkpoint and export the model with its card (rank 0; every rank syncs),
+    unless a weight is NaN or infinite: then the run stops and the last ones stay."""
     _sync_buffers(*run.objective.modules().values())
+    bad = _nonfinite_weights(run.objective.modules())
+    if bad:
+        raise TrainingError(
+            f"training stopped at step {run.step}: weights became NaN or infinite ({', '.join(bad[:3])}"
+            f"{' ...' if len(bad) > 3 else ''}); nothing from this step on was saved: a lower --lr usually helps"
+        )
     if not proc.main:
         return
     state = run.objective.state_dict()
@@ -493,6 +630,7 @@ def _loop(cfg: TrainConfig, run: _Run, proc: _Process, out: Path) -> float:
                 metrics = run.objective.step(x, gen)
                 run.step += 1
                 step = run.step
+                _require_finite(metrics, step)
                 rate = (step - start_step) * cfg.batch_size / max(time.perf_counter() - t0, 1e-9)
                 if bar is not None:
                     bar.update(1)

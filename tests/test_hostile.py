@@ -139,7 +139,10 @@ def test_init_generator_names_a_rate_distortion_model_as_such(tmp_path) -> None:
 def test_a_failed_start_leaves_no_run_folder(tmp_path, fake_celeba) -> None:
     run = tmp_path / "new-run"
     r = _run("train-generator", "--data-root", fake_celeba, "--out", run, "--batch-size", "1000", "--no-progress")
-    _refused(r, 1, "fewer than one batch")
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    skipped, error = r.output.splitlines()  # the unreadable image named as it was skipped, then the error
+    assert skipped.startswith("percodec: skipped: ") and "000011.jpg" in skipped
+    assert "fewer than one batch" in error
     assert not run.exists()  # nor its data cache
 
 
