@@ -93,9 +93,8 @@ def load_images(cfg: BenchConfig, size: int, nc: int, crop: float) -> tuple[list
 def _framed_folder(cfg: BenchConfig, size: int, nc: int, crop: float) -> tuple[list[str], np.ndarray]:
     from codec.data import folder_files
     from codec.errors import ImageError
-    from codec.generator import resolve_model
     from codec.images import float_to_uint8
-    from codec.ladder import base_model
+    from codec.ladder import base_model, framing_of
     from codec.pipeline import EncodeOptions, frame
 
     if cfg.dataset == "samples":
@@ -104,10 +103,10 @@ def _framed_folder(cfg: BenchConfig, size: int, nc: int, crop: float) -> tuple[l
     else:
         root = Path(cfg.data_root or ".")
     names, images, faces, skipped = [], [], 0, []
-    model = resolve_model(base_model(cfg.model))
+    framing = framing_of(base_model(cfg.model)) if nc == 3 else None
     for path in folder_files(root)[: cfg.limit]:
         try:
-            f = frame(path, model, size, nc, crop, EncodeOptions(model=cfg.model))
+            f = frame(path, framing, size, nc, crop, EncodeOptions(model=cfg.model))
         except ImageError:
             skipped.append(path.name)  # unreadable files are skipped (and named), as in every dataset
             continue

@@ -10,7 +10,6 @@ from typing import BinaryIO
 import torch
 from PIL import Image
 
-from codec import align
 from codec.defaults import (
     DEFAULT_MODEL,
     MAX_BATCH,
@@ -23,8 +22,8 @@ from codec.defaults import (
     check_float,
     check_int,
 )
-from codec.generator import resolve_model
 from codec.inversion import SearchConfig
+from codec.ladder import framing_of
 from codec.losses import make_mix, parse_mix
 from codec.metrics import bpp
 from codec.quantize import MAX_BITS, MIN_BITS
@@ -125,6 +124,6 @@ def search_loss(spec: str, channels: int, params: dict, model: str | Path, devic
     """The search's loss (eval mode: deterministic); an identity term is told the model's
     framing, so that its face chip is cut where the model's crops put the face."""
     if "identity" in parse_mix(spec) and "framing" not in params:
-        framing = align.read_framing(resolve_model(model))
+        framing = framing_of(model)
         params = {**params, **({"framing": framing.tolist()} if framing is not None else {})}
     return make_mix(spec, channels, **params).to(device).eval()

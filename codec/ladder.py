@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+
 from codec.errors import ModelError
 from codec.generator import resolve_model, shipped_models
 from codec.rdmodel import is_rd_file, level_count
@@ -153,3 +155,19 @@ def base_model(model: str | Path) -> str:
 def shipped_ladders() -> list[Ladder]:
     """Every ladder shipped with the package (models/*.ladder.json)."""
     return [read_ladder(p) for name in shipped_models() if (p := ladder_file(name)) is not None]
+
+
+def framing_of(model: str | Path) -> np.ndarray | None:
+    """The framing `model` finds faces with (`codec.align`): its own file's; else, for a model
+    that is a rung of a shipped scale (the detail models ship without one), the scale's, as
+    every rung of a scale frames its faces alike (`base_model`); None: it codes centre crops."""
+    from codec import align
+
+    path = resolve_model(model)
+    own = align.read_framing(path)
+    if own is not None:
+        return own
+    for ladder in shipped_ladders():
+        if any(resolve_model(r.model).resolve() == path.resolve() for r in ladder.rungs):
+            return align.read_framing(resolve_model(ladder.rungs[0].model))
+    return None

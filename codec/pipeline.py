@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -36,10 +37,9 @@ from codec.defaults import (
 )
 from codec.devices import pick_device
 from codec.errors import ImageError, PercodecError
-from codec.generator import resolve_model
 from codec.images import fit_to_model, input_name, read_input, to_tensor, uint8_to_pil
 from codec.isolate import Detector
-from codec.ladder import base_model
+from codec.ladder import base_model, framing_of
 from codec.zoo import answers_to, find_shipped, load_model, model_for
 
 __all__ = [
@@ -61,7 +61,7 @@ class Framed:
 
 def frame(
     image: ImageLike,
-    model_path: Path,
+    framing: np.ndarray | None,
     size: int,
     channels: int,
     crop: float,
@@ -69,13 +69,13 @@ def frame(
     finder: Callable[..., list[align.Face]] = align.detect,
 ) -> Framed:
     """Read an input and make the model-sized crop: the face found (by `finder`) and aligned
-    as the model's training faces (when the model has a framing and the input is not already
-    model-sized), else the centre crop."""
+    as the model's training faces (`framing`, `ladder.framing_of`: when the model has one and
+    the input is not already model-sized), else the centre crop."""
     img, notes = read_input(image, channels)
     if min(img.size) < size:
         notes += (f"image is {img.size[0]}x{img.size[1]}, smaller than the model's {size}x{size}: upscaled",)
     crop = o.crop if o.crop is not None else crop
-    framing = align.read_framing(model_path) if o.align and channels == 3 and img.size != (size, size) else None
+    framing = framing if o.align and channels == 3 and img.size != (size, size) else None
     if framing is None:
         return Framed(to_tensor(fit_to_model(img, size, crop)), "centre crop", notes)
     name = input_name(image)
@@ -118,7 +118,11 @@ def encode_iter(
     g, fp = zoo.load_model(base, device)
     progress = _Progress(on_progress)
     code = backend.coder(g, fp, o, device, progress.tick, min(o.batch_size, len(images)))
-    path, cfg = resolve_model(base), g.config
+    cfg = g.config
+    framing = framing_of(base) if cfg.nc == 3 else None
+    if framing is None and (o.require_face or o.face != 1):
+        flag = "--require-face" if o.require_face else "--face"
+        raise ValueError(f"{flag} needs a model that finds faces: {o.model} has no framing and codes centre crops")
     if finder is not None:
         own = contextlib.nullcontext(finder)
     elif keep_going or len(images) > 1:  # a native crash in the face finder must cost one image only
@@ -132,7 +136,7 @@ def encode_iter(
             framed: dict[int, Framed] = {}
             for i in range(start, min(start + o.batch_size, len(images))):
                 try:
-                    framed[i] = frame(images[i], path, cfg.size, cfg.nc, cfg.crop, o, finder)
+                    framed[i] = frame(images[i], framing, cfg.size, cfg.nc, cfg.crop, o, finder)
                 except PercodecError as exc:
                     if not keep_going:
                         raise

@@ -302,3 +302,23 @@ def test_benchmarks_without_their_data_print_one_line(tmp_path, script) -> None:
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--data-root", str(tmp_path / "none")],
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 1 and done.stderr.count("\n") == 1 and "does not exist" in done.stderr
+
+
+def test_a_detail_model_given_directly_finds_the_face_as_its_scale_does(tmp_path) -> None:
+    from codec.ladder import framing_of
+
+    assert framing_of("celeba64-detail3") is not None  # a rung of the shipped scale: the scale's framing
+    assert (framing_of("celeba64-detail3") == framing_of("celeba64")).all()
+    r = _run("encode", SAMPLES / "astronaut_photo.jpg", tmp_path / "x.pgz", "--model", "celeba64-detail3",
+             "--quality", "5", "--require-face")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "face 1 of" in r.output and "centre crop" not in r.output
+
+
+@pytest.mark.parametrize(
+    "model, flag", [("mnist32", ["--require-face"]), ("celeba64-detail", ["--face", "2"]), ("mnist32", ["--face", "2"])]
+)
+def test_face_options_on_a_model_without_framing_are_refused_not_ignored(tmp_path, model, flag) -> None:
+    r = _run("encode", SAMPLES / "astronaut_photo.jpg", tmp_path / "x.pgz", "--model", model, *flag)
+    _refused(r, 1, f"{flag[0]} needs a model that finds faces")
+    assert not (tmp_path / "x.pgz").exists()
