@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import math
 import os
@@ -28,6 +29,7 @@ import torch
 
 from codec import baselines as B
 from codec import metrics, verify
+from codec.errors import WriteError
 from codec.losses import LOSSES
 from codec.losses.watson import WatsonDistance
 from codec.rdmodel import RDModel
@@ -217,18 +219,37 @@ class Cache:
         return sorted(self.root.glob(f"{key}.rank*.jsonl"))
 
     def load(self, key: str) -> dict[str, dict]:
+        """The records cached for a row. A damaged line (a run killed mid-write, a full disk)
+        is skipped with a note, so its image is coded again, where it used to stop every later run."""
         out = {}
         for f in self._files(key):
-            for line in f.read_text().splitlines():
-                if line.strip():
+            damaged = 0
+            for line in f.read_text(errors="replace").splitlines():
+                if not line.strip():
+                    continue
+                try:
                     rec = json.loads(line)
                     out[rec["image"]] = rec
+                except (ValueError, KeyError, TypeError, RecursionError):
+                    damaged += 1
+            if damaged:
+                print(f"percodec: {f}: {damaged} damaged cache line(s) skipped; their images are coded again",
+                      file=sys.stderr)  # fmt: skip
         return out
 
     def append(self, key: str, records: list[dict]) -> None:
-        with open(self.root / f"{key}.rank{self.rank}.jsonl", "a") as f:
-            for r in records:
-                f.write(json.dumps(r) + "\n")
+        path = self.root / f"{key}.rank{self.rank}.jsonl"
+        text = "".join(json.dumps(r) + "\n" for r in records)
+        try:
+            with open(path, "ab+") as f:
+                f.seek(0, os.SEEK_END)
+                if f.tell():  # a line cut short by a killed run must not swallow the next record
+                    f.seek(-1, os.SEEK_END)
+                    if f.read(1) != b"\n":
+                        text = "\n" + text
+                f.write(text.encode())
+        except OSError as exc:
+            raise WriteError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
 
 def _key(*parts: object) -> str:
@@ -263,6 +284,35 @@ def check(cfg: BenchConfig) -> None:
         raise ValueError(f"unknown split {cfg.split!r}: choose one of {', '.join(SPLITS)}")
     if cfg.reference and isinstance(load_model(cfg.reference)[0], RDModel):
         raise ValueError(f"--reference-model {cfg.reference} must be a GAN-only model")
+    if cfg.dataset in ("celeba", "mnist"):  # a dataset of fixed channels: the model must code as many
+        from codec.data import DEFAULTS
+        from codec.ladder import base_model
+
+        want, has = DEFAULTS[cfg.dataset].nc, load_model(base_model(cfg.model))[0].config.nc
+        if want != has:
+            raise ValueError(f"--dataset {cfg.dataset} has {want}-channel images and --model {cfg.model} codes {has}: "
+                             f"pick a model for {'grey' if want == 1 else 'colour'} images")  # fmt: skip
+    if cfg.identities:
+        _check_identities(cfg)
+
+
+def _check_identities(cfg: BenchConfig) -> None:
+    """--identities names a folder's people: two or more among its images, one with two photos."""
+    from collections import Counter
+
+    from codec.data import folder_files, read_identities
+
+    if cfg.dataset not in ("folder", "samples"):
+        raise ValueError(f"--identities applies to --dataset folder; {cfg.dataset} brings its own identity labels")
+    root = Path(cfg.data_root or ".")
+    ids = read_identities(cfg.identities)
+    files = [str(p.relative_to(root)) for p in folder_files(root)[: cfg.limit]] if root.is_dir() else []
+    people = Counter(ids[f] for f in files if f in ids)
+    if len(people) < 2 or max(people.values()) < 2:
+        raise ValueError(
+            f"{cfg.identities} names {sum(people.values())} of the {len(files)} images under {root} ({len(people)} "
+            "people): cross-photo verification needs two people or more, one of them in two photos"
+        )
 
 
 def run(cfg: BenchConfig, progress: bool = True) -> list[dict]:
@@ -694,15 +744,17 @@ def write_outputs(cfg: BenchConfig, records: list[dict]) -> tuple[dict[str, Path
     head = {"originals": originals_row(protocol)} if protocol is not None and protocol.has_pairs else {}
     rates, windowed = bd_rates(summary), bd_rates(summary, BD_WINDOW)
     result = {"config": asdict(cfg), **head, "bd_rate": rates, "bd_rate_window": windowed, "summary": summary}
-    paths["json"].write_text(json.dumps(result, indent=1, default=str))
+    _write(paths["json"], json.dumps(result, indent=1, default=str))
     keys = ["image", "codec", "family", "setting", *METRICS, "reached"]
-    with open(paths["csv"], "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(sorted(records, key=lambda r: (r["codec"], r["image"])))
+    rows = io.StringIO(newline="")
+    w = csv.DictWriter(rows, fieldnames=keys, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(sorted(records, key=lambda r: (r["codec"], r["image"])))
+    _write(paths["csv"], rows.getvalue())
     n = summary[0]["n"] if summary else 0
     cross = f"\nCross-photo verification:\n\n{verification_table(summary, protocol)}" if head else ""
-    paths["md"].write_text(
+    _write(
+        paths["md"],
         f"{n} images, dataset {cfg.dataset} ({cfg.split}), model {cfg.model}, "
         f"{cfg.steps if cfg.steps is not None else 'default'} steps\n\n"
         + table(summary, markdown=True)
@@ -710,7 +762,7 @@ def write_outputs(cfg: BenchConfig, records: list[dict]) -> tuple[dict[str, Path
         + different_people_line(cfg)
         + bd_rate_line(rates, windowed)
         + cross
-        + (f"\nEvery quality beside eigenface at its bytes:\n\n{q}" if (q := quality_table(summary)) else "")
+        + (f"\nEvery quality beside eigenface at its bytes:\n\n{q}" if (q := quality_table(summary)) else ""),
     )
     plot_rd(summary, paths["rd"])
     plot_grid(cfg, records, paths["grid"])
@@ -786,14 +838,31 @@ def different_people_line(cfg: BenchConfig) -> str:
     return f"\nSame person, sanity line: two different faces of this set pass {100 * rate:.0f}% of the time.\n"
 
 
+def _write(path: Path, data: str | bytes) -> None:
+    """A result file, written whole or not at all (a full disk is a WriteError naming it)."""
+    from codec.fileio import write_bytes
+
+    write_bytes(path, data.encode() if isinstance(data, str) else data, force=True)
+
+
+def _write_figure(fig, path: Path) -> None:
+    """A figure as a PNG through `_write`; the figure is closed either way."""
+    import matplotlib.pyplot as plt
+
+    try:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110)
+        _write(path, buf.getvalue())
+    finally:
+        plt.close(fig)
+
+
 def _save(fig, title: str, path: Path) -> None:
     """Title, lay out, write and close a figure."""
-    import matplotlib.pyplot as plt
 
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _write_figure(fig, path)
 
 
 def _family_lines(ax, summary: list[dict], x: str, y: Callable[[dict], float]) -> None:
@@ -905,8 +974,7 @@ def plot_grid(cfg: BenchConfig, records: list[dict], path: Path, rows: int = 6) 
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _write_figure(fig, path)
 
 
 def reconstruct(record: dict, img: np.ndarray, model: str, basis: B.Eigenbasis | None = None) -> np.ndarray:

@@ -224,8 +224,11 @@ def image_bytes(img: Image.Image, fmt: str) -> bytes:
     buf = io.BytesIO()
     try:
         img.save(buf, format=fmt)
+        written = Image.open(io.BytesIO(buf.getvalue())).size
     except (KeyError, ValueError, OSError) as exc:
         raise ImageError(f"cannot write {fmt} images: {exc}") from None
+    if written != img.size:  # ICO, for one, silently shrinks anything over 256x256
+        raise ImageError(f"{fmt} cannot hold a {img.width}x{img.height} image (it would be {written[0]}x{written[1]})")
     return buf.getvalue()
 
 

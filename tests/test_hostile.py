@@ -322,3 +322,36 @@ def test_face_options_on_a_model_without_framing_are_refused_not_ignored(tmp_pat
     r = _run("encode", SAMPLES / "astronaut_photo.jpg", tmp_path / "x.pgz", "--model", model, *flag)
     _refused(r, 1, f"{flag[0]} needs a model that finds faces")
     assert not (tmp_path / "x.pgz").exists()
+
+
+def test_bench_checks_identities_and_channels_before_any_work(tmp_path, fake_mnist) -> None:
+    from codec.bench import BenchConfig, check
+
+    ids = tmp_path / "ids.txt"
+    ids.write_text("astronaut.png 1\n")
+    for cfg, says in [
+        (BenchConfig(dataset="celeba", data_root=str(tmp_path), identities=str(ids)), "brings its own identity labels"),
+        (BenchConfig(dataset="samples", data_root=str(SAMPLES), identities=str(ids)), "(1 people)"),
+        (BenchConfig(dataset="mnist", data_root=str(fake_mnist), model="celeba64"), "1-channel images"),
+    ]:
+        with pytest.raises(ValueError, match=r"\(1 people\)" if says == "(1 people)" else says):
+            check(cfg)
+
+
+def test_a_damaged_bench_cache_line_is_skipped_and_the_next_record_kept(tmp_path, capsys) -> None:
+    from codec.bench import Cache
+
+    cache = Cache(tmp_path, 0)
+    cache.append("row", [{"image": "a.png", "psnr": 1.0}])
+    with open(tmp_path / "row.rank0.jsonl", "a") as f:
+        f.write('{"image": "b.png", "ps')  # a run killed mid-write
+    cache.append("row", [{"image": "c.png", "psnr": 3.0}])
+    assert sorted(cache.load("row")) == ["a.png", "c.png"]
+    assert "1 damaged cache line(s) skipped" in capsys.readouterr().err
+
+
+def test_decode_refuses_a_size_its_format_cannot_hold(tmp_path) -> None:
+    pgz = tmp_path / "x.pgz"
+    assert _run("encode", SAMPLES / "astronaut.png", pgz, "--steps", "0").exit_code == 0
+    _refused(_run("decode", pgz, tmp_path / "x.ico", "--size", "1024x1024"), 1, "ICO cannot hold a 1024x1024 image")
+    assert not (tmp_path / "x.ico").exists()
