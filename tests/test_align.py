@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -87,7 +89,8 @@ def test_where_hog_finds_no_face_the_cnn_detector_looks_again(monkeypatch) -> No
     face = Image.open(sorted(CELEBA.iterdir())[1]).convert("RGB")
     photo = _paste(face, 1.8, -10, (700, 600), (150, 120))
     hog = align.detect(photo)
-    monkeypatch.setattr(align, "_detector", lambda: lambda arr, up: [])  # HOG blind
+    blind = SimpleNamespace(run=lambda arr, up, threshold: ([], [], []))
+    monkeypatch.setattr(align, "_detector", lambda: blind)  # HOG finds nothing, upright or turned
     (cnn,) = align.detect(photo)
     assert np.abs(align.key_points(cnn.landmarks) - align.key_points(hog[0].landmarks)).max() < 6  # same eyes, mouth
 
@@ -142,3 +145,34 @@ def test_shapes_the_detector_cannot_take_are_not_shown_to_it(size) -> None:
     # these shapes crashed the process inside dlib (traceback, SIGSEGV, double free)
     img = Image.new("RGB", size, (120, 100, 90))
     assert align.detect(img) == []
+
+
+def test_a_weak_detection_beside_a_face_counts_only_if_the_cnn_finds_a_face_there() -> None:
+    photo = Image.open(SAMPLES / "astronaut_photo.jpg").convert("RGB")
+    (face,) = align.detect(photo)  # the mission patch on the suit (HOG score 0.10) is not a second face
+    assert face.box[1] < 200
+
+
+@pytest.mark.parametrize("turn", [90, 180, 270])
+def test_a_photo_taken_sideways_is_coded_upright(turn) -> None:
+    photo = Image.open(SAMPLES / "astronaut_photo.jpg").convert("RGB")
+    upright = align.align(photo, _framing(), 64)
+    turned = align.align(photo.rotate(turn, expand=True), _framing(), 64)
+    assert turned.face is not None and abs(abs(turned.face.angle - upright.face.angle) - min(turn, 360 - turn)) < 3
+    a, b = (np.asarray(x.image, dtype=np.float64) for x in (upright, turned))
+    assert (
+        10 * np.log10(255**2 / np.mean((a - b) ** 2)) > 24
+    )  # the same crop, upright (27-28 dB; turned a quarter: 8.8)
+
+
+@pytest.mark.parametrize("turn", [1, 2, 3])
+def test_points_found_in_a_turned_photo_map_back_to_the_photo(turn) -> None:
+    h, w = 30, 50
+    cells = np.random.default_rng(turn).choice(h * w, 68, replace=False)
+    pts = np.stack([cells % w, cells // w], axis=1).astype(np.float64)  # (x, y), all distinct
+    photo = np.zeros((h, w))
+    photo[cells // w, cells % w] = np.arange(1, 69)
+    turned = np.rot90(photo, turn)
+    where = {int(turned[y, x]): (x, y) for y, x in zip(*np.nonzero(turned), strict=True)}
+    found = align.Face((0, 0, 1, 1), np.array([where[i] for i in range(1, 69)], dtype=np.float64))
+    assert np.array_equal(align._turned_back(found, turn, photo.shape).landmarks, pts)
