@@ -69,8 +69,10 @@ from codec.errors import PercodecError
 @click.option(
     "--quality",
     type=click.IntRange(1, MAX_QUALITY),
-    help="Rate-distortion models: a fixed quality, higher = more bytes (celeba64: 1..N over three models, see "
-    "README; a single model: its levels) [per image, the highest quality whose file fits --max-bytes].",
+    help="Rate-distortion models: a fixed quality, higher = more bytes (celeba64: 1..28 over three models, "
+    "51 to 1,023 B on average over 200 CelebA valid faces, docs/FORMAT.md; a detailed face takes more: the "
+    "sample faces 1.1-1.7 KB at 28; a single model: its levels) [per image, the highest quality whose file "
+    "fits --max-bytes].",
 )
 @click.option(
     "--restarts",
