@@ -325,3 +325,34 @@ def test_detail_training_runs_resumes_and_exports_a_coding_model(tmp_path) -> No
     assert m.unpack(m.pack(code, len(m.pairs)), len(m.pairs)).detail.shape == (m.detail.config.channels, 4, 4)
     with pytest.raises(ValueError, match="needs --init-from"):
         train(TrainConfig(**{**cfg, "init_from": None, "out": str(tmp_path / "e")}, steps=1))
+
+
+DETAIL_DDP_WORKER = """
+import os, sys, torch
+from codec.train import TrainConfig, train
+out, start, width = sys.argv[1], sys.argv[2], int(sys.argv[3])
+res = train(TrainConfig(dataset="celeba", out=out, dry_run=True, objective="detail", ngf=4, nz=8, size=16,
+                        batch_size=8, steps=3, device="cpu", progress=False, sample_every=100, checkpoint_every=100,
+                        valid_images=8, init_from=start, lr=1e-2, detail_context_width=width or None))
+torch.save(res.objective.net.state_dict(), os.path.join(out, f"rank{os.environ['RANK']}.pt"))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("context_width", [0, 3])
+def test_two_process_detail_training_ends_with_identical_networks(tmp_path, context_width) -> None:
+    """Under torchrun the detail networks' gradients are averaged over the ranks (its
+    networks were never called through their DDP wrapper, so each rank trained its own)."""
+    from tests.conftest import run_torchrun
+
+    start = _detail_file(tmp_path / "start.safetensors")
+    worker = tmp_path / "worker.py"
+    worker.write_text(DETAIL_DDP_WORKER)
+    done = run_torchrun([str(worker), str(tmp_path / "run"), str(start), str(context_width)])
+    assert done.returncode == 0, done.stderr[-3000:]
+    r0, r1 = (torch.load(tmp_path / "run" / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    before = load_detail(start)[0].detail.state_dict()
+    moved = [k for k in r0 if r0[k].shape == before[k].shape and not torch.equal(r0[k], before[k])]
+    assert moved  # the ranks trained
+    for k in r0:
+        assert torch.allclose(r0[k], r1[k], atol=1e-6), k

@@ -95,7 +95,9 @@ class DetailObjective:
         self.identity = make_loss("identity", mcfg.nc).to(device).train() if identity else None
         self.pixels = mcfg.size * mcfg.size
         self.device = device
-        self.A = wrap(self.net)
+        self.coded = _Coded(self.net, base.generator, rate_only=False)  # images and rates: validation, samples
+        # the one training path, wrapped: under torchrun its gradients are averaged over the ranks
+        self.A = wrap(_Coded(self.net, base.generator, rate_only=True) if self.context_only else self.coded)
         trained = self.net.context if self.context_only else self.net
         self.opt = torch.optim.Adam(trained.parameters(), lr=lr)
         self.valid = valid
@@ -112,12 +114,7 @@ class DetailObjective:
         self, x: torch.Tensor, f: torch.Tensor, base: torch.Tensor, k: torch.Tensor, noise: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(decoded image, bits per image) at detail levels k; noise None: rounded rate."""
-        gain = self.net.gains(k)
-        y = self.net.analysis(torch.cat([x, base], 1)) * gain
-        mu, sigma = self.net.predict(f, gain)
-        y_hat = round_around(y, mu)
-        rate = bits(y + noise if noise is not None else y_hat, mu, sigma)
-        return render(self.base.generator, f, self.net.additions(y_hat / gain)), rate
+        return self.coded(x, f, base, k, noise)
 
     def step(self, x: torch.Tensor, gen: torch.Generator) -> dict[str, torch.Tensor]:
         b = len(x)
@@ -128,7 +125,7 @@ class DetailObjective:
         noise = (torch.rand((b, c, *f.shape[2:]), generator=gen) - 0.5).to(x.device)
         if self.context_only:
             return self._context_step(x, f, base, k, noise)
-        x_hat, rate = self.forward(x, f, base, k, noise)
+        x_hat, rate = self.A(x, f, base, k, noise)
         dist = self.distortion(x_hat, x) + self._identity_term(x_hat, x, k)
         warm = 0.01 ** max(0.0, 1 - self.steps_done / WARMUP)
         loss = (dist + warm * self.lambdas[k - 1] * rate / self.pixels).mean()
@@ -154,11 +151,7 @@ class DetailObjective:
     ) -> dict[str, torch.Tensor]:
         """A new entropy network for fixed analysis and synthesis: the rate alone (the image
         does not depend on the predicted scales, and its gradient skips the means)."""
-        gain = self.net.gains(k).detach()
-        with torch.no_grad():
-            y = self.net.analysis(torch.cat([x, base], 1)) * gain
-        mu, sigma = self.net.predict(f, gain)
-        rate = bits(y + noise, mu, sigma)
+        _, rate = self.A(x, f, base, k, noise)
         loss = rate.mean() / self.pixels
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -233,6 +226,36 @@ class DetailObjective:
 
         card = {**card, **self.lineage, "objective": "detail"}
         save_detail(self.base, self.net, path, card, lambdas=tuple(self.lambdas.tolist()))
+
+
+class _Coded(nn.Module):
+    """The detail objective's one forward path, and the module data-parallel training wraps
+    (DDP averages gradients only over its wrapper's own forward): decoded images and bits
+    per image at detail levels k. rate_only: the rate of a new entropy network on fixed
+    analysis (no image; analysis and gains get no gradient)."""
+
+    def __init__(self, net: DetailNet, generator: nn.Module, rate_only: bool) -> None:
+        super().__init__()
+        self.net, self.rate_only = net, rate_only
+        self._generator = (generator,)  # frozen and shared with the base model: not a submodule
+
+    def forward(
+        self, x: torch.Tensor, f: torch.Tensor, base: torch.Tensor, k: torch.Tensor, noise: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(decoded image or None, bits per image); noise None: the rate of the rounded latent."""
+        net = self.net
+        gain = net.gains(k)
+        if self.rate_only:
+            gain = gain.detach()
+            with torch.no_grad():
+                y = net.analysis(torch.cat([x, base], 1)) * gain
+            mu, sigma = net.predict(f, gain)
+            return None, bits(y + noise if noise is not None else round_around(y, mu), mu, sigma)
+        y = net.analysis(torch.cat([x, base], 1)) * gain
+        mu, sigma = net.predict(f, gain)
+        y_hat = round_around(y, mu)
+        rate = bits(y + noise if noise is not None else y_hat, mu, sigma)
+        return render(self._generator[0], f, net.additions(y_hat / gain)), rate
 
 
 def _new_context(net: DetailNet, base: RDModel, width: int) -> DetailNet:
