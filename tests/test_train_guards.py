@@ -79,3 +79,17 @@ def test_unreadable_training_images_are_named_as_they_are_skipped(tmp_path, fake
     with contextlib.redirect_stderr(err):
         train(TrainConfig(**{**cfg.__dict__, "steps": 2, "resume": True}))
     assert "damaged data cache" in err.getvalue()
+
+
+@pytest.mark.parametrize(
+    "objective, option",
+    [("gan", ["--target-bytes", "90"]), ("rd", ["--detail-lambdas", "1", "2"]), ("gan", ["--distortion", "mse"]),
+     ("rd", ["--init-generator", "models/celeba64-gan.safetensors"]), ("detail", ["--adv-weight", "0.1"])],
+)  # fmt: skip
+def test_options_of_another_objective_are_refused_not_ignored(tmp_path, objective, option) -> None:
+    from tests.conftest import ROOT
+
+    option = [str(ROOT / o) if o.startswith("models/") else o for o in option]
+    r = _train("--dry-run", "--objective", objective, *TINY_ARGS, *option, "--out", tmp_path / "run")
+    assert r.exit_code == 2 and f"{option[0]} applies to --objective" in r.output and f"not {objective}" in r.output
+    assert not (tmp_path / "run").exists()

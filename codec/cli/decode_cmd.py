@@ -101,7 +101,7 @@ def decode(
                 rows.append(Row(src, error=str(exc)))
                 if isinstance(exc, WriteError):
                     raise
-                named = str(exc) if str(exc).startswith(src) else f"{src}: {exc}"
+                named = str(exc) if str(exc).startswith((src, "stdin")) else f"{src}: {exc}"
                 if not keep_going:
                     raise type(exc)(named) from None
                 click.echo(f"percodec: skipped: {named}", err=True)

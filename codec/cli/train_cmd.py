@@ -171,6 +171,7 @@ def train_generator(no_progress: bool, **kwargs: Any) -> None:
     """
     from codec.train import TrainConfig, train
 
+    _check_objective_options(kwargs["objective"])
     if kwargs["dry_run"] and kwargs["steps"] is None and kwargs["epochs"] is None:
         kwargs["steps"] = 3
     result = train(TrainConfig(progress=not no_progress, **kwargs))
@@ -183,3 +184,30 @@ def train_generator(no_progress: bool, **kwargs: Any) -> None:
             f"{result.seconds:.0f} s at {result.images_per_second:.0f} images/s; "
             f"model: {result.model_path}"
         )
+
+
+#: The options that apply to some objectives only: given with another, they would be
+#: silently ignored (--objective gan --target-bytes 90 exited 0), so they are refused.
+OBJECTIVE_OPTIONS = {
+    "init_generator": ("gan",),
+    "init_from": ("rd", "detail"),
+    "distortion": ("rd", "detail"),
+    "target_bytes": ("rd",),
+    "adv_weight": ("rd",),
+    "step_range": ("rd",),
+    "valid_every": ("rd", "detail"),
+    "detail_lambdas": ("detail",),
+    "detail_context_width": ("detail",),
+    "detail_identity": ("detail",),
+}
+
+
+def _check_objective_options(objective: str) -> None:
+    """Refuse an option given on the command line that `objective` does not take."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    for name, objectives in OBJECTIVE_OPTIONS.items():
+        if objective not in objectives and ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT):
+            flag = "--" + name.replace("_", "-")
+            raise click.UsageError(f"{flag} applies to --objective {' or '.join(objectives)}, not {objective}")
