@@ -33,6 +33,7 @@ from codec.errors import WriteError
 from codec.losses import LOSSES
 from codec.losses.watson import WatsonDistance
 from codec.rdmodel import RDModel
+from codec.shard import Shard
 
 METRICS = ("bytes", "bpp", "ratio", "psnr", "mse", "ssim", "ms_ssim", "watson_dft", "same_person", "enc_ms", "dec_ms")
 
@@ -337,7 +338,8 @@ class _BenchRun:
         from codec.zoo import find_shipped, load_model
 
         self.cfg = cfg
-        self.rank, self.world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+        shard = Shard.from_env()
+        self.rank, self.world = shard.rank, shard.world
         self.ladder = ladder_for(cfg.model)
         self.g, fp = load_model(base_model(cfg.model))
         # what the cached rows were coded with: every rung model's fingerprint and level

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +40,7 @@ from codec.errors import ImageError, PercodecError
 from codec.images import fit_to_model, input_name, read_input, to_tensor, uint8_to_pil
 from codec.isolate import Detector
 from codec.ladder import base_model, framing_of
+from codec.shard import Shard
 from codec.zoo import answers_to, find_shipped, load_model, model_for
 
 __all__ = [
@@ -100,9 +101,12 @@ def encode_iter(
     on_progress: Callable[[float], None] | None = None,
     keep_going: bool = False,
     finder: Callable[..., list[align.Face]] | None = None,
+    batches: Iterable[Sequence[int]] | None = None,
 ) -> Iterator[tuple[int, EncodeResult | PercodecError]]:
     """Encode images `options.batch_size` at a time, yielding (index, result) in input
-    order as each batch finishes, so a caller can keep every finished result.
+    order as each batch finishes, so a caller can keep every finished result. `batches`:
+    the indices of each batch, in the order to code them [consecutive runs of batch_size];
+    a sharded run (codec.shard) hands each process the batches it claims.
 
     Inputs are read one batch at a time. A bad input raises its PercodecError, or with
     `keep_going` is yielded in place of its result while the rest go on. Options are
@@ -112,7 +116,7 @@ def encode_iter(
     or a `codec.isolate.Detector` [a Detector where a batch is at stake, else in process].
     """
     o = options or EncodeOptions()
-    device = pick_device(o.device)
+    device = pick_device(o.device, Shard.from_env().local_rank)  # under torchrun: this process's GPU
     backend = backends.for_model(str(o.model))
     base = base_model(o.model)
     g, fp = zoo.load_model(base, device)
@@ -129,12 +133,16 @@ def encode_iter(
         own = Detector()
     else:
         own = contextlib.nullcontext(align.detect)
+    if batches is None:
+        batches = (
+            range(start, min(start + o.batch_size, len(images))) for start in range(0, len(images), o.batch_size)
+        )
     with own as finder:
-        for start in range(0, len(images), o.batch_size):
+        for batch in batches:
             t0 = time.perf_counter()
             out: dict[int, EncodeResult | PercodecError] = {}
             framed: dict[int, Framed] = {}
-            for i in range(start, min(start + o.batch_size, len(images))):
+            for i in batch:
                 try:
                     framed[i] = frame(images[i], framing, cfg.size, cfg.nc, cfg.crop, o, finder)
                 except PercodecError as exc:
@@ -142,7 +150,7 @@ def encode_iter(
                         raise
                     out[i] = exc
             if framed:
-                results = code(torch.stack([f.tensor for f in framed.values()]), start)
+                results = code(torch.stack([f.tensor for f in framed.values()]), batch[0])
                 seconds = (time.perf_counter() - t0) / len(results)
                 for (i, f), r in zip(framed.items(), results, strict=True):
                     r.where, r.notes, r.seconds = f.where, (*f.notes, *r.notes), seconds

@@ -23,7 +23,6 @@ import inspect
 import io
 import json
 import math
-import os
 import platform
 import shutil
 import signal
@@ -49,6 +48,7 @@ from codec.images import uint8_to_float
 from codec.objectives.detail import DetailObjective
 from codec.objectives.gan import GanObjective
 from codec.objectives.rd import RDObjective
+from codec.shard import Shard
 
 #: The file each objective exports into the run folder.
 MODEL_FILES = {
@@ -342,8 +342,9 @@ class _Process:
 
     @staticmethod
     def start(device_name: str) -> _Process:
-        world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
-        device = pick_device(device_name, int(os.environ.get("LOCAL_RANK", "0")))
+        shard = Shard.from_env()
+        world, rank = shard.world, shard.rank
+        device = pick_device(device_name, shard.local_rank)
         owns_group = world > 1 and not dist.is_initialized()
         if owns_group:
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")

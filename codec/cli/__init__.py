@@ -216,5 +216,75 @@ def progress_bar(total: int, desc: str, quiet: bool) -> Any:
     )
 
 
+@dataclasses.dataclass
+class Sharing:
+    """How a batch command shares its inputs with the other processes of a torchrun run
+    (codec.shard): one alone has a board in memory and works as before."""
+
+    shard: Any  # codec.shard.Shard
+    board: Any  # codec.shard.Board
+
+    @classmethod
+    def start(cls, command: str, sources: list[str], targets: list[str]) -> Sharing:
+        """This process's place; under torchrun its share of the cores, and '-' refused."""
+        from codec.shard import Board, Shard
+
+        shard = Shard.from_env()
+        if shard.sharded:
+            if "-" in sources or "-" in targets:
+                raise click.UsageError("'-' (stdin or stdout) cannot be shared by torchrun's processes: name files")
+            import torch
+
+            torch.set_num_threads(shard.cpu_threads())
+        return cls(shard, Board(shard, command))
+
+    def batches(self, n: int, size: int) -> Any:
+        """The batches of inputs 0..n-1 this process claims (all of them, alone)."""
+        return self.board.batches(range(n), size)
+
+    def finished(self, bar: Any, n: int = 1) -> None:
+        """n more inputs done here; rank 0's bar shows the count over every process."""
+        done = self.board.done(n)
+        if bar is not None:
+            bar.update(done - bar.n)
+
+    def merge(self, rows: list, sources: list[str]) -> tuple[list, list[int]] | None:
+        """On rank 0: every process's rows in input order, and each rank's count of files
+        made; None on the others."""
+        from codec.batch import Row
+
+        parts = self.board.gather([dataclasses.asdict(r) for r in rows])
+        if parts is None:
+            return None
+        order = {s: i for i, s in enumerate(sources)}
+        merged = sorted((Row(**r) for part in parts for r in part), key=lambda r: order.get(r.input, len(order)))
+        return merged, [sum(1 for r in part if not r["error"]) for part in parts]
+
+
+def finish_batch(sharing: Sharing, rows: list, sources: list[str], run: BatchFlags, verb: str, skipped: int,
+                 seconds: float, show: bool = True) -> None:  # fmt: skip
+    """End a batch command: the summary (`show`, and not -q) and, for a sharded run, the
+    merged --report with each rank's count, on rank 0; exit 1 where an input failed (on
+    rank 0: any process's)."""
+    from codec.batch import write_report
+
+    counts = [len(rows) - sum(1 for r in rows if r.error)]
+    if sharing.shard.sharded:
+        merged = sharing.merge(rows, sources)
+        if merged is None:  # not rank 0: it reports for everyone
+            sys.exit(1 if any(r.error for r in rows) else 0)
+        rows, counts = merged
+        if run.report is not None:
+            write_report(run.report, rows, force=run.force)
+    failed = sum(1 for r in rows if r.error)
+    if show and not run.quiet:
+        line = summary(verb, len(rows) - failed, failed, skipped, seconds)
+        if len(counts) > 1:
+            line += f" ({', '.join(f'rank {r}: {n}' for r, n in enumerate(counts))})"
+        click.echo(line, err=True)
+    if failed:
+        sys.exit(1)
+
+
 # The commands register themselves on `main` as their modules load.
 from codec.cli import bench_cmd, decode_cmd, encode_cmd, train_cmd  # noqa: E402,F401 isort: skip

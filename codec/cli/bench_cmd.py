@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import click
@@ -125,6 +124,7 @@ def bench(
     Under torchrun the images are sharded across processes and merged by rank 0.
     """
     from codec.bench import BenchConfig, run, table, write_outputs
+    from codec.shard import Shard
 
     if kwargs["dataset"] in ("celeba", "folder", "mnist") and not kwargs["data_root"]:
         raise click.UsageError(f"--dataset {kwargs['dataset']} needs --data-root")
@@ -141,7 +141,7 @@ def bench(
         **kwargs,
     )
     records = run(cfg, progress=not quiet)
-    if int(os.environ.get("RANK", "0")) != 0:
+    if not Shard.from_env().main:
         return
     paths, summary = write_outputs(cfg, records)
     click.echo(table(summary))

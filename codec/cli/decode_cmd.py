@@ -9,16 +9,21 @@ from typing import Any
 import click
 
 from codec.cli import (
+    BatchFlags,
+    Sharing,
     batch_options,
     batch_run,
     expand_inputs,
+    finish_batch,
     friendly_errors,
     main,
     parse_size,
     sources_and_targets,
-    summary,
 )
 from codec.errors import PercodecError, WriteError
+
+#: Files a decoding process claims at a time in a sharded run (a few ms each).
+DECODE_BATCH = 16
 
 
 def _image_format(dst: str | None, fmt: str | None) -> tuple[str, str]:
@@ -90,11 +95,15 @@ def decode(
     check_report_name(report)
     check_roles(sources, {"the output": targets, "--report": [report]})
     check_outputs([*targets, report], force=force)
+    sharing = Sharing.start("decode", sources, targets)
+    sharing.board.barrier("checked")  # every process checked every output before any writes one
     outputs = Outputs(force=force)
     rows: list[Row] = []
     t0 = time.perf_counter()
-    with batch_run(report, rows, len(sources), "decoded", "", force):
-        for src, dst in zip(sources, targets, strict=True):
+    mine = (i for batch in sharing.batches(len(sources), DECODE_BATCH) for i in batch)  # claimed as they go
+    with batch_run(None if sharing.shard.sharded else report, rows, len(sources), "decoded", "", force):
+        for i in mine:
+            src, dst = sources[i], targets[i]
             try:
                 rows.append(_decode_one(src, dst, outputs, model, wh, pil_format))
             except PercodecError as exc:
@@ -106,13 +115,12 @@ def decode(
                     raise type(exc)(named) from None
                 click.echo(f"percodec: skipped: {named}", err=True)
                 continue
+            finally:
+                sharing.finished(None)
             if not quiet and dst != "-":
                 click.echo(f"{src} -> {dst}", err=True)
-    failed = sum(1 for r in rows if r.error)
-    if not quiet and len(sources) > 1:
-        click.echo(summary("decoded", len(rows) - failed, failed, 0, time.perf_counter() - t0), err=True)
-    if failed:
-        sys.exit(1)
+    run = BatchFlags(force, keep_going, report, quiet)
+    finish_batch(sharing, rows, sources, run, "decoded", 0, time.perf_counter() - t0, show=len(sources) > 1)
 
 
 def _decode_one(src: str, dst: str, outputs: Any, model: str | None, wh: tuple[int, int] | None, fmt: str) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +18,14 @@ from codec.cli import (
     BatchFlags,
     Finite,
     LossMix,
+    Sharing,
     batch_options,
     batch_run,
+    finish_batch,
     friendly_errors,
     main,
     progress_bar,
     sources_and_targets,
-    summary,
 )
 from codec.defaults import MAX_FACE, MAX_QUALITY
 from codec.errors import PercodecError
@@ -157,8 +157,9 @@ def encode(
     opts["align"] = not no_align
     sources, targets = sources_and_targets(inputs, out_dir, ".pgz", "images")
     run = BatchFlags(force, keep_going, report, quiet, skip_existing)
+    sharing = Sharing.start("encode", sources, targets)
     with _face_finder(sources, opts["align"]) as finder:
-        _encode(sources, targets, opts, finder, loss_params, save_crop, run)
+        _encode(sources, targets, opts, finder, loss_params, save_crop, run, sharing)
 
 
 def _face_finder(sources: list[str], align: bool) -> Any:
@@ -195,8 +196,10 @@ def _encode(
     loss_params: str | None,
     save_crop: str | None,
     run: BatchFlags,
+    sharing: Sharing,
 ) -> None:
-    """Check every output, then encode what is not done yet (see `encode`)."""
+    """Check every output, then encode what is not done yet (see `encode`); every process
+    of a sharded run checks them all before any writes one."""
     from codec.batch import check_outputs, check_report_name, check_roles
     from codec.pipeline import EncodeOptions
 
@@ -211,6 +214,7 @@ def _encode(
     kept_crops = {str(c) for t, c in zip(targets, crops, strict=True) if t in existing and c is not None}
     check_outputs([*targets, *crops, run.report], force=run.force, keep=existing | kept_crops)
     skip = _reusable(existing, options, run.force)
+    sharing.board.barrier("checked")
     todo = [i for i, t in enumerate(targets) if t not in skip]
     _encode_files(
         [sources[i] for i in todo],
@@ -219,6 +223,7 @@ def _encode(
         options,
         run,
         len(skip),
+        sharing,
         finder,
     )
 
@@ -245,9 +250,11 @@ def _encode_files(
     options: Any,
     run: BatchFlags,
     skipped: int,
+    sharing: Sharing,
     finder: Any = None,
 ) -> None:
-    """Encode and write each file as its batch finishes (see `encode`)."""
+    """Encode and write each file as its batch finishes (see `encode`): this process's
+    share of the batches under torchrun, every batch alone."""
     import time
 
     from codec.batch import Outputs, Row
@@ -255,13 +262,18 @@ def _encode_files(
     from codec.images import read_stdin
     from codec.pipeline import encode_iter
 
-    bar = progress_bar(len(sources), "encoding", run.quiet)
+    sharded, main_rank = sharing.shard.sharded, sharing.shard.main
+    bar = progress_bar(len(sources), "encoding", run.quiet or not main_rank)
     outputs = Outputs(force=run.force, skip_existing=run.skip_existing)
     rows: list[Row] = []
     t0 = time.perf_counter()
     loaded = [read_stdin() if s == "-" else s for s in sources]
-    with batch_run(run.report, rows, len(sources), "encoded", "; rerun with --skip-existing to finish", run.force):
-        for i, r in encode_iter(loaded, options, bar.update if bar else None, run.keep_going, finder):
+    ticks = bar.update if bar is not None and not sharded else None  # alone: fractions of a batch too
+    report = None if sharded else run.report  # a sharded run's report is merged by rank 0 at the end
+    batches = sharing.batches(len(sources), options.batch_size)
+    with batch_run(report, rows, len(sources), "encoded", "; rerun with --skip-existing to finish", run.force):
+        for i, r in encode_iter(loaded, options, ticks, run.keep_going, finder, batches):
+            sharing.finished(bar if sharded else None)
             src, dst = sources[i], targets[i]
             if isinstance(r, PercodecError):
                 rows.append(Row(src, error=str(r)))
@@ -286,11 +298,7 @@ def _encode_files(
                 click.echo(_encoded_line(src, dst, r), err=dst == "-")
     if bar is not None:
         bar.close()
-    failed = sum(1 for r in rows if r.error)
-    if not run.quiet:
-        click.echo(summary("encoded", len(rows) - failed, failed, skipped, time.perf_counter() - t0), err=True)
-    if failed:
-        sys.exit(1)
+    finish_batch(sharing, rows, sources, run, "encoded", skipped, time.perf_counter() - t0)
 
 
 def _write_encoded(outputs: Any, r: Any, dst: str, crop: Path | None) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
@@ -169,6 +168,7 @@ def train_generator(no_progress: bool, **kwargs: Any) -> None:
           --dataset celeba --data-root ../shared/datasets --out runs/detail --width 32 --nz 512 \\
           --distortion ms-ssim=1,mse=4 --lr 5e-4 --lr-drop 14000 --steps 17000 --batch-size 32
     """
+    from codec.shard import Shard
     from codec.train import TrainConfig, train
 
     _check_objective_options(kwargs["objective"])
@@ -178,7 +178,7 @@ def train_generator(no_progress: bool, **kwargs: Any) -> None:
     if result.interrupted:
         click.echo(f"stopped on request at step {result.steps}; checkpoint written: continue with --resume", err=True)
         sys.exit(130)
-    if int(os.environ.get("RANK", "0")) == 0:
+    if Shard.from_env().main:
         click.echo(
             f"trained to step {result.steps} ({result.images_seen:,} images seen); this run "
             f"{result.seconds:.0f} s at {result.images_per_second:.0f} images/s; "
