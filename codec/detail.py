@@ -108,7 +108,10 @@ class DetailNet(nn.Module):
             nn.init.normal_(last.weight, 0.0, 1e-3)
             nn.init.zeros_(last.bias)
         # log gain per level and channel; level 1 is the coarsest (fewest bytes)
-        self.log_gain = nn.Parameter(torch.linspace(-1.0, 1.5, config.levels)[:, None].repeat(1, c))
+        if self.to64.weight.is_meta:  # shapes only (codec.modelfile): linspace there imports sympy (0.4 s)
+            self.log_gain = nn.Parameter(torch.empty(config.levels, c))
+        else:
+            self.log_gain = nn.Parameter(torch.linspace(-1.0, 1.5, config.levels)[:, None].repeat(1, c))
 
     def gains(self, levels: torch.Tensor) -> torch.Tensor:
         """(B,) detail levels (1-based) -> (B, C, 1, 1) gains."""

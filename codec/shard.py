@@ -20,8 +20,7 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-
-import torch
+from typing import Any
 
 from codec.errors import PercodecError
 
@@ -73,10 +72,9 @@ class Board:
 
     def __init__(self, shard: Shard, name: str) -> None:
         self.shard = shard
-        if shard.sharded:
-            self.store: torch.distributed.Store = _store(name)
-        else:
-            self.store = _LocalStore()
+        # torch's Store under torchrun, else the same calls in memory (no torch import: the
+        # command line starts its face finder before torch loads)
+        self.store: Any = _store(name) if shard.sharded else _LocalStore()
 
     def claim(self) -> int:
         """The next batch's number (0, 1, ...): each is handed to exactly one process."""
@@ -108,7 +106,7 @@ class Board:
         return [json.loads(self.store.get(k)) for k in keys]
 
 
-def _store(name: str) -> torch.distributed.Store:
+def _store(name: str) -> Any:
     """A client of torchrun's store, under a prefix of this command (and restart)."""
     import torch.distributed as dist
 

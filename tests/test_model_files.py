@@ -161,3 +161,16 @@ def test_a_fifo_as_a_model_says_what_it_is(tmp_path) -> None:
 def test_the_model_fuzzer_finds_nothing(tmp_path) -> None:
     counts = fuzz_models.fuzz(400, seed=7, folder=tmp_path)
     assert counts["refused"] > counts["ok"] > 0  # both outcomes reached, nothing else
+
+
+def test_checking_a_model_before_building_it_costs_no_heavy_imports() -> None:
+    """The meta-device build draws nothing and computes nothing: an op there with a Python
+    meta kernel imports torch._dynamo or sympy (0.4-1.5 s on every cold encode)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom codec.generator import shipped_models\nfrom codec import zoo\n"
+            "[zoo.load_model(n) for n in shipped_models()]\n"
+            "print(','.join(m for m in ('sympy', 'torch._dynamo') if m in sys.modules))")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "", done.stdout + done.stderr
