@@ -33,7 +33,7 @@ import numpy as np
 from codec.errors import DataError, ImageError
 from codec.images import CELEBA_CROP, fit_to_model, open_image, to_uint8_array
 
-DATASETS = ("celeba", "mnist", "folder")
+DATASETS = ("celeba", "mnist", "folder", "photos")
 SPLITS = {"train": 0, "valid": 1, "test": 2}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 MNIST_VALID = 5000
@@ -52,6 +52,7 @@ DEFAULTS = {
     "celeba": DatasetInfo(nc=3, size=64, crop=CELEBA_CROP),
     "mnist": DatasetInfo(nc=1, size=32, crop=1.0),
     "folder": DatasetInfo(nc=3, size=64, crop=1.0),
+    "photos": DatasetInfo(nc=3, size=64, crop=1.0),  # framed by a model's framing (codec.photos), not cropped
 }
 
 
@@ -243,11 +244,13 @@ def load_dataset(
     cache_dir: str | Path | None = None,
     progress: bool = False,
     on_skip: Callable[[str], None] | None = None,
+    framing: np.ndarray | None = None,
 ) -> ImageSet:
     """Load a split of a dataset as preprocessed uint8 images, cached under `cache_dir`.
 
-    dataset: 'celeba', 'mnist' or 'folder'; size/nc/crop default to the dataset's
-    `DEFAULTS`. limit keeps the first N files of the split (in their listed order).
+    dataset: 'celeba', 'mnist', 'folder' or 'photos' (each photo's face found and framed on
+    `framing`, codec.photos); size/nc/crop default to the dataset's `DEFAULTS`. limit keeps
+    the first N files of the split (in their listed order).
     `on_skip` hears of each unreadable image (or, from a cache, how many were skipped); a
     damaged cache is made again.
     """
@@ -260,6 +263,8 @@ def load_dataset(
         if limit:
             s = ImageSet(s.images[:limit], s.names[:limit])
         return s
+    if dataset == "photos":
+        return _load_photos(root, split, size, limit, cache_dir, progress, on_skip, framing)
     if dataset == "celeba":
         files = celeba_files(root, split)
     else:
@@ -285,6 +290,34 @@ def load_dataset(
     if cache is not None:
         save_npz(cache, images=s.images, names=np.array(s.names), skipped=s.skipped)
     return s
+
+
+def _load_photos(
+    root: str | Path,
+    split: str,
+    size: int,
+    limit: int | None,
+    cache_dir: str | Path | None,
+    progress: bool,
+    on_skip: Callable[[str], None] | None,
+    framing: np.ndarray | None,
+) -> ImageSet:
+    """A photo folder's split, every face framed on `framing` (codec.photos), cached in parts."""
+    from codec.photos import photo_files, prepare_photos
+
+    if framing is None:
+        raise DataError("a photo folder needs a framing to frame its faces on (a model's: --framing-from)")
+    files = photo_files(root, split)[:limit]
+    if not files:
+        raise DataError(f"no photos found for split {split!r} under {root}")
+    cache = None
+    if cache_dir is not None:
+        key = hashlib.sha256(repr((str(Path(root).resolve()), size, np.round(framing, 5).tolist())).encode())
+        cache = Path(cache_dir) / f"photos-{size}-{key.hexdigest()[:12]}"
+    images, names, skipped = prepare_photos(files, framing, size, cache, os.cpu_count() or 1, progress, on_skip)
+    if len(images) == 0:
+        raise DataError(f"no face found in any of the {len(files)} photos under {root}")
+    return ImageSet(images, names, skipped)
 
 
 def _read_cache(cache: Path, on_skip: Callable[[str], None] | None) -> ImageSet | None:

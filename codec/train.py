@@ -64,6 +64,7 @@ class TrainConfig:
 
     dataset: str = "celeba"
     data_root: str | None = None
+    framing_from: str = "celeba64"  # photos: the model whose framing the faces are framed on
     out: str = "runs/celeba64"
     split: str = "train"
     steps: int | None = None
@@ -289,8 +290,15 @@ def _load_images(cfg: TrainConfig, split: str, size: int, limit: int | None, mai
         if main:
             print(f"percodec: skipped: {why}", file=sys.stderr)
 
+    framing = None
+    if cfg.dataset == "photos":
+        from codec.ladder import framing_of
+
+        framing = framing_of(cfg.framing_from)
+        if framing is None:
+            raise ValueError(f"--framing-from {cfg.framing_from} has no framing to frame the photos' faces on")
     data = load_dataset(cfg.dataset, cfg.data_root, split, size=size, limit=limit, cache_dir=Path(cfg.out) / "cache",
-                        progress=progress, on_skip=skipped)  # fmt: skip
+                        progress=progress, on_skip=skipped, framing=framing)  # fmt: skip
     return data.images, data.skipped
 
 
@@ -607,6 +615,8 @@ def _checkpoint(cfg: TrainConfig, run: _Run, proc: _Process, out: Path, elapsed:
         "wall_seconds": f"{elapsed:.0f}",
         "date": time.strftime("%Y-%m-%d"),
     }
+    if cfg.dataset == "photos":  # the framing its faces were framed on, which the model must ship with
+        card["framing_from"] = cfg.framing_from
     run.objective.export(out / MODEL_FILES[type(run.objective).__name__], card)
 
 

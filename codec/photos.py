@@ -1,0 +1,214 @@
+"""Training faces from any folder of photos, framed exactly as `encode` frames them.
+
+`train-generator --dataset photos --data-root FOLDER` trains on the faces of a folder of
+photos (UTKFace, All-Age-Faces, a user's own): each photo is read, its largest face found and
+landmarked by the project's finder and warped onto a model's framing (`--framing-from`,
+celeba64's by default), as `encode` does, never a centre crop. A photo where no face is found
+is looked at again with a border around it (tight crops such as UTKFace's leave the detector
+no margin); one that still shows none, or cannot be read, is named on stderr as it is skipped.
+
+The finder runs once per photo, in worker processes (`codec.isolate.Detector`, one per core:
+a crash in native code costs one photo), and the crops are cached in parts of `PART` photos,
+each written whole as it is done: an interrupted preparation resumes at its next part.
+
+A folder has no official split: each photo's split is fixed by a hash of its path within the
+folder (`split_of`): 90% train, 5% valid, 5% test, the same on every machine and for every
+model, so a held-out photo is never trained on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import queue
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from codec.errors import DataError, ImageError
+
+if TYPE_CHECKING:
+    from codec.align import Face
+
+#: Photos per cached part (a few minutes of finding on one core).
+PART = 512
+#: Of 20 buckets of a hash of the photo's path: which splits hold which.
+BUCKETS = {"train": range(0, 18), "valid": range(18, 19), "test": range(19, 20)}
+#: The border added around a photo where no face was found, as a fraction of its longer side.
+PAD = 0.35
+
+
+def split_of(relative: str) -> str:
+    """The split of a photo by its path within the folder ('a/b.jpg'): train, valid or test."""
+    bucket = int.from_bytes(hashlib.sha256(relative.encode()).digest()[:4], "big") % 20
+    return next(name for name, r in BUCKETS.items() if bucket in r)
+
+
+def photo_files(root: str | Path, split: str) -> list[Path]:
+    """The photos of a split ('all': every one) under `root`, sorted by path."""
+    from codec.data import folder_files
+
+    if split != "all" and split not in BUCKETS:
+        raise DataError(f"unknown split {split!r} of a photo folder: choose train, valid, test or all")
+    root = Path(root)
+    files = folder_files(root)
+    return files if split == "all" else [f for f in files if split_of(f.relative_to(root).as_posix()) == split]
+
+
+def frame_photo(path: Path, framing: np.ndarray, size: int, finder: Callable) -> np.ndarray | str:
+    """The largest face of a photo as a uint8 (3, size, size) crop on `framing`, or why there
+    is none. Where the framing reaches past the photo (tight crops), the photo is mirrored
+    there rather than left black: a decoder must not learn black corners."""
+    from codec import align
+    from codec.images import open_image, to_uint8_array
+
+    try:
+        img = open_image(path)
+        faces = finder(img)
+        border = round(PAD * max(img.size))
+        if not faces:  # a tight crop: give the detector a margin
+            faces = [_moved(f, -border) for f in finder(_framed_in(img, border))]
+    except ImageError as exc:
+        return str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+    if not faces:
+        return f"{path}: no face found"
+    face = max(faces, key=lambda f: f.area)
+    return to_uint8_array(align.warp(_extended(img, border), _moved(face, border), framing, size))
+
+
+def _extended(img: Image.Image, border: int) -> Image.Image:
+    """The photo with a border of its own content mirrored and blurred: what lies beyond a
+    tight crop looks like out-of-focus surroundings, not black corners nor a mirrored face."""
+    from PIL import ImageFilter
+
+    arr = np.asarray(img)
+    mirrored = Image.fromarray(np.pad(arr, ((border, border), (border, border), (0, 0)), mode="symmetric"))
+    blurred = mirrored.filter(ImageFilter.GaussianBlur(max(1.0, border / 3)))
+    inside = Image.new("L", mirrored.size, 0)
+    inside.paste(255, (border, border, border + img.width, border + img.height))
+    return Image.composite(mirrored, blurred, inside.filter(ImageFilter.GaussianBlur(max(1.0, border / 20))))
+
+
+def _framed_in(img: Image.Image, border: int) -> Image.Image:
+    """The photo with a border of its mean colour."""
+    fill = tuple(int(v) for v in np.asarray(img).reshape(-1, 3).mean(0))
+    return ImageOps.expand(img, border, fill=fill)
+
+
+def _moved(face: Face, by: int) -> Face:
+    from codec.align import Face
+
+    return Face(tuple(v + by for v in face.box), face.landmarks + by)
+
+
+def prepare_photos(
+    files: Sequence[Path],
+    framing: np.ndarray,
+    size: int,
+    cache: Path | None,
+    workers: int,
+    progress: bool = False,
+    on_skip: Callable[[str], None] | None = None,
+) -> tuple[np.ndarray, list[str], int]:
+    """(crops uint8 (N, 3, size, size), their file names, photos skipped), made in parts of
+    PART photos by `workers` face finders; each part cached under `cache` as it is done
+    (and read back from there), so an interrupted preparation resumes where it stopped."""
+    from codec.isolate import Detector
+
+    parts = [files[i : i + PART] for i in range(0, len(files), PART)]
+    crops, names, skipped = [], [], 0
+    detectors = [Detector() for _ in range(max(1, workers))]
+    bar = _bar(len(files), progress)
+    try:
+        with ThreadPoolExecutor(len(detectors)) as pool:
+            for part in parts:
+                path = cache / f"part-{_key([str(p) for p in part])}.npz" if cache is not None else None
+                got = _read_part(path) if path is not None else None
+                if got is None:
+                    got = _make_part(part, framing, size, pool, detectors, on_skip)
+                    if path is not None:
+                        _write_part(path, *got)
+                elif got[2] and on_skip is not None:
+                    on_skip(f"{got[2]} photo(s) without a face left out when {path.name} was made")
+                crops.append(got[0])
+                names += got[1]
+                skipped += got[2]
+                if bar is not None:
+                    bar.update(len(part))
+    finally:
+        for d in detectors:
+            d.close()
+        if bar is not None:
+            bar.close()
+    images = np.concatenate(crops) if crops else np.zeros((0, 3, size, size), np.uint8)
+    return images, names, skipped
+
+
+def _make_part(
+    part: Sequence[Path],
+    framing: np.ndarray,
+    size: int,
+    pool: ThreadPoolExecutor,
+    detectors: list,
+    on_skip: Callable[[str], None] | None,
+) -> tuple[np.ndarray, list[str], int]:
+    free: queue.Queue = queue.Queue()
+    for d in detectors:
+        free.put(d)
+
+    def one(p: Path) -> np.ndarray | str:  # each finder serves one photo at a time
+        d = free.get()
+        try:
+            return frame_photo(p, framing, size, d)
+        finally:
+            free.put(d)
+
+    jobs = [pool.submit(one, p) for p in part]
+    kept, names = [], []
+    for p, job in zip(part, jobs, strict=True):
+        r = job.result()
+        if isinstance(r, str):
+            if on_skip is not None:
+                on_skip(r)
+            continue
+        kept.append(r)
+        names.append(p.name)
+    arr = np.stack(kept) if kept else np.zeros((0, 3, size, size), np.uint8)
+    return arr, names, len(part) - len(kept)
+
+
+def _key(items: list[str]) -> str:
+    return hashlib.sha256("\n".join(items).encode()).hexdigest()[:16]
+
+
+def _read_part(path: Path) -> tuple[np.ndarray, list[str], int] | None:
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as z:
+            return z["images"], [str(n) for n in z["names"]], int(z["skipped"])
+    except Exception as exc:  # noqa: BLE001 - a damaged part is made again
+        print(f"percodec: {path}: damaged cache part ({type(exc).__name__}): made again", file=sys.stderr)
+        return None
+
+
+def _write_part(path: Path, images: np.ndarray, names: list[str], skipped: int) -> None:
+    from codec.fileio import write_bytes
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    np.savez(buf, images=images, names=np.array(names), skipped=skipped)
+    write_bytes(path, buf.getvalue(), force=True)
+
+
+def _bar(total: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="finding faces", unit="photo", leave=False, disable=None)
