@@ -401,7 +401,12 @@ def train(cfg: TrainConfig) -> TrainResult:
         if proc.main:
             (out / "samples").mkdir(parents=True, exist_ok=True)
         start_step = run.step
-        seconds = _loop(cfg, run, proc, out)
+        try:
+            seconds = _loop(cfg, run, proc, out)
+        except BaseException:
+            if proc.main:
+                _tidy_failed_start(out)
+            raise
     proc.end(run.objective)
     done = run.step - start_step
     return TrainResult(
@@ -450,6 +455,18 @@ def _claimed(out: Path, main: bool, fresh: bool) -> Iterator[None]:
         raise
     finally:
         lock.close()
+
+
+def _tidy_failed_start(out: Path) -> None:
+    """After a run failed before its first checkpoint (a full disk, NaN at step 2): nothing
+    empty left behind (an empty log, no samples); the data cache stays for the next try."""
+    if (out / "checkpoint.pt").exists():
+        return
+    log = out / "train.log.jsonl"
+    with contextlib.suppress(OSError):
+        if log.is_file() and log.stat().st_size == 0:
+            log.unlink()
+        (out / "samples").rmdir()  # only if empty
 
 
 @contextlib.contextmanager

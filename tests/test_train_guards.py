@@ -33,7 +33,7 @@ def test_a_loss_or_weight_that_becomes_nan_stops_the_run_and_nothing_is_exported
     r = _train("--dry-run", "--objective", objective, *TINY_ARGS, "--steps", steps, "--lr", "1e30", "--out", out,
                "--no-progress")  # fmt: skip
     _one_line(r, "training stopped at step")
-    assert not list(out.glob("*.safetensors")) and not (out / "checkpoint.pt").exists()
+    assert not out.exists()  # a fresh run that failed before its first checkpoint leaves nothing (dry run: no cache)
 
 
 @pytest.mark.parametrize("option", [["--width", "100000"], ["--nz", "100000000"], ["--size", "65536"]])
