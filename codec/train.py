@@ -65,6 +65,7 @@ class TrainConfig:
     dataset: str = "celeba"
     data_root: str | None = None
     framing_from: str = "celeba64"  # photos: the model whose framing the faces are framed on
+    mix: tuple[tuple[str, str, float], ...] = ()  # more sources (dataset, root, share of the images drawn)
     out: str = "runs/celeba64"
     split: str = "train"
     steps: int | None = None
@@ -159,10 +160,14 @@ def _check_out(out: Path, resume: bool, force: bool) -> None:
 class SampleStream:
     """Indices of the step-s batch for one rank: a deterministic, resumable, sharded sampler."""
 
-    def __init__(self, n: int, batch: int, seed: int, rank: int = 0, world: int = 1) -> None:
+    def __init__(
+        self, n: int, batch: int, seed: int, rank: int = 0, world: int = 1, drawn: np.ndarray | None = None
+    ) -> None:
+        """`drawn`: what position i of an epoch's n stands for (a --mix epoch), else image i."""
         if batch % world:
             raise ValueError(f"batch size {batch} is not divisible by {world} processes")
         self.n, self.batch, self.seed, self.rank, self.world = n, batch, seed, rank, world
+        self.drawn = drawn
         self._perms: dict[int, np.ndarray] = {}
 
     def _perm(self, epoch: int) -> np.ndarray:
@@ -180,7 +185,7 @@ class SampleStream:
             take = min(per - got, self.n - pos)
             out[got : got + take] = self._perm(epoch)[pos : pos + take]
             got += take
-        return out
+        return out if self.drawn is None else self.drawn[out]
 
 
 def make_batch(
@@ -277,13 +282,17 @@ def _code_version() -> str:
         return __version__
 
 
-def _load_images(cfg: TrainConfig, split: str, size: int, limit: int | None, main: bool) -> tuple[np.ndarray, int]:
+def _load_images(
+    cfg: TrainConfig, split: str, size: int, limit: int | None, main: bool, source: tuple[str, str] | None = None
+) -> tuple[np.ndarray, int]:
+    """A split of the run's dataset, or of `source` (dataset, root): one of --mix's."""
     progress = cfg.progress and main
-    info = DEFAULTS[cfg.dataset]
+    dataset, root = source or (cfg.dataset, cfg.data_root)
+    info = DEFAULTS[dataset]
     if cfg.dry_run:
-        g = torch.Generator().manual_seed(cfg.seed + (split != cfg.split))
+        g = torch.Generator().manual_seed(cfg.seed + (split != cfg.split) + 7 * (source is not None))
         return torch.randint(0, 256, (256, info.nc, size, size), generator=g, dtype=torch.uint8).numpy(), 0
-    if cfg.data_root is None:
+    if root is None:
         raise ValueError("--data-root is required (or use --dry-run for fake data)")
 
     def skipped(why: str) -> None:  # every rank meets them; rank 0 says so
@@ -291,13 +300,13 @@ def _load_images(cfg: TrainConfig, split: str, size: int, limit: int | None, mai
             print(f"percodec: skipped: {why}", file=sys.stderr)
 
     framing = None
-    if cfg.dataset == "photos":
+    if dataset == "photos":
         from codec.ladder import framing_of
 
         framing = framing_of(cfg.framing_from)
         if framing is None:
             raise ValueError(f"--framing-from {cfg.framing_from} has no framing to frame the photos' faces on")
-    data = load_dataset(cfg.dataset, cfg.data_root, split, size=size, limit=limit, cache_dir=Path(cfg.out) / "cache",
+    data = load_dataset(dataset, root, split, size=size, limit=limit, cache_dir=Path(cfg.out) / "cache",
                         progress=progress, on_skip=skipped, framing=framing)  # fmt: skip
     return data.images, data.skipped
 
@@ -382,6 +391,7 @@ class _Run:
     objective: GanObjective | RDObjective | DetailObjective
     step: int = 0
     elapsed_before: float = 0.0  # training seconds of earlier invocations
+    drawn: np.ndarray | None = None  # --mix: the images an epoch draws (indices into images), each source its share
 
     @property
     def n(self) -> int:
@@ -487,7 +497,10 @@ def _prepare(cfg: TrainConfig, proc: _Process) -> _Run:
     mcfg = ModelConfig(nz=cfg.nz, ngf=cfg.ngf, ndf=cfg.ndf or cfg.ngf, nc=info.nc, size=size, crop=info.crop)
     _check_memory(cfg, mcfg, proc.device, proc.world)
     images, skipped = _load_images(cfg, cfg.split, size, cfg.limit, proc.main)
-    n = len(images)
+    drawn = None
+    if cfg.mix:
+        images, skipped, drawn = _mixed(cfg, images, skipped, size, proc.main)
+    n = len(images) if drawn is None else len(drawn)
     if n < cfg.batch_size:
         raise ValueError(f"only {n} training images, fewer than one batch of {cfg.batch_size}")
     if cfg.steps is None:
@@ -501,12 +514,41 @@ def _prepare(cfg: TrainConfig, proc: _Process) -> _Run:
     resuming = cfg.resume and ckpt_path.is_file()
     wrap = _ddp if proc.world > 1 else (lambda m: m)
     objective = _make_objective(cfg, mcfg, proc.device, wrap, proc.main, resuming)
-    run = _Run(torch.from_numpy(np.ascontiguousarray(images)), skipped, total_steps, flip, mcfg, objective)
+    run = _Run(torch.from_numpy(np.ascontiguousarray(images)), skipped, total_steps, flip, mcfg, objective,
+               drawn=drawn)  # fmt: skip
     if resuming:
         _resume(run, cfg, ckpt_path, proc.device)
     elif cfg.resume and proc.main:
         print(f"no checkpoint in {cfg.out}; starting from scratch", file=sys.stderr)
     return run
+
+
+def _mixed(
+    cfg: TrainConfig, images: np.ndarray, skipped: int, size: int, main: bool
+) -> tuple[np.ndarray, int, np.ndarray]:
+    """The run's images and every --mix source's training images, one array, and the
+    indices an epoch draws: each source its share (the run's dataset the rest), a source
+    with fewer images than its share repeating them, one with more seen over epochs."""
+    parts, shares = [images], [1.0 - sum(w for _, _, w in cfg.mix)]
+    for dataset, root, weight in cfg.mix:
+        if DEFAULTS[dataset].nc != DEFAULTS[cfg.dataset].nc:
+            raise ValueError(f"--mix {dataset}: its images have {DEFAULTS[dataset].nc} channel(s), the run's "
+                             f"{DEFAULTS[cfg.dataset].nc}")  # fmt: skip
+        more, lost = _load_images(cfg, "all" if dataset == "folder" else "train", size, None, main, (dataset, root))
+        parts.append(more)
+        shares.append(weight)
+        skipped += lost
+    return np.concatenate(parts), skipped, mix_draws([len(p) for p in parts], shares)
+
+
+def mix_draws(counts: list[int], shares: list[float]) -> np.ndarray:
+    """Indices into the concatenated sources for one epoch: source i takes shares[i] of it,
+    its images in turn (repeated where it has fewer than its share); the epoch is as long
+    as needed for every image of every source to appear at least once."""
+    length = max(math.ceil(n / s) for n, s in zip(counts, shares, strict=True))
+    offsets = np.cumsum([0, *counts[:-1]])
+    draws = [o + np.arange(round(s * length)) % n for o, n, s in zip(offsets, counts, shares, strict=True)]
+    return np.concatenate(draws)
 
 
 def _check_memory(cfg: TrainConfig, mcfg: ModelConfig, device: torch.device, world: int) -> None:
@@ -632,14 +674,18 @@ def _checkpoint(cfg: TrainConfig, run: _Run, proc: _Process, out: Path, elapsed:
         "wall_seconds": f"{elapsed:.0f}",
         "date": time.strftime("%Y-%m-%d"),
     }
-    if cfg.dataset == "photos":  # the framing its faces were framed on, which the model must ship with
+    if cfg.dataset == "photos" or any(d == "photos" for d, _, _ in cfg.mix):  # the framing it must ship with
         card["framing_from"] = cfg.framing_from
+    if cfg.mix:
+        share = 1.0 - sum(w for _, _, w in cfg.mix)
+        card["mix"] = ", ".join([f"{cfg.dataset} {share:.2f}", *(f"{d}:{r} {w:.2f}" for d, r, w in cfg.mix)])
     run.objective.export(out / MODEL_FILES[type(run.objective).__name__], card)
 
 
 def _loop(cfg: TrainConfig, run: _Run, proc: _Process, out: Path) -> float:
     """Train from run.step to run.total_steps (or a stop request); this invocation's seconds."""
-    stream = SampleStream(run.n, cfg.batch_size, cfg.seed, proc.rank, proc.world)
+    stream = SampleStream(run.n if run.drawn is None else len(run.drawn), cfg.batch_size, cfg.seed, proc.rank,
+                          proc.world, run.drawn)  # fmt: skip
     start_step, t0 = run.step, time.perf_counter()
     bar = None
     if proc.main and cfg.progress:

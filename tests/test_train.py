@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -6,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from PIL import Image
 
 from codec.cli import main
-from codec.generator import load_generator, save_generator
+from codec.generator import load_generator, read_metadata, save_generator
 from codec.train import SampleStream, TrainConfig, train
 from tests.conftest import ROOT, run_torchrun
 
@@ -224,3 +226,31 @@ def test_two_process_rd_training_ends_with_identical_models(tmp_path) -> None:
     for k in r0:  # encoder, generator, prior and its centres
         assert torch.allclose(r0[k].float(), r1[k].float(), atol=1e-6), k
     assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_mix_draws_give_each_source_its_share_and_every_image_a_turn() -> None:
+    from codec.train import mix_draws
+
+    drawn = mix_draws([100, 10, 500], [0.5, 0.3, 0.2])
+    source = np.searchsorted([100, 110], drawn, side="right")  # 0, 1 or 2 by offset
+    shares = np.bincount(source, minlength=3) / len(drawn)
+    assert np.allclose(shares, [0.5, 0.3, 0.2], atol=0.01)
+    assert set(drawn) == set(range(610))  # the largest source relative to its share sets the epoch's length
+    assert len(drawn) == 2500
+
+
+def test_train_generator_mixes_sources_by_their_shares(tmp_path, fake_celeba) -> None:
+    folder = tmp_path / "more"
+    folder.mkdir()
+    for i in range(12):
+        Image.fromarray(np.full((40, 40, 3), 20 * i, np.uint8)).save(folder / f"m{i}.png")
+    args = ["train-generator", "--data-root", str(fake_celeba), "--out", str(tmp_path / "run"), *TINY_ARGS,
+            "--batch-size", "4", "--steps", "2", "--no-progress", "--mix", f"folder:{folder}=0.25"]  # fmt: skip
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    card = json.loads(read_metadata(tmp_path / "run" / "generator.safetensors")["card"])
+    assert card["mix"] == f"celeba 0.75, folder:{folder} 0.25" and card["train_images"] == str(6 + 12)
+    r = CliRunner().invoke(main, [*args[:4], str(tmp_path / "run2"), *args[5:-1], f"folder:{folder}=1.5"])
+    assert r.exit_code == 2 and "must lie between 0 and 1" in r.output
+    r = CliRunner().invoke(main, [*args[:4], str(tmp_path / "run3"), *args[5:], "--mix", f"folder:{folder}=0.8"])
+    assert r.exit_code == 2 and "add up to 1 or more" in r.output

@@ -3,12 +3,39 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 from click.core import ParameterSource
 
 from codec.cli import MAX_SEED, Finite, friendly_errors, main
+
+
+class MixSource(click.ParamType):
+    """DATASET:ROOT=SHARE, e.g. photos:~/data/utkface=0.2."""
+
+    name = "DATASET:ROOT=SHARE"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[str, str, float]:
+        import math
+
+        if isinstance(value, tuple):
+            return value
+        dataset, colon, rest = str(value).partition(":")
+        root, eq, share = rest.rpartition("=")
+        if not colon or not eq or dataset not in ("celeba", "folder", "photos"):
+            self.fail(f"{value!r} is not DATASET:ROOT=SHARE with DATASET celeba, folder or photos", param, ctx)
+        try:
+            w = float(share)
+        except ValueError:
+            self.fail(f"the share {share!r} in {value!r} is not a number", param, ctx)
+        if not (math.isfinite(w) and 0 < w < 1):
+            self.fail(f"the share in {value!r} must lie between 0 and 1", param, ctx)
+        path = Path(root).expanduser()
+        if not path.is_dir():
+            self.fail(f"{root}: no such folder", param, ctx)
+        return dataset, str(path), w
 
 
 @main.command("train-generator")
@@ -21,6 +48,15 @@ from codec.cli import MAX_SEED, Finite, friendly_errors, main
     "files; folder: every image under --data-root, centre-cropped; photos: every photo under --data-root, "
     "its largest face found and framed as encode frames it (--framing-from), once, cached in the run folder; "
     "split by a hash of each path (train 90%, valid 5%, test 5%).",
+)
+@click.option(
+    "--mix",
+    "mix",
+    type=MixSource(),
+    multiple=True,
+    help="Another source of training images and its share of every batch, e.g. 'photos:~/data/utkface=0.2' "
+    "(celeba, folder or photos; repeat for more); --dataset gets the rest. A source smaller than its share "
+    "repeats its images.",
 )
 @click.option(
     "--framing-from",
@@ -181,11 +217,15 @@ def train_generator(no_progress: bool, **kwargs: Any) -> None:
     from codec.train import TrainConfig, train
 
     _check_objective_options(kwargs["objective"])
-    if kwargs["dataset"] != "photos" and click.get_current_context().get_parameter_source("framing_from") not in (
+    photos = kwargs["dataset"] == "photos" or any(d == "photos" for d, _, _ in kwargs["mix"])
+    if not photos and click.get_current_context().get_parameter_source("framing_from") not in (
         None,
         ParameterSource.DEFAULT,
     ):
-        raise click.UsageError("--framing-from applies to --dataset photos")
+        raise click.UsageError("--framing-from applies to --dataset photos (or a photos source in --mix)")
+    if sum(w for _, _, w in kwargs["mix"]) >= 1:
+        raise click.UsageError("--mix shares add up to 1 or more: --dataset must keep a share of the batches")
+    kwargs["mix"] = tuple(kwargs["mix"])
     if kwargs["dry_run"] and kwargs["steps"] is None and kwargs["epochs"] is None:
         kwargs["steps"] = 3
     result = train(TrainConfig(progress=not no_progress, **kwargs))
