@@ -81,7 +81,7 @@ class CodedContainer:
         if len(self.fingerprint) != FINGERPRINT_BYTES:
             raise ValueError(f"fingerprint must be {FINGERPRINT_BYTES} bytes")
         if not 1 <= self.level <= 255:
-            raise ValueError(f"quality level must be 1..255, got {self.level}")
+            raise ValueError(f"a level must be 1..255, got {self.level}")
         if len(self.payload) > MAX_PAYLOAD_V2:
             raise ValueError(f"payload must be at most {MAX_PAYLOAD_V2} bytes")
 
@@ -159,5 +159,5 @@ def _from_bytes_v2(data: bytes) -> CodedContainer:
     _, _, fp, level = _HEADER_V2.unpack_from(data)
     payload = data[_HEADER_V2.size : -2]  # at most MAX_PAYLOAD_V2: from_bytes refused longer files
     if level == 0:
-        raise ContainerError("quality level 0 does not exist (levels count from 1)")
+        raise ContainerError("level 0 does not exist (a model's levels count from 1)")
     return CodedContainer(fp, level, payload)

@@ -82,7 +82,7 @@ class DetailModel(RDModel):
     def pair(self, level: int) -> tuple[int, int]:
         """A level's (global level, detail level)."""
         if not 1 <= level <= len(self.pairs):
-            raise ValueError(f"quality {level} is out of range: this model has levels 1..{len(self.pairs)}")
+            raise ValueError(f"level {level} is out of range: this model has levels 1..{len(self.pairs)}")
         return self.pairs[level - 1]
 
     def global_step(self, level: int) -> float:

@@ -57,7 +57,7 @@ class RDModel(nn.Module):
 
     def step_of(self, level: int) -> float:
         if not 1 <= level <= len(self.steps):
-            raise ValueError(f"quality {level} is out of range: this model has levels 1..{len(self.steps)}")
+            raise ValueError(f"level {level} is out of range: this model has levels 1..{len(self.steps)}")
         return self.steps[level - 1]
 
     def level_steps(self, levels: Sequence[int], device: torch.device | str = "cpu") -> torch.Tensor:
