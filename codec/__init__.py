@@ -1,4 +1,4 @@
-"""percodec: a perceptual image codec built on GAN inversion.
+"""percodec: a perceptual face codec built on a shared generative decoder.
 
 import codec
 data = codec.encode("face.png")          # about a hundred bytes

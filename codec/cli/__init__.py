@@ -61,12 +61,13 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="percodec")
 def main() -> None:
-    """percodec: compress face images to about a hundred bytes by GAN inversion.
+    """percodec: a perceptual face codec, about a hundred bytes a face (up to ~1 KB).
 
     \b
-    A DCGAN generator shared by sender and receiver is the decoder: `encode` searches for
-    the latent vector whose generated image best matches yours and stores it in a tiny
-    .pgz file; `decode` regenerates the image from it.
+    A trained generator shared by sender and receiver is the decoder: `encode` finds the
+    face in a photo, frames it, maps it to latents with an encoder, refines them under a
+    perceptual loss and entropy-codes them into a small .pgz file; `decode` regenerates the
+    face. The GAN-only search of the original design stays as the reference method.
     """
 
 
