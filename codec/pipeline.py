@@ -115,6 +115,8 @@ def encode_iter(
     is searched); the calls add up to len(images). `finder` finds the faces: `align.detect`
     or a `codec.isolate.Detector` [a Detector where a batch is at stake, else in process].
     """
+    if isinstance(images, str | bytes | bytearray | Path | Image.Image):
+        raise TypeError(f"images must be a sequence of images, got one {type(images).__name__}: use encode() for one")
     o = options or EncodeOptions()
     device = pick_device(o.device, Shard.from_env().local_rank)  # under torchrun: this process's GPU
     backend = backends.for_model(str(o.model))
@@ -212,6 +214,8 @@ def describe(data: bytes) -> dict[str, object]:
 
 def decode_tensor(data: bytes, model: str | Path | None = None) -> torch.Tensor:
     """.pgz bytes -> uint8 tensor (C, H, W) at the model's size."""
+    if model is not None and not isinstance(model, str | Path):
+        raise TypeError(f"model must be a shipped name or a path, got {type(model).__name__}")
     c = container.from_bytes(data)
     g, name = zoo.model_for(c, model)
     return backends.for_file(c).decode(c, g, name)

@@ -119,6 +119,8 @@ def test_a_full_stdout_is_a_write_error_with_nothing_left_buffered(monkeypatch) 
         (lambda: codec.encode(SAMPLES / "astronaut.png", quality="5"), TypeError, "quality must be an integer"),
         (lambda: codec.encode(SAMPLES / "astronaut.png", loss="nope"), ValueError, "unknown loss"),
         (lambda: codec.encode(SAMPLES / "astronaut.png", device="tpu"), ValueError, "device must be"),
+        (lambda: codec.decode(b"", model=123), TypeError, "model must be a shipped name or a path"),
+        (lambda: codec.encode_batch(str(SAMPLES / "astronaut.png")), TypeError, "use encode() for one"),
     ],
 )
 def test_the_api_refuses_what_the_command_line_refuses_naming_the_argument(call, error, says) -> None:
