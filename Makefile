@@ -36,12 +36,12 @@ test-all: install ## Run every test, the slow ones too (CI runs test and test-al
 	$(TEST) -m "slow or not slow"
 
 lint: install ## ruff lint and format check
-	$(VENV)/bin/ruff check codec tests benchmarks
-	$(VENV)/bin/ruff format --check codec tests benchmarks
+	$(VENV)/bin/ruff check codec tests benchmarks scripts
+	$(VENV)/bin/ruff format --check codec tests benchmarks scripts
 
 format: install ## Apply ruff formatting and safe fixes
-	$(VENV)/bin/ruff check --fix codec tests benchmarks
-	$(VENV)/bin/ruff format codec tests benchmarks
+	$(VENV)/bin/ruff check --fix codec tests benchmarks scripts
+	$(VENV)/bin/ruff format codec tests benchmarks scripts
 
 fuzz: install ## Fuzz the container reader (100,000 inputs) and the model-file and ladder readers (20,000)
 	$(PY) tests/fuzz_container.py --iterations 100000

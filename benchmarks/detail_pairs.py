@@ -5,23 +5,18 @@
         models/celeba64-detail.safetensors runs/detail-fine/model.safetensors
 
 Sizes are ideal code lengths plus the header and PSNR is of the float32 decode, as
-scripts/ship_model.py measures when it picks a model's levels (its `_pair_table`), so a run's
-exported model and a shipped one compare before either is shipped.
+scripts/ship_model.py measures when it picks a model's levels (`codec.detailmodel.pair_table`),
+so a run's exported model and a shipped one compare before either is shipped.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from ship_model import _pair_table  # noqa: E402
-
-from codec.data import load_dataset  # noqa: E402
-from codec.detailmodel import every_pair, load_detail  # noqa: E402
+from codec.data import load_dataset
+from codec.detailmodel import every_pair, load_detail, pair_table
 
 SIZES = (180, 200, 230, 260, 300, 350, 400, 460, 520, 600, 700, 820, 950, 1024, 1100)
 
@@ -29,7 +24,7 @@ SIZES = (180, 200, 230, 260, 300, 350, 400, 460, 520, 600, 700, 820, 950, 1024, 
 def best_within(path: str, x: torch.Tensor) -> list[float]:
     m, _ = load_detail(path)
     m.pairs = every_pair(len(m.steps), m.detail.config.levels)
-    table = _pair_table(m, x).values()
+    table = pair_table(m, x).values()
     return [max((q for b, q in table if b <= size), default=float("nan")) for size in SIZES]
 
 

@@ -410,3 +410,23 @@ class _LazyCodes:
 
     def __len__(self) -> int:
         return len(self.search.levels)
+
+
+@torch.no_grad()
+def pair_table(m, x: torch.Tensor) -> dict[tuple[int, int], tuple[float, float]]:
+    """(global level, detail level) -> (mean bytes, mean PSNR) of the encoders' codes of
+    faces `x` at the ideal code length (header included), decoded in float32: what picking a
+    detail model's levels among its pairs (scripts/ship_model.py) and comparing detail models
+    (benchmarks/detail_pairs.py) measure."""
+    from codec.container import OVERHEAD_V2
+    from codec.images import float_to_uint8
+    from codec.metrics import psnr
+
+    out = {}
+    original = float_to_uint8(x)
+    z = m.encoder(x)
+    for lv, pair in enumerate(m.pairs, start=1):
+        s = _Search(m, x, [lv] * len(x), z)
+        rate, img = s._rate_and_image(s.z, s.y)
+        out[pair] = (OVERHEAD_V2 + rate.mean().item() / 8, psnr(float_to_uint8(img), original).mean().item())
+    return out

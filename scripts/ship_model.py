@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from codec.detailmodel import pair_table
 from codec.generator import fingerprint, load_generator, save_generator
 from codec.images import save_grid
 
@@ -244,7 +245,7 @@ def _pick_and_save(m, card: dict, level_bytes: list[float], data_root: str, out:
 
     valid = load_dataset("celeba", data_root, "valid", size=m.config.size, limit=500, progress=False).images
     x = torch.from_numpy(valid.copy()).float() / 127.5 - 1
-    table = _pair_table(m, x)
+    table = pair_table(m, x)
     chosen = []
     for target in level_bytes:
         fits = [(p, b, q) for p, (b, q) in table.items() if b <= target]
@@ -293,25 +294,6 @@ def _densify(m) -> None:
     m.detail = net.eval().requires_grad_(False)
     m.lambdas = tuple(weights_.item() for weights_ in torch.stack(weights).exp())
     m.pairs = tuple((gl, k) for gl in range(1, len(m.steps) + 1) for k in range(1, len(rows) + 1))
-
-
-@torch.no_grad()
-def _pair_table(m, x: torch.Tensor) -> dict[tuple[int, int], tuple[float, float]]:
-    """(global level, detail level) -> (mean bytes, mean PSNR) of the encoders' codes at the
-    ideal code length (header included), decoded in float32."""
-    from codec.container import OVERHEAD_V2
-    from codec.detailmodel import _Search
-    from codec.images import float_to_uint8
-    from codec.metrics import psnr
-
-    out = {}
-    original = float_to_uint8(x)
-    z = m.encoder(x)
-    for lv, pair in enumerate(m.pairs, start=1):
-        s = _Search(m, x, [lv] * len(x), z)
-        rate, img = s._rate_and_image(s.z, s.y)
-        out[pair] = (OVERHEAD_V2 + rate.mean().item() / 8, psnr(float_to_uint8(img), original).mean().item())
-    return out
 
 
 def _tunes_detail(card: dict) -> bool:

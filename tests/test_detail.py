@@ -356,3 +356,15 @@ def test_two_process_detail_training_ends_with_identical_networks(tmp_path, cont
     assert moved  # the ranks trained
     for k in r0:
         assert torch.allclose(r0[k], r1[k], atol=1e-6), k
+
+
+def test_the_pair_table_measures_every_pair_and_more_detail_costs_more(tmp_path) -> None:
+    from codec.container import OVERHEAD_V2
+    from codec.detailmodel import pair_table
+
+    m, _ = load_detail(_detail_file(tmp_path / "d.safetensors"))
+    table = pair_table(m, _faces(4))
+    assert list(table) == list(m.pairs)
+    for g in {g for g, _ in m.pairs}:
+        sizes = [table[(g, k)][0] for k in sorted(k for gg, k in m.pairs if gg == g)]
+        assert sizes == sorted(sizes) and sizes[0] > OVERHEAD_V2  # a higher detail level (gain) costs bytes
