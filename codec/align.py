@@ -113,7 +113,8 @@ def detect(img: Image.Image, thorough: bool = False) -> list[Face]:
 
 #: A HOG detection scoring under this, beside a larger face, must be confirmed by the CNN
 #: detector: the sample photo's mission patch scores 0.10 (its face 1.59); on 300 photos of
-#: CelebA identities in the wild, 5% of the faces alone in their photo score under 0.43.
+#: CelebA identities in the wild, 5% of the faces alone in their photo score under 0.43
+#: (`python benchmarks/detect_scores.py ~/data/celeba-wild --photos 300`), so no cut would do.
 CONFIRM_SCORE = 0.5
 #: Quarter turns (numpy's rot90, counter-clockwise) tried when no upright face is found.
 TURNS = (1, 3, 2)
