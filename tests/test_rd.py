@@ -380,3 +380,21 @@ def test_under_a_byte_budget_the_refinement_may_grow_a_file_up_to_it(tiny_rd_fil
     grown = refine(m, x, loss, 8, steps=30, budget_bits=room)
     assert (ideal_bits(grown) <= room + 1e-3).all() and (ideal_bits(grown) > ideal_bits(start) + 1e-3).any()
     assert (loss(m.decode_symbols(grown, [8] * 8), x) <= loss(m.decode_symbols(kept, [8] * 8), x) + 1e-6).all()
+
+
+def test_a_cap_on_a_model_with_coarser_added_levels_takes_the_finest_level_that_fits(tiny_rd_file, tmp_path) -> None:
+    """A single model's levels are numbered as they were added: a cap must not pick an added,
+    coarser level because its number is higher (celeba64 --max-bytes 112 coded level 11, 61 B)."""
+    from PIL import Image
+
+    from codec.rdmodel import add_levels
+
+    src = tmp_path / "x.png"
+    Image.fromarray(np.random.default_rng(4).integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(src)
+    model = tmp_path / "m.safetensors"
+    model.write_bytes(tiny_rd_file.read_bytes())
+    add_levels(model, [4.0])  # level 9: coarser than all eight
+    sizes = {q: encode_batch([src], EncodeOptions(model=model, quality=q, steps=0))[0].num_bytes for q in range(1, 10)}
+    cap = max(sizes.values())
+    (r,) = encode_batch([src], EncodeOptions(model=model, max_bytes=cap, steps=0))
+    assert r.level != 9 and r.num_bytes == max(b for q, b in sizes.items() if b <= cap)

@@ -17,7 +17,7 @@ from codec.defaults import DEFAULT_MAX_BYTES, RD_LOSS, RD_STEPS
 from codec.entropy import CodingError
 from codec.generator import Generator
 from codec.images import float_to_uint8
-from codec.ladder import Ladder, Rung, ladder_for, shipped_ladders
+from codec.ladder import Ladder, Rung, ladder_file, ladder_for, shipped_ladders
 from codec.metrics import psnr, ssim
 from codec.rdmodel import RDModel
 
@@ -56,6 +56,10 @@ class RateDistortion:
         loss_fn = search_loss(loss, base.config.nc, o.loss_params, ladder.rungs[0].model, device)
         steps = RD_STEPS if o.steps is None else o.steps
         candidates, max_bytes = _rate_setting(o, ladder)
+        if o.quality is None and ladder_file(o.model) is None and type(base) is RDModel:
+            # a model's own levels are numbered as they were added, not by size (celeba64's
+            # 9-11 are coarser than its 1-8): its cap search tries the finest step first
+            candidates.sort(key=lambda q: base.step_of(ladder.rung(q).level))
 
         def code(x: torch.Tensor, first: int) -> list[EncodeResult]:
             x = x.to(device)
