@@ -281,7 +281,7 @@ def load_dataset(
             repr((dataset, str(Path(root).resolve()), split, size, nc, crop, [f.name for f in files])).encode()
         ).hexdigest()[:16]
         cache = Path(cache_dir) / f"{dataset}-{split}-{size}-{key}.npz"
-        cached = _read_cache(cache, on_skip)
+        cached = read_cache(cache, on_skip)
         if cached is not None:
             return cached
     s = prepare_files(files, nc, size, crop, progress=progress, on_skip=on_skip)
@@ -320,8 +320,11 @@ def _load_photos(
     return ImageSet(images, names, skipped)
 
 
-def _read_cache(cache: Path, on_skip: Callable[[str], None] | None) -> ImageSet | None:
-    """A cached split, or None when there is none or it is damaged (then made again)."""
+def read_cache(
+    cache: Path, on_skip: Callable[[str], None] | None, skipped_are: str = "unreadable image(s)"
+) -> ImageSet | None:
+    """A cached split (or part of one, codec.photos), or None when there is none or it is
+    damaged (then made again); `on_skip` hears how many `skipped_are` it left out."""
     if cache.exists() and not cache.is_file():
         raise DataError(f"{cache}: not a regular file (a folder, device or pipe) where the data cache goes")
     if not cache.is_file():
@@ -336,7 +339,7 @@ def _read_cache(cache: Path, on_skip: Callable[[str], None] | None) -> ImageSet 
         print(f"percodec: {cache}: damaged data cache (shapes): made again", file=sys.stderr)
         return None
     if s.skipped and on_skip is not None:
-        on_skip(f"{s.skipped} unreadable image(s) left out when {cache.name} was made")
+        on_skip(f"{s.skipped} {skipped_are} left out when {cache.name} was made")
     return s
 
 

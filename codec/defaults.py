@@ -47,12 +47,22 @@ MAX_FACE = 1000
 MAX_SIDE = 8192
 
 
+def is_int(v: object, lo: float = -math.inf, hi: float = math.inf) -> bool:
+    """An int (not a bool: True is no count) in lo..hi."""
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def is_number(v: object, lo: float = -math.inf, hi: float = math.inf) -> bool:
+    """A real number (not a bool), finite, in lo..hi."""
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and lo <= v <= hi
+
+
 def check_int(name: str, value: object, lo: int, hi: int, optional: bool = False) -> None:
     """`value` is an int (not a bool) in lo..hi, or None when optional; else TypeError or
     ValueError naming `name`."""
     if value is None and optional:
         return
-    if not isinstance(value, int) or isinstance(value, bool):
+    if not is_int(value):
         kind = "an integer" + (" or None" if optional else "")
         raise TypeError(f"{name} must be {kind}, got {type(value).__name__} {value!r}")
     if not lo <= value <= hi:
@@ -66,7 +76,7 @@ def check_float(name: str, value: object, lo: float, hi: float, lo_open: bool = 
         return
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    if not math.isfinite(value) or value < lo or value > hi or (lo_open and value == lo):
+    if not is_number(value, lo, hi) or (lo_open and value == lo):
         raise ValueError(f"{name} must be a finite number in {'(' if lo_open else '['}{lo:g}, {hi:g}], got {value!r}")
 
 

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from codec.defaults import is_int
 from codec.entropy import LevelTables, integer_pmf_table
 from codec.generator import Generator
 
@@ -59,7 +60,7 @@ class DetailConfig:
     def __post_init__(self) -> None:
         for name in ("channels", "width", "levels", "context_width"):
             v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < (0 if name == "context_width" else 1):
+            if not is_int(v, 0 if name == "context_width" else 1):
                 raise ValueError(f"{name} must be a {'non-negative' if name == 'context_width' else 'positive'} "
                                  f"integer, got {v!r}")  # fmt: skip
 

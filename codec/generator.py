@@ -25,6 +25,7 @@ from safetensors import safe_open
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
+from codec.defaults import is_int, is_number
 from codec.errors import ModelError
 from codec.fileio import write_bytes
 
@@ -49,16 +50,14 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         for name in ("nz", "ngf", "ndf", "nc", "size"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool):
-                raise ValueError(f"{name} must be an integer, got {v!r}")
+            if not is_int(getattr(self, name)):
+                raise ValueError(f"{name} must be an integer, got {getattr(self, name)!r}")
         if self.size < 8 or self.size & (self.size - 1):
             raise ValueError(f"size must be a power of two >= 8, got {self.size}")
         if min(self.nz, self.ngf, self.ndf) < 1 or self.nc not in (1, 3):
             raise ValueError(f"invalid model config {self}")
-        crop = self.crop
-        if not isinstance(crop, int | float) or isinstance(crop, bool) or not 0 < crop <= 1:
-            raise ValueError(f"crop must be a number in (0, 1], got {crop!r}")
+        if not is_number(self.crop, 0, 1) or self.crop == 0:
+            raise ValueError(f"crop must be a number in (0, 1], got {self.crop!r}")
 
     @property
     def n_up(self) -> int:

@@ -11,7 +11,6 @@ do not fit its config is refused in one line naming the file and what is wrong, 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,6 +18,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from codec.defaults import is_int, is_number  # noqa: F401 - the metadata checks' predicates, re-exported
 from codec.errors import ModelError
 
 #: Most quality levels a model may have: a file's header holds its level in one byte.
@@ -60,15 +60,6 @@ def field(
 
 def _short(text: str) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
-
-
-def is_number(v: Any, lo: float = -math.inf, hi: float = math.inf) -> bool:
-    """A real number (not a bool), finite, in lo..hi."""
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and lo <= v <= hi
-
-
-def is_int(v: Any, lo: int, hi: int) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
 
 
 def steps_field(path: str | Path, meta: dict[str, str]) -> tuple[float, ...]:

@@ -19,9 +19,7 @@ model, so a held-out photo is never trained on.
 from __future__ import annotations
 
 import hashlib
-import io
 import queue
-import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,6 +32,7 @@ from codec.errors import DataError, ImageError
 
 if TYPE_CHECKING:
     from codec.align import Face
+    from codec.data import ImageSet
 
 #: Photos per cached part (a few minutes of finding on one core).
 PART = 512
@@ -118,26 +117,23 @@ def prepare_photos(
     """(crops uint8 (N, 3, size, size), their file names, photos skipped), made in parts of
     PART photos by `workers` face finders; each part cached under `cache` as it is done
     (and read back from there), so an interrupted preparation resumes where it stopped."""
+    from codec.data import read_cache, save_npz
     from codec.isolate import Detector
 
     parts = [files[i : i + PART] for i in range(0, len(files), PART)]
-    crops, names, skipped = [], [], 0
+    done: list[ImageSet] = []
     detectors = [Detector() for _ in range(max(1, workers))]
     bar = _bar(len(files), progress)
     try:
         with ThreadPoolExecutor(len(detectors)) as pool:
             for part in parts:
                 path = cache / f"part-{_key([str(p) for p in part])}.npz" if cache is not None else None
-                got = _read_part(path) if path is not None else None
+                got = read_cache(path, on_skip, "photo(s) without a face") if path is not None else None
                 if got is None:
                     got = _make_part(part, framing, size, pool, detectors, on_skip)
                     if path is not None:
-                        _write_part(path, *got)
-                elif got[2] and on_skip is not None:
-                    on_skip(f"{got[2]} photo(s) without a face left out when {path.name} was made")
-                crops.append(got[0])
-                names += got[1]
-                skipped += got[2]
+                        save_npz(path, images=got.images, names=np.array(got.names), skipped=got.skipped)
+                done.append(got)
                 if bar is not None:
                     bar.update(len(part))
     finally:
@@ -145,8 +141,8 @@ def prepare_photos(
             d.close()
         if bar is not None:
             bar.close()
-    images = np.concatenate(crops) if crops else np.zeros((0, 3, size, size), np.uint8)
-    return images, names, skipped
+    images = np.concatenate([s.images for s in done]) if done else np.zeros((0, 3, size, size), np.uint8)
+    return images, [n for s in done for n in s.names], sum(s.skipped for s in done)
 
 
 def _make_part(
@@ -156,7 +152,9 @@ def _make_part(
     pool: ThreadPoolExecutor,
     detectors: list,
     on_skip: Callable[[str], None] | None,
-) -> tuple[np.ndarray, list[str], int]:
+) -> ImageSet:
+    from codec.data import ImageSet
+
     free: queue.Queue = queue.Queue()
     for d in detectors:
         free.put(d)
@@ -179,31 +177,11 @@ def _make_part(
         kept.append(r)
         names.append(p.name)
     arr = np.stack(kept) if kept else np.zeros((0, 3, size, size), np.uint8)
-    return arr, names, len(part) - len(kept)
+    return ImageSet(arr, names, len(part) - len(kept))
 
 
 def _key(items: list[str]) -> str:
     return hashlib.sha256("\n".join(items).encode()).hexdigest()[:16]
-
-
-def _read_part(path: Path) -> tuple[np.ndarray, list[str], int] | None:
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path) as z:
-            return z["images"], [str(n) for n in z["names"]], int(z["skipped"])
-    except Exception as exc:  # noqa: BLE001 - a damaged part is made again
-        print(f"percodec: {path}: damaged cache part ({type(exc).__name__}): made again", file=sys.stderr)
-        return None
-
-
-def _write_part(path: Path, images: np.ndarray, names: list[str], skipped: int) -> None:
-    from codec.fileio import write_bytes
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    np.savez(buf, images=images, names=np.array(names), skipped=skipped)
-    write_bytes(path, buf.getvalue(), force=True)
 
 
 def _bar(total: int, enabled: bool):

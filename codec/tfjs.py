@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from codec.errors import ModelError
 
 _DTYPES = {"float32": np.float32, "int32": np.int32}
+#: How weights may lie in the shards: as their dtype, or as float16 widened when read.
+_STORED = {**_DTYPES, "float16": np.float16}
 
 
 def _text(attr: dict, key: str, default: str = "") -> str:
@@ -147,9 +149,9 @@ class GraphModel(torch.nn.Module):
             at = 0
             for w in group["weights"]:
                 stored = w.get("quantization", {}).get("dtype", w["dtype"])  # float16 shards: read, then widened
-                if stored not in ("float32", "int32", "float16"):
+                if stored not in _STORED:
                     raise ModelError(f"{folder}: weights stored as {stored} ({w['name']}) are not supported")
-                dtype = np.dtype({"float16": np.float16, **_DTYPES}[stored]).newbyteorder("<")
+                dtype = np.dtype(_STORED[stored]).newbyteorder("<")
                 n = int(np.prod(w["shape"])) if w["shape"] else 1
                 value = np.frombuffer(data, dtype, n, at).reshape(w["shape"])
                 out[w["name"]] = value.astype(_DTYPES[w["dtype"]])

@@ -397,6 +397,11 @@ class _Run:
     def n(self) -> int:
         return len(self.images)
 
+    @property
+    def per_epoch(self) -> int:
+        """Images an epoch draws: every image once, or --mix's draws."""
+        return self.n if self.drawn is None else len(self.drawn)
+
 
 def train(cfg: TrainConfig) -> TrainResult:
     """Train (or resume) a model per `cfg` with its objective (gan or rd); returns this
@@ -684,8 +689,7 @@ def _checkpoint(cfg: TrainConfig, run: _Run, proc: _Process, out: Path, elapsed:
 
 def _loop(cfg: TrainConfig, run: _Run, proc: _Process, out: Path) -> float:
     """Train from run.step to run.total_steps (or a stop request); this invocation's seconds."""
-    stream = SampleStream(run.n if run.drawn is None else len(run.drawn), cfg.batch_size, cfg.seed, proc.rank,
-                          proc.world, run.drawn)  # fmt: skip
+    stream = SampleStream(run.per_epoch, cfg.batch_size, cfg.seed, proc.rank, proc.world, run.drawn)
     start_step, t0 = run.step, time.perf_counter()
     bar = None
     if proc.main and cfg.progress:

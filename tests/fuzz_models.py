@@ -53,25 +53,16 @@ def seed_files(folder: Path) -> dict[str, Path]:
 
 def _mutate_json(value: object, rng: random.Random) -> object:
     """`value` with one element somewhere replaced, dropped or added."""
-    if isinstance(value, dict) and value and rng.random() < 0.7:
-        key = rng.choice(list(value))
-        out = dict(value)
+    if isinstance(value, dict | list) and value and rng.random() < 0.7:
+        out = dict(value) if isinstance(value, dict) else list(value)
+        key = rng.choice(list(out)) if isinstance(out, dict) else rng.randrange(len(out))
         op = rng.randrange(3)
         if op == 0:
             del out[key]
         elif op == 1:
             out[key] = _mutate_json(out[key], rng)
-        else:
+        elif isinstance(out, dict):
             out[rng.choice(["extra", "size", "nz", "levels"])] = rng.choice(ODD_VALUES)
-        return out
-    if isinstance(value, list) and value and rng.random() < 0.7:
-        out = list(value)
-        i = rng.randrange(len(out))
-        op = rng.randrange(3)
-        if op == 0:
-            del out[i]
-        elif op == 1:
-            out[i] = _mutate_json(out[i], rng)
         else:
             out.append(rng.choice(ODD_VALUES))
         return out

@@ -110,7 +110,7 @@ def decode(
                 rows.append(Row(src, error=str(exc)))
                 if isinstance(exc, WriteError):
                     raise
-                named = str(exc) if str(exc).startswith((src, "stdin")) else f"{src}: {exc}"
+                named = _naming(src, exc)
                 if not keep_going:
                     raise type(exc)(named) from None
                 click.echo(f"percodec: skipped: {named}", err=True)
@@ -121,6 +121,11 @@ def decode(
                 click.echo(f"{src} -> {dst}", err=True)
     run = BatchFlags(force, keep_going, report, quiet)
     finish_batch(sharing, rows, sources, run, "decoded", 0, time.perf_counter() - t0, show=len(sources) > 1)
+
+
+def _naming(src: str, exc: Exception) -> str:
+    """The error's message naming its input once (read errors name the file, or stdin, already)."""
+    return str(exc) if str(exc).startswith((src, "stdin")) else f"{src}: {exc}"
 
 
 def _decode_one(src: str, dst: str, outputs: Any, model: str | None, wh: tuple[int, int] | None, fmt: str) -> Any:
@@ -180,8 +185,7 @@ def info(inputs: tuple[str, ...], as_json: bool) -> None:
         except PercodecError as exc:
             failed += 1
             blocks.append({"file": src, "error": str(exc)})
-            named = str(exc).startswith((src, "stdin"))  # read errors name the file already
-            click.echo(f"percodec: error: {exc if named else f'{src}: {exc}'}", err=True)
+            click.echo(f"percodec: error: {_naming(src, exc)}", err=True)
     if as_json:
         click.echo(json.dumps(blocks, indent=1))
     else:

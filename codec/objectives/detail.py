@@ -24,6 +24,7 @@ while a fine-tune with the term at every level lost PSNR at the top.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -244,17 +245,14 @@ class _Coded(nn.Module):
     ) -> tuple[torch.Tensor | None, torch.Tensor]:
         """(decoded image or None, bits per image); noise None: the rate of the rounded latent."""
         net = self.net
-        gain = net.gains(k)
-        if self.rate_only:
-            gain = gain.detach()
-            with torch.no_grad():
-                y = net.analysis(torch.cat([x, base], 1)) * gain
-            mu, sigma = net.predict(f, gain)
-            return None, bits(y + noise if noise is not None else round_around(y, mu), mu, sigma)
-        y = net.analysis(torch.cat([x, base], 1)) * gain
+        gain = net.gains(k).detach() if self.rate_only else net.gains(k)
+        with torch.no_grad() if self.rate_only else contextlib.nullcontext():
+            y = net.analysis(torch.cat([x, base], 1)) * gain
         mu, sigma = net.predict(f, gain)
         y_hat = round_around(y, mu)
         rate = bits(y + noise if noise is not None else y_hat, mu, sigma)
+        if self.rate_only:
+            return None, rate
         return render(self._generator[0], f, net.additions(y_hat / gain)), rate
 
 
