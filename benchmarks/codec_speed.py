@@ -28,12 +28,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from codec.data import load_dataset  # noqa: E402
+from codec.family import CodingModel  # noqa: E402
 from codec.images import float_to_uint8, uint8_to_float, uint8_to_pil  # noqa: E402
 from codec.inversion import SearchConfig, invert  # noqa: E402
 from codec.losses import make_loss  # noqa: E402
 from codec.metrics import psnr, ssim  # noqa: E402
 from codec.pipeline import DEFAULT_BITS, DEFAULT_LOSS, RD_LOSS, EncodeOptions, decode_tensor, encode_batch, load_model  # noqa: E402
-from codec.rdmodel import RDModel  # noqa: E402
 
 ROUNDS = 3  # timed repeats per figure; the median is reported
 
@@ -56,10 +56,10 @@ def main() -> None:
     pils = [uint8_to_pil(torch.from_numpy(im)) for im in data.images]
     dev = torch.device(args.device)
     g, _ = load_model(args.model, dev)
-    args.loss = args.loss or (RD_LOSS if isinstance(g, RDModel) else DEFAULT_LOSS)
+    args.loss = args.loss or (RD_LOSS if isinstance(g, CodingModel) else DEFAULT_LOSS)
     threads = torch.get_num_threads()
     print(f"model {args.model}, loss {args.loss}, device {dev} ({threads} threads), CelebA valid images")
-    if isinstance(g, RDModel):
+    if isinstance(g, CodingModel):
         rd_speed(args, pils, skip)
         return
 

@@ -39,8 +39,8 @@ def main() -> None:
     ap.add_argument("--max-bytes", type=int, default=112, help="the cap of the whole-encode row")
     args = ap.parse_args()
     from codec.data import load_dataset
+    from codec.family import level_count
     from codec.generator import resolve_model
-    from codec.rdmodel import level_count
 
     s = load_dataset("celeba", args.data_root, args.split, size=64, limit=args.images, cache_dir="runs/cache")
     faces = [Image.fromarray(f.transpose(1, 2, 0)) for f in s.images]

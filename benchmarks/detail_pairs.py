@@ -5,7 +5,7 @@
         models/celeba64-detail.safetensors runs/detail-fine/model.safetensors
 
 Sizes are ideal code lengths plus the header and PSNR is of the float32 decode, as
-scripts/ship_model.py measures when it picks a model's levels (`codec.detailmodel.pair_table`),
+`percodec ship` measures when it picks a model's levels (`codec.detailmodel.pair_table`),
 so a run's exported model and a shipped one compare before either is shipped.
 """
 
@@ -23,7 +23,7 @@ SIZES = (180, 200, 230, 260, 300, 350, 400, 460, 520, 600, 700, 820, 950, 1024, 
 
 def best_within(path: str, x: torch.Tensor) -> list[float]:
     m, _ = load_detail(path)
-    m.pairs = every_pair(len(m.steps), m.detail.config.levels)
+    m.pairs = every_pair(m.base.level_count, m.detail.config.levels)
     table = pair_table(m, x).values()
     return [max((q for b, q in table if b <= size), default=float("nan")) for size in SIZES]
 

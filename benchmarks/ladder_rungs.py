@@ -33,10 +33,10 @@ import numpy as np
 import torch
 
 from codec.data import load_dataset
+from codec.family import level_count
 from codec.generator import resolve_model
 from codec.images import uint8_to_pil
 from codec.pipeline import EncodeOptions, encode_batch, load_model
-from codec.rdmodel import level_count
 
 
 def measure(models: list[str], images: list, store: Path | None = None, batch: int = 50) -> list[dict]:

@@ -30,9 +30,9 @@ import torch
 from codec import baselines as B
 from codec import metrics, verify
 from codec.errors import WriteError
+from codec.family import CodingModel
 from codec.losses import LOSSES
 from codec.losses.watson import WatsonDistance
-from codec.rdmodel import RDModel
 from codec.shard import Shard
 
 METRICS = ("bytes", "bpp", "ratio", "psnr", "mse", "ssim", "ms_ssim", "watson_dft", "same_person", "enc_ms", "dec_ms")
@@ -283,7 +283,7 @@ def check(cfg: BenchConfig) -> None:
             raise ValueError(f"--dataset {cfg.dataset} has no splits (every image is used): drop --split {cfg.split}")
     elif cfg.split not in SPLITS:
         raise ValueError(f"unknown split {cfg.split!r}: choose one of {', '.join(SPLITS)}")
-    if cfg.reference and isinstance(load_model(cfg.reference)[0], RDModel):
+    if cfg.reference and isinstance(load_model(cfg.reference)[0], CodingModel):
         raise ValueError(f"--reference-model {cfg.reference} must be a GAN-only model")
     if cfg.dataset in ("celeba", "mnist"):  # a dataset of fixed channels: the model must code as many
         from codec.data import DEFAULTS

@@ -87,8 +87,8 @@ class DetailNet(nn.Module):
     def __init__(self, config: DetailConfig, g: Generator) -> None:
         super().__init__()
         c, w, nc = config.channels, config.width, g.config.nc
-        f_ch = g.main[-5].in_channels  # channels of G's features at side/4
-        h_ch = g.main[-2].in_channels  # ... and at side/2
+        f_ch = g.channels_at(join_side(g))  # channels of G's features where the detail joins
+        h_ch = g.channels_at(2 * join_side(g))  # ... and at twice that side
         self.config = config
         self.analysis = nn.Sequential(
             _conv(2 * nc, w, 5, 2), nn.GELU(), _conv(w, w, 5, 2), nn.GELU(), _conv(w, w), nn.GELU(), _conv(w, c)
@@ -130,20 +130,21 @@ class DetailNet(nn.Module):
         return self.to16(a), self.to32(u32), self.to64(self.up64(u32))
 
 
+def join_side(g: Generator) -> int:
+    """The side of G's features where the detail joins: a quarter of the image's."""
+    return g.config.size // 4
+
+
 def features(g: Generator, z: torch.Tensor) -> torch.Tensor:
     """G's feature maps at side/4 (after their ReLU), where the detail joins."""
-    b, seed = z.shape[0], g.main[0]
-    x = (z.reshape(b, -1) @ seed.weight.flatten(1)).view(b, seed.out_channels, 4, 4)
-    for layer in list(g.main)[1:-5]:
-        x = layer(x)
-    return x
+    return g.features(z, join_side(g))
 
 
 def float64_generator(g: Generator) -> Generator:
     """A float64 CPU copy of G for the side information every decoder computes, its
     transposed convolutions up to side/4 done as matrix products (`MatmulTransposed`)."""
     g = copy.deepcopy(g).double().cpu().eval()
-    for i in range(1, len(g.main) - 5):
+    for i in range(1, g.end_of(join_side(g))):
         if isinstance(g.main[i], nn.ConvTranspose2d):
             g.main[i] = MatmulTransposed(g.main[i])
     return g
@@ -169,11 +170,11 @@ class MatmulTransposed(nn.Module):
 
 
 def render(g: Generator, f: torch.Tensor, add: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
-    """The image G draws from features f, with the detail's additions (None: G's own)."""
-    conv16, bn, relu, conv32, tanh = list(g.main)[-5:]
-    a16, a32, a64 = add if add is not None else (0, 0, 0)
-    h = relu(bn(conv16(f + a16))) + a32
-    return tanh(conv32(h) + a64)
+    """The image G draws from features f at side/4, with the detail's additions at side/4,
+    side/2 and before the tanh (`DetailNet.additions`; None: G's own image)."""
+    if add is None:
+        return g.draw(f, join_side(g))
+    return g.draw(f, join_side(g), add[:2], add[2])
 
 
 def likelihood(y: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:

@@ -1,10 +1,11 @@
 """An RD model with a detail latent: the file, its levels and its exact coding.
 
-A detail model is an `RDModel` (encoder, prior, generator, the global latent's levels and
-tables, all as in the model it was trained on) plus a `DetailNet` (codec.detail) and the
-integer tables of the detail's table scales. Its quality levels are pairs: level n codes
-the global latent at global step `steps[g - 1]` and the detail at gain `k`, for
-`(g, k) = pairs[n - 1]`.
+A detail model holds an `RDModel` (`base`: encoder, prior, generator and the global levels'
+tables, as in the model it was trained on, with the global levels it uses), a `DetailNet`
+(codec.detail) and the integer tables of the detail's table scales. Its quality levels are
+pairs: level n codes the global latent at the base's level g and the detail at gain k, for
+`(g, k) = pairs[n - 1]`. Its file holds the base's tensors under their names in an RD
+model file, the detail network's under `detail.`, and the scale tables under `scales.`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from codec import rdmodel
 from codec.container import OVERHEAD_V2
 from codec.detail import (
     DetailConfig,
@@ -33,9 +35,9 @@ from codec.detail import (
     scale_index,
 )
 from codec.entropy import CodingError, LevelTables, finish, new_coder, open_payload
-from codec.generator import Generator, ModelConfig, read_metadata, read_model_file, write_model_file
-from codec.inversion import Adam
-from codec.rdmodel import RDModel, _read_tables
+from codec.generator import Generator, ModelConfig, read_model_file, write_model_file
+from codec.inversion import refine_within_rate
+from codec.rdmodel import RDModel
 
 KIND = "rd-detail"
 #: Adam's step on the global latent (the detail's: 4x). On 16 CelebA valid faces at the
@@ -60,24 +62,32 @@ class DetailCode:
     features: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
 
-class DetailModel(RDModel):
-    """The global RD model's parts, a detail network, and (global level, detail level) pairs."""
+class DetailModel(torch.nn.Module):
+    """A global RD model (`base`), a detail network, and (global level, detail level) pairs."""
 
     def __init__(
-        self,
-        config: ModelConfig,
-        steps: tuple[float, ...],
-        detail: DetailConfig,
-        pairs: tuple[tuple[int, int], ...],
-        lambdas: tuple[float, ...] = (),
+        self, base: RDModel, detail: DetailNet, pairs: tuple[tuple[int, int], ...], lambdas: tuple[float, ...] = ()
     ) -> None:
-        super().__init__(config, steps)
-        self.detail = DetailNet(detail, self.generator)
+        super().__init__()
+        self.base = base
+        self.detail = detail
         self.pairs = tuple(tuple(p) for p in pairs)
         self.lambdas = tuple(lambdas)  # the rate weight each detail level was trained at
         self.scale_tables: LevelTables | None = None
         object.__setattr__(self, "_exact", None)  # float64 copies (not a submodule)
         object.__setattr__(self, "_drawing", None)  # channels-last copies for `image`
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.base.config
+
+    @property
+    def level_count(self) -> int:
+        return len(self.pairs)
+
+    def byte_order(self) -> list[int]:
+        """Its levels from the fewest bytes to the most: as numbered (picked so when shipped)."""
+        return list(range(1, len(self.pairs) + 1))
 
     def pair(self, level: int) -> tuple[int, int]:
         """A level's (global level, detail level)."""
@@ -86,19 +96,19 @@ class DetailModel(RDModel):
         return self.pairs[level - 1]
 
     def global_step(self, level: int) -> float:
-        return self.step_of(self.pair(level)[0])
+        return self.base.step_of(self.pair(level)[0])
 
     def global_table(self, level: int) -> LevelTables:
-        return self.tables[self.pair(level)[0]]
+        return self.base.tables[self.pair(level)[0]]
 
     # --- exact side information: what encoder and decoder must agree on ---------------------
 
     def _float64(self) -> tuple[Generator, torch.nn.Module, torch.Tensor, torch.Tensor]:
         if self._exact is None:
-            g = float64_generator(self.generator)
+            g = float64_generator(self.base.generator)
             ctx = copy.deepcopy(self.detail.context).double().cpu().eval()
             gains = self.detail.log_gain.detach().double().cpu().exp()
-            object.__setattr__(self, "_exact", (g, ctx, gains, self.prior.centre.detach().double().cpu()))
+            object.__setattr__(self, "_exact", (g, ctx, gains, self.base.prior.centre.detach().double().cpu()))
         return self._exact
 
     def side_info(self, global_: np.ndarray, level: int) -> tuple[np.ndarray, np.ndarray]:
@@ -153,7 +163,7 @@ class DetailModel(RDModel):
         # against 2.7 for one image).
         if self._drawing is None:
             cl = torch.channels_last
-            g, d = (copy.deepcopy(m).eval().to(memory_format=cl) for m in (self.generator, self.detail))
+            g, d = (copy.deepcopy(m).eval().to(memory_format=cl) for m in (self.base.generator, self.detail))
             object.__setattr__(self, "_drawing", (g, d))
         return self._drawing
 
@@ -162,11 +172,11 @@ class DetailModel(RDModel):
         """The decoded image (1, C, H, W) in [-1, 1]: what `decode` shows and what the
         encoder reports, so both call this, one image at a time."""
         g, k = self.pair(level)
-        dev, (gen, det) = self.prior.centre.device, self._drawers()
+        dev, (gen, det) = self.base.prior.centre.device, self._drawers()
         if code.features is not None:
             f = code.features.to(dev, torch.float32)
         else:
-            z = self.prior.dequantize(torch.from_numpy(code.global_)[None].to(dev), self.step_of(g))
+            z = self.base.prior.dequantize(torch.from_numpy(code.global_)[None].to(dev), self.base.step_of(g))
             f = features(gen, z)
         gain = det.gains(torch.tensor([k], device=dev))
         y = torch.from_numpy(code.mean + code.detail).float()[None].to(dev) / gain
@@ -174,7 +184,7 @@ class DetailModel(RDModel):
         return render(gen, f.contiguous(memory_format=cl), det.additions(y.contiguous(memory_format=cl))).contiguous()
 
     def build_tables(self) -> None:
-        super().build_tables()
+        self.base.build_tables()
         self.scale_tables = build_scale_tables()
 
     # --- encode-time search over both latents -----------------------------------------------
@@ -208,17 +218,22 @@ class DetailModel(RDModel):
         image's global latent alone fits `cap`, that is the estimate, and no detail is run."""
         if "y" not in cache:
             with torch.no_grad():
-                cache["y"] = self.encoder(x)
+                cache["y"] = self.base.encoder(x)
         table = self.global_table(level)
-        alone = OVERHEAD_V2 + table.bits(table.clamp(self.prior.quantize(cache["y"], table.step)).cpu()).numpy() / 8
+        sym = table.clamp(self.base.prior.quantize(cache["y"], table.step)).cpu()
+        alone = OVERHEAD_V2 + table.bits(sym).numpy() / 8
         if alone.min() > cap:
             return [], alone
         s = _Search(self, x, [level] * len(x), cache["y"])
         return _LazyCodes(s), OVERHEAD_V2 + s.start_bits().numpy() / 8 * 0.97
 
-    def fingerprint(self, levels: int | None = None) -> bytes:
+    def fingerprints(self) -> list[bytes]:
+        """Every fingerprint this model answers to: its own (levels are never added to one)."""
+        return [self.fingerprint()]
+
+    def fingerprint(self) -> bytes:
         """8 bytes over the global model's fingerprint, the detail weights, pairs and tables."""
-        h = hashlib.sha256(super().fingerprint())
+        h = hashlib.sha256(self.base.fingerprint())
         h.update(json.dumps(self.pairs).encode())
         for name, t in sorted(self.detail.state_dict().items()):
             h.update(name.encode())
@@ -249,76 +264,51 @@ def save_detail(
     (default: all), `net`, and the level pairs (default: every global level with every
     detail level). Atomic."""
     global_levels = global_levels or tuple(range(1, len(base.steps) + 1))
-    steps = tuple(base.step_of(g) for g in global_levels)
-    k = net.config.levels
-    pairs = pairs or every_pair(len(steps), k)
-    model = DetailModel(base.config, steps, net.config, pairs, lambdas)
-    model.encoder.load_state_dict(base.encoder.state_dict())
-    model.prior.load_state_dict(base.prior.state_dict())
-    model.generator.load_state_dict(base.generator.state_dict())
-    model.detail.load_state_dict(net.state_dict())
+    rd = RDModel(base.config, tuple(base.step_of(g) for g in global_levels))
+    rd.load_state_dict(base.state_dict())
+    model = DetailModel(rd, net, pairs or every_pair(len(global_levels), net.config.levels), lambdas)
     model.build_tables()
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if "num_batches" not in k}
-    if half:
-        state = {k: v.half() if v.is_floating_point() and not k.startswith("prior.") else v for k, v in state.items()}
-    for lv, t in model.tables.items():
-        state.update({f"tables.{lv}.{k}": torch.from_numpy(a) for k, a in t.packed().items()})
+    state = {**rdmodel.file_state(rd, half), **rdmodel.half_state(model.detail, half, "detail.")}
     state.update({f"scales.{k}": torch.from_numpy(a) for k, a in model.scale_tables.packed().items()})
     meta = {
         "percodec_model": KIND,
-        "config": model.config.to_json(),
+        **rdmodel.file_meta(rd),
         "detail_config": json.dumps(net.config.to_dict()),
-        "steps": json.dumps(steps),
-        "pairs": json.dumps(pairs),
+        "pairs": json.dumps(model.pairs),
         "lambdas": json.dumps(model.lambdas),
         "card": json.dumps(card or {}, sort_keys=True),
     }
     write_model_file(path, state, meta)
 
 
-def is_detail_file(path: str | Path) -> bool:
-    """Whether a safetensors file holds a detail model."""
-    from codec.errors import ModelError
+def level_count(path: str | Path, meta: dict[str, str]) -> int:
+    """How many quality levels a detail model file has, from its metadata alone."""
+    from codec.modelfile import MAX_LEVELS, field
 
-    try:
-        return read_metadata(path).get("percodec_model") == KIND
-    except ModelError:
-        return False
+    return len(field(path, meta, "pairs", lambda v: isinstance(v, list) and len(v) <= MAX_LEVELS,
+                     f"a list of at most {MAX_LEVELS} level pairs"))  # fmt: skip
 
 
 def load_detail(path: str | Path, device: str | torch.device = "cpu") -> tuple[DetailModel, dict[str, str]]:
     """Load a detail model (eval mode, frozen) with its tables and card."""
     from codec.errors import ModelError
-    from codec.modelfile import (
-        MAX_LEVELS,
-        build_checked,
-        card_field,
-        config_field,
-        field,
-        is_int,
-        is_number,
-        steps_field,
-    )
+    from codec.modelfile import MAX_LEVELS, build_checked, card_field, config_field, field, is_int, is_number
 
     path = Path(path)
     meta, state = read_model_file(path)
     if meta.get("percodec_model") != KIND:
         raise ModelError(f"{path}: not a percodec detail model")
-    config = config_field(path, meta, "config", ModelConfig)
-    steps = steps_field(path, meta)
+    base = rdmodel.from_file(path, meta, {k: v for k, v in state.items() if not k.startswith(("detail.", "scales."))})
     detail = config_field(path, meta, "detail_config", DetailConfig)
     pairs = field(path, meta, "pairs", lambda v: isinstance(v, list) and 1 <= len(v) <= MAX_LEVELS and all(
-        isinstance(p, list) and len(p) == 2 and is_int(p[0], 1, len(steps)) and is_int(p[1], 1, detail.levels)
+        isinstance(p, list) and len(p) == 2 and is_int(p[0], 1, len(base.steps)) and is_int(p[1], 1, detail.levels)
         for p in v), f"a list of 1..{MAX_LEVELS} (global level, detail level) pairs of its levels")  # fmt: skip
     lambdas = field(path, meta, "lambdas", lambda v: isinstance(v, list) and all(is_number(x, 0, 1e6) for x in v),
                     "a list of rate weights", default=[])  # fmt: skip
-    weights = {k: v.float() for k, v in state.items() if not k.startswith(("tables.", "scales."))}
-    model = build_checked(
-        path, lambda: DetailModel(config, steps, detail, tuple(tuple(p) for p in pairs), tuple(lambdas)), weights
-    )
-    tables = {k: v for k, v in state.items() if k.startswith("tables.")}
-    for lv, step in enumerate(model.steps, start=1):
-        model.tables[lv] = _read_tables(path, tables, lv, step)
+    weights = {k: v.float() for k, v in state.items() if k.startswith("detail.")}
+    # under the file's names (`detail.`), so that a mismatch is reported as the file has it
+    net = build_checked(path, lambda: torch.nn.ModuleDict({"detail": DetailNet(detail, base.generator)}), weights)
+    model = DetailModel(base, net["detail"], tuple(tuple(p) for p in pairs), tuple(lambdas))
     s = {k.split(".", 1)[1]: v.numpy() for k, v in state.items() if k.startswith("scales.")}
     try:
         model.scale_tables = LevelTables.unpack(1.0, s["offsets"], s["lengths"], s["packed"])
@@ -332,26 +322,26 @@ class _Search:
     """The encode-time search of one batch: both latents, from the encoders' start."""
 
     def __init__(self, model: DetailModel, x: torch.Tensor, levels: Sequence[int], z: torch.Tensor | None = None):
-        m, dev = model, x.device
+        m, rd, dev = model, model.base, x.device
         pairs = [m.pair(lv) for lv in levels]
         self.m, self.x, self.levels = m, x, list(levels)
-        self.step = torch.tensor([[m.step_of(g)] for g, _ in pairs], device=dev)
+        self.step = torch.tensor([[rd.step_of(g)] for g, _ in pairs], device=dev)
         self.lam = torch.tensor([m.lambdas[d - 1] for _, d in pairs], device=dev)
         self.gain = m.detail.gains(torch.tensor([d for _, d in pairs], device=dev))
         with torch.no_grad():
-            z = m.encoder(x) if z is None else z
-            f = features(m.generator, m.prior.rounded(z, self.step))
-            y = m.detail.analysis(torch.cat([x, render(m.generator, f)], 1)) * self.gain
+            z = rd.encoder(x) if z is None else z
+            f = features(rd.generator, rd.prior.rounded(z, self.step))
+            y = m.detail.analysis(torch.cat([x, render(rd.generator, f)], 1)) * self.gain
         self.z, self.y = z, y
 
     def _rate_and_image(self, z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        m = self.m
-        z_hat = m.prior.round_ste(z, self.step)
-        f = features(m.generator, z_hat)
+        m, rd = self.m, self.m.base
+        z_hat = rd.prior.round_ste(z, self.step)
+        f = features(rd.generator, z_hat)
         mu, sigma = m.detail.predict(f, self.gain)
         y_hat = round_around(y, mu)
-        rate = m.prior.bits(z_hat, self.step) + bits(y_hat, mu, sigma)
-        return rate, render(m.generator, f, m.detail.additions(y_hat / self.gain))
+        rate = rd.prior.bits(z_hat, self.step) + bits(y_hat, mu, sigma)
+        return rate, render(rd.generator, f, m.detail.additions(y_hat / self.gain))
 
     @torch.no_grad()
     def start_bits(self) -> torch.Tensor:
@@ -365,34 +355,25 @@ class _Search:
         on_step: Callable[[int, int], None] | None,
         budget_bits: torch.Tensor | None,
     ) -> None:
-        x, pixels = self.x, self.x.shape[-1] * self.x.shape[-2]
-        best = torch.full((len(x),), float("inf"), device=x.device)
-        with torch.no_grad():  # as inversion.refine: no more than the start's rate, or the budget
+        """Both latents refined (`inversion.refine_within_rate`): no more than the start's
+        rate, or the budget; the start counts."""
+        with torch.no_grad():
             allowed = self._rate_and_image(self.z, self.y)[0]
         if budget_bits is not None:
             allowed = torch.maximum(allowed, budget_bits.to(allowed))
         z, y = self.z.clone().requires_grad_(True), self.y.clone().requires_grad_(True)
-        opt_z, opt_y = Adam(z, lr=lr), Adam(y, lr=lr * 4)
-        for i in range(steps + 1):  # the last pass only scores the last update
-            with torch.enable_grad():
-                rate, x_hat = self._rate_and_image(z, y)
-                total = loss_fn(x_hat, x) + self.lam * rate / pixels + (rate - allowed).clamp_min(0) / pixels
-            with torch.no_grad():
-                better = (total < best) & (rate <= allowed)
-                best = torch.where(better, total.detach(), best)
-                self.z = torch.where(better[:, None], z.detach(), self.z)
-                self.y = torch.where(better[:, None, None, None], y.detach(), self.y)
-            if i == steps:
-                break
-            gz, gy = torch.autograd.grad(total.sum(), (z, y))
-            opt_z.step(gz)
-            opt_y.step(gy)
-            if on_step is not None:
-                on_step(i + 1, steps)
+
+        def forward() -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
+            return (*self._rate_and_image(z, y), (z, y))
+
+        unscored = torch.full((len(self.x),), float("inf"), device=self.x.device)
+        self.z, self.y = refine_within_rate([z, y], [lr, lr * 4], forward, loss_fn, self.x, allowed, steps,
+                                            (unscored, (self.z, self.y)), lam=self.lam, score_last=True,
+                                            on_step=on_step)  # fmt: skip
 
     def code(self, i: int) -> DetailCode:
-        m, lv = self.m, self.levels[i]
-        sym = m.global_table(lv).clamp(m.prior.quantize(self.z[i : i + 1], self.step[i]))[0].cpu().numpy()
+        m, lv, rd = self.m, self.levels[i], self.m.base
+        sym = m.global_table(lv).clamp(rd.prior.quantize(self.z[i : i + 1], self.step[i]))[0].cpu().numpy()
         return m.symbols(sym, self.y[i].detach().double().cpu().numpy(), lv)
 
 
@@ -416,7 +397,7 @@ class _LazyCodes:
 def pair_table(m, x: torch.Tensor) -> dict[tuple[int, int], tuple[float, float]]:
     """(global level, detail level) -> (mean bytes, mean PSNR) of the encoders' codes of
     faces `x` at the ideal code length (header included), decoded in float32: what picking a
-    detail model's levels among its pairs (scripts/ship_model.py) and comparing detail models
+    detail model's levels among its pairs (`percodec ship`) and comparing detail models
     (benchmarks/detail_pairs.py) measure."""
     from codec.container import OVERHEAD_V2
     from codec.images import float_to_uint8
@@ -424,7 +405,7 @@ def pair_table(m, x: torch.Tensor) -> dict[tuple[int, int], tuple[float, float]]
 
     out = {}
     original = float_to_uint8(x)
-    z = m.encoder(x)
+    z = m.base.encoder(x)
     for lv, pair in enumerate(m.pairs, start=1):
         s = _Search(m, x, [lv] * len(x), z)
         rate, img = s._rate_and_image(s.z, s.y)

@@ -116,13 +116,60 @@ class Generator(nn.Module):
         self.apply(_init_weights)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        # The first layer sees a 1x1 input, so it is a matrix product (nz -> ch*4*4) with the
-        # same weights; as one it runs 3-7x faster on a CPU than conv_transpose2d does.
-        b, seed = z.shape[0], self.main[0]
-        x = (z.reshape(b, -1) @ seed.weight.flatten(1)).view(b, seed.out_channels, 4, 4)
+        x = self._seed(z)
         for layer in itertools.islice(self.main, 1, None):
             x = layer(x)
         return x
+
+    def _seed(self, z: torch.Tensor) -> torch.Tensor:
+        # The first layer sees a 1x1 input, so it is a matrix product (nz -> ch*4*4) with the
+        # same weights; as one it runs 3-7x faster on a CPU than conv_transpose2d does.
+        b, seed = z.shape[0], self.main[0]
+        return (z.reshape(b, -1) @ seed.weight.flatten(1)).view(b, seed.out_channels, 4, 4)
+
+    # --- named stages: where another network joins G (codec.detail) ------------------------
+    # `main` is [seed ConvT, BN, ReLU] + [ConvT, BN, ReLU] per hidden stage + [ConvT, Tanh];
+    # its layer names are part of every model file and fingerprint, so they stay as they are.
+
+    def end_of(self, side: int) -> int:
+        """Index in `main` just past the ReLU of the stage whose features are side x side
+        (4, 8, ..., size/2)."""
+        if side < 4 or side >= self.config.size or side & (side - 1):
+            raise ValueError(f"a {self.config.size}px generator has features at sides 4..{self.config.size // 2}, "
+                             f"not {side}")  # fmt: skip
+        return 3 * int(math.log2(side // 4)) + 3
+
+    def channels_at(self, side: int) -> int:
+        """Channels of G's features at `side`."""
+        return self.main[self.end_of(side) - 2].num_features
+
+    def features(self, z: torch.Tensor, side: int) -> torch.Tensor:
+        """G's feature maps at `side` (after their ReLU) for latents z (B, nz)."""
+        x = self._seed(z)
+        for layer in itertools.islice(self.main, 1, self.end_of(side)):
+            x = layer(x)
+        return x
+
+    def draw(
+        self,
+        f: torch.Tensor,
+        side: int,
+        adds: tuple[torch.Tensor, ...] = (),
+        before_tanh: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The image G draws from its features f at `side`: adds[k] is added to the features
+        at side * 2**k (k = 0: f itself), `before_tanh` to the last layer's output."""
+        layers = list(self.main)[self.end_of(side) :]
+        x = f
+        for k in range(0, len(layers) - 2, 3):  # each hidden stage: ConvT, BN, ReLU
+            if k // 3 < len(adds):
+                x = x + adds[k // 3]
+            conv, bn, relu = layers[k : k + 3]
+            x = relu(bn(conv(x)))
+        if len(adds) > (stages := (len(layers) - 2) // 3):
+            x = x + adds[stages]
+        x = layers[-2](x)
+        return layers[-1](x if before_tanh is None else x + before_tanh)
 
 
 class Discriminator(nn.Module):
@@ -243,11 +290,13 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
 
     path = Path(path)
     meta, state = read_model_file(path)
-    if meta.get("percodec_model") in ("rd", "rd-detail"):  # codec.rdmodel.KINDS
-        raise ModelError(
-            f"{path} is a rate-distortion model, not a GAN-only generator (training warm-starts one with "
-            "--objective rd --init-from)"
-        )
+    if meta.get("percodec_model") != FORMAT_VERSION:
+        from codec.family import of_kind
+
+        other = of_kind(meta.get("percodec_model"))
+        if other is not None:
+            raise ModelError(f"{path} is a {other.words}, not a GAN-only generator (training warm-starts one with "
+                             f"--objective {other.objective} --init-from)")  # fmt: skip
     if meta.get("percodec_model") != FORMAT_VERSION or "config" not in meta:
         raise ModelError(f"{path}: not a percodec generator (missing percodec metadata)")
     config = config_field(path, meta, "config", ModelConfig)

@@ -241,6 +241,57 @@ class Adam:
         self.param.addcdiv_(self.m, denom, value=-(self.lr / (1 - b1**self.t)))
 
 
+#: What a rate-bounded search keeps of its best iterate, row by row (tensors with rows first).
+Kept = tuple[torch.Tensor, ...]
+
+
+def refine_within_rate(
+    params: Sequence[torch.Tensor],
+    lrs: Sequence[float],
+    forward: Callable[[], tuple[torch.Tensor, torch.Tensor, Kept]],
+    loss_fn: nn.Module,
+    targets: torch.Tensor,
+    allowed: torch.Tensor,
+    steps: int,
+    start: tuple[torch.Tensor, Kept],
+    lam: torch.Tensor | None = None,
+    score_last: bool = False,
+    on_step: Callable[[int, int], None] | None = None,
+) -> Kept:
+    """The encode-time search of every rate-distortion family: Adam on `params` (one learning
+    rate each) under `loss_fn` [+ `lam` x rate per pixel] + a penalty on any rate above
+    `allowed` (B,) bits, where `forward()` gives the rate (B,), the image and what to keep of
+    the current iterate (rounded latents: straight-through). Each row keeps its best iterate
+    within `allowed`; `start` is (its score, what it keeps) before the search. score_last:
+    the last update is scored too (the detail model's search; the global latent's never was,
+    and its files stay as they were)."""
+    best, kept = start
+    pixels = targets.shape[-1] * targets.shape[-2]
+    opts = [Adam(p, lr=lr) for p, lr in zip(params, lrs, strict=True)]
+    for i in range(steps + 1):
+        if i == steps and not score_last:
+            break
+        with torch.enable_grad():
+            rate, image, now = forward()
+            total = loss_fn(image, targets)
+            if lam is not None:
+                total = total + lam * rate / pixels
+            total = total + (rate - allowed).clamp_min(0) / pixels
+        with torch.no_grad():
+            better = (total < best) & (rate <= allowed)
+            best = torch.where(better, total.detach(), best)
+            kept = tuple(torch.where(better.view(-1, *[1] * (a.dim() - 1)), a.detach(), b)
+                         for a, b in zip(now, kept, strict=True))  # fmt: skip
+        if i == steps:
+            break
+        grads = torch.autograd.grad(total.sum(), params)
+        for opt, grad in zip(opts, grads, strict=True):
+            opt.step(grad)
+        if on_step is not None:
+            on_step(i + 1, steps)
+    return kept
+
+
 def refine(
     model: nn.Module,
     targets: torch.Tensor,
@@ -254,8 +305,9 @@ def refine(
     """Encode-time search of a rate-distortion model: start from the encoder's latent and
     refine it under `loss_fn` on the *rounded* latent (straight-through), with a penalty on
     any rate above the encoder's start - or above `budget_bits` (B,) where a row's budget is
-    larger, so a file may grow into the room its byte cap leaves. Returns the best rounded
-    latents' symbols (B, nz), each row clamped into the coding tables of its quality level.
+    larger, so a file may grow into the room its byte cap leaves (`refine_within_rate`).
+    Returns the best rounded latents' symbols (B, nz), each row clamped into the coding
+    tables of its quality level.
 
     `model` is a codec.rdmodel.RDModel (with its coding tables); `levels` is one level for
     every row or one per row (rows are independent, so images at several levels of one model
@@ -265,31 +317,24 @@ def refine(
     step, lo, hi = _row_grid(model, levels, len(targets), targets.device)
     with torch.no_grad():
         y = model.encoder(targets)
-        best_sym = prior.quantize(y, step).clamp(lo, hi)
+        start = prior.quantize(y, step).clamp(lo, hi)
         if steps == 0:
-            return best_sym
-        allowed = prior.bits(prior.dequantize(best_sym, step), step)  # the start's rate, or the budget
+            return start
+        allowed = prior.bits(prior.dequantize(start, step), step)  # the start's rate, or the budget
         if budget_bits is not None:
             allowed = torch.maximum(allowed, budget_bits.to(allowed))
-        best = loss_fn(g(prior.dequantize(best_sym, step)), targets)
-    pixels = targets.shape[-1] * targets.shape[-2]
+        score = loss_fn(g(prior.dequantize(start, step)), targets)
     y = y.clone().requires_grad_(True)
-    opt = Adam(y, lr=lr)
-    for i in range(steps):
+
+    def forward() -> tuple[torch.Tensor, torch.Tensor, Kept]:
         sym = prior.quantize(y.detach(), step).clamp(lo, hi)
         y_hat = y + (prior.dequantize(sym, step) - y).detach()
-        with torch.enable_grad():
-            per = loss_fn(g(y_hat), targets)
-            over = (prior.bits(y_hat, step) - allowed).clamp_min(0) / pixels
-            (grad,) = torch.autograd.grad((per + over).sum(), y)
-        with torch.no_grad():  # keep a row's best rounded latent within its allowed rate
-            better = (per < best) & (over <= 0)
-            best = torch.where(better, per.detach(), best)
-            best_sym = torch.where(better[:, None], sym, best_sym)
-        opt.step(grad)
-        if on_step is not None:
-            on_step(i + 1, steps)
-    return best_sym
+        image = g(y_hat)  # before the rate, as ever: the order autograd sums y's gradient in, so files stay
+        return prior.bits(y_hat, step), image, (sym,)
+
+    (best,) = refine_within_rate([y], [lr], forward, loss_fn, targets, allowed, steps, (score, (start,)),
+                                 on_step=on_step)  # fmt: skip
+    return best
 
 
 def _row_grid(

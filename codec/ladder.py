@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from codec import family
 from codec.errors import ModelError
 from codec.generator import resolve_model, shipped_models
-from codec.rdmodel import is_rd_file, level_count
 
 SUFFIX = ".ladder.json"
 #: Longest ladder file read (a scale of 255 rungs with long paths is ~100 KB).
@@ -101,8 +101,10 @@ def _read_ladder(path: Path, mtime_ns: int) -> Ladder:
     pairs = [(m, lv) for m, lv in spec["rungs"]]
     default = spec["default"]
     rungs = tuple(Rung(_rung_model(path, m), lv) for m, lv in pairs)
-    levels = {m: level_count(resolve_model(m)) for m in {r.model for r in rungs}}
+    levels = {m: family.level_count(resolve_model(m)) for m in {r.model for r in rungs}}
     for r in rungs:
+        if levels[r.model] is None:
+            raise ModelError(f"{path}: {r.model} is a GAN-only generator, which has no levels")
         if not 1 <= r.level <= levels[r.model]:
             raise ModelError(f"{path}: {r.model} has no level {r.level}")
     if not rungs or not 1 <= default <= len(rungs):
@@ -139,9 +141,9 @@ def ladder_for(model: str | Path) -> Ladder | None:
     if path is not None:
         return read_ladder(path)
     file = resolve_model(model)
-    if not is_rd_file(file):
+    n = family.level_count(file)
+    if n is None:  # a GAN-only generator
         return None
-    n = level_count(file)
     return Ladder(str(model), tuple(Rung(str(model), lv) for lv in range(1, n + 1)), min(DEFAULT_LEVEL, n))
 
 

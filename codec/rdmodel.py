@@ -23,12 +23,10 @@ from codec.container import OVERHEAD_V2
 from codec.encoder import Encoder
 from codec.entropy import LevelTables, build_tables
 from codec.errors import ModelError
-from codec.generator import Generator, ModelConfig, fingerprint, read_metadata, read_model_file, write_model_file
+from codec.generator import Generator, ModelConfig, fingerprint, read_model_file, write_model_file
 from codec.prior import FactorizedPrior
 
 KIND = "rd"
-#: Model files of the rate-distortion family: plain, and with a detail latent (codec.detailmodel).
-KINDS = (KIND, "rd-detail")
 
 #: Quantisation step of each quality level (1 = coarsest). Frozen once a model ships: a
 #: file stores its level, and the level's tables decode it. Levels added to a shipped model
@@ -71,10 +69,19 @@ class RDModel(nn.Module):
         in the last float bit)."""
         return self.generator(self.prior.dequantize(symbols, self.level_steps(levels, symbols.device)))
 
-    # --- what the rate-distortion backend codes with (codec.detailmodel has the same) --------
+    # --- what the rate-distortion backend codes with (codec.family.CodingModel) --------------
+
+    @property
+    def level_count(self) -> int:
+        return len(self.steps)
 
     def has_level(self, level: int) -> bool:
         return level in self.tables
+
+    def byte_order(self) -> list[int]:
+        """Its levels from the fewest bytes to the most: by step, coarsest first (levels are
+        numbered as they were added: celeba64's 9-11 are coarser than its 1-8)."""
+        return sorted(range(1, len(self.steps) + 1), key=lambda lv: -self.steps[lv - 1])
 
     def search(
         self,
@@ -189,52 +196,61 @@ def save_rd(model: RDModel, path: str | Path, card: dict[str, str] | None = None
     """Write the model (tables built now) atomically. half=True stores the encoder's and
     generator's weights as float16 (the fingerprint is that of the rounded weights, which
     every decoder loads); the prior and its centres stay float32, being tiny and exact."""
-    path = Path(path)
-    model.build_tables()
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if "num_batches" not in k}
-    if half:
-        state = {k: v.half() if v.is_floating_point() and not k.startswith("prior.") else v for k, v in state.items()}
-    for lv, t in model.tables.items():
-        state.update({f"tables.{lv}.{k}": torch.from_numpy(a) for k, a in t.packed().items()})
-    meta = {
-        "percodec_model": KIND,
-        "config": model.config.to_json(),
-        "steps": json.dumps(model.steps),
-        "card": json.dumps(card or {}, sort_keys=True),
-    }
+    meta = {"percodec_model": KIND, **file_meta(model), "card": json.dumps(card or {}, sort_keys=True)}
     if model.released:
         meta["released"] = json.dumps(model.released)
-    write_model_file(path, state, meta)
+    write_model_file(path, file_state(model, half), meta)
 
 
-def is_rd_file(path: str | Path) -> bool:
-    """Whether a safetensors file holds an RD model, with or without a detail latent (else:
-    a GAN-only generator)."""
-    try:
-        return read_metadata(path).get("percodec_model") in KINDS
-    except ModelError:
-        return False
+def file_state(model: RDModel, half: bool = False) -> dict[str, torch.Tensor]:
+    """The model's tensors as its file holds them (a detail model's file holds them too):
+    the networks, float16 but for the prior where `half`, and every level's packed tables,
+    built now."""
+    model.build_tables()
+    tables = {f"tables.{lv}.{k}": torch.from_numpy(a) for lv, t in model.tables.items() for k, a in t.packed().items()}
+    return {**half_state(model, half), **tables}
 
 
-def level_count(path: str | Path) -> int:
-    """How many quality levels an RD model file has (read from its metadata alone)."""
-    from codec.modelfile import MAX_LEVELS, field, steps_field
+def half_state(module: nn.Module, half: bool, prefix: str = "") -> dict[str, torch.Tensor]:
+    """A module's weights to store (BatchNorm's step counter plays no part in decoding),
+    float16 where `half`, but for the prior's, being tiny and exact."""
+    state = module.state_dict()
+    state = {prefix + k: v.detach().cpu().contiguous() for k, v in state.items() if "num_batches" not in k}
+    if half:
+        state = {k: v.half() if v.is_floating_point() and not k.startswith("prior.") else v for k, v in state.items()}
+    return state
 
-    meta = read_metadata(path)
-    if "pairs" in meta:  # a detail model's levels (codec.detailmodel)
-        return len(field(path, meta, "pairs", lambda v: isinstance(v, list) and len(v) <= MAX_LEVELS,
-                         f"a list of at most {MAX_LEVELS} level pairs"))  # fmt: skip
+
+def file_meta(model: RDModel) -> dict[str, str]:
+    """The metadata that rebuilds the model's networks and levels (`from_file`)."""
+    return {"config": model.config.to_json(), "steps": json.dumps(model.steps)}
+
+
+def level_count(path: str | Path, meta: dict[str, str]) -> int:
+    """How many quality levels an RD model file has, from its metadata alone."""
+    from codec.modelfile import steps_field
+
     return len(steps_field(path, meta))
 
 
 def load_rd(path: str | Path, device: str | torch.device = "cpu") -> tuple[RDModel, dict[str, str]]:
     """Load an RD model (eval mode, frozen) with its tables and card."""
-    from codec.modelfile import MAX_LEVELS, build_checked, card_field, config_field, field, is_int, steps_field
+    from codec.modelfile import card_field
 
     path = Path(path)
     meta, state = read_model_file(path)
     if meta.get("percodec_model") != KIND:
         raise ModelError(f"{path}: not a percodec rate-distortion model")
+    model = from_file(path, meta, state)
+    model.eval().requires_grad_(False).to(device)
+    return model, card_field(path, meta)
+
+
+def from_file(path: Path, meta: dict[str, str], state: dict[str, torch.Tensor]) -> RDModel:
+    """The RD model that a file's metadata and tensors (its networks' and tables', no other)
+    describe, checked (codec.modelfile)."""
+    from codec.modelfile import MAX_LEVELS, build_checked, config_field, field, is_int, steps_field
+
     config = config_field(path, meta, "config", ModelConfig)
     steps = steps_field(path, meta)
     released = field(path, meta, "released", lambda v: isinstance(v, list) and all(is_int(n, 1, MAX_LEVELS) for n in v),
@@ -244,8 +260,7 @@ def load_rd(path: str | Path, device: str | torch.device = "cpu") -> tuple[RDMod
     model = build_checked(path, lambda: RDModel(config, steps, tuple(released)), weights)
     for lv, step in enumerate(model.steps, start=1):
         model.tables[lv] = _read_tables(path, tables, lv, step)
-    model.eval().requires_grad_(False).to(device)
-    return model, card_field(path, meta)
+    return model
 
 
 def add_levels(path: str | Path, steps: list[float]) -> RDModel:

@@ -2,7 +2,7 @@
 .ladder.json path) or a file's fingerprint into loaded networks, cached per process.
 
 Which *backend* codes with a model is `codec.backends.for_model`; quality ladders are
-`codec.ladder`; the files' formats are `codec.generator` and `codec.rdmodel`.
+`codec.ladder`; model families and their file formats are `codec.family`.
 """
 
 from __future__ import annotations
@@ -12,33 +12,37 @@ from pathlib import Path
 
 import torch
 
+from codec import family
 from codec.container import CodedContainer, Container, ContainerError
-from codec.detailmodel import is_detail_file, load_detail
-from codec.generator import Generator, fingerprint, load_generator, resolve_model, shipped_models
+from codec.family import CodingModel
+from codec.generator import Generator, fingerprint, resolve_model, shipped_models
 from codec.ladder import ladder_for
-from codec.rdmodel import RDModel, is_rd_file, load_rd
+
+#: A loaded model: a GAN-only generator or a rate-distortion family's model.
+Model = Generator | CodingModel
 
 
 @functools.lru_cache(maxsize=8)
-def _load(path: str, mtime: float, device: str) -> tuple[Generator | RDModel, tuple[bytes, ...]]:
-    if is_detail_file(path):
-        m, _ = load_detail(path, device)
-        return m, (m.fingerprint(),)
-    if is_rd_file(path):
-        m, _ = load_rd(path, device)
-        return m, tuple(m.fingerprints())
-    g, _ = load_generator(path, device)
-    return g, (fingerprint(g),)
+def _load(path: str, mtime: float, device: str) -> tuple[Model, tuple[bytes, ...]]:
+    m, _ = family.of_file(path).load(path, device)
+    return m, tuple(m.fingerprints()) if isinstance(m, CodingModel) else (fingerprint(m),)
 
 
-def load_model(model: str | Path, device: str | torch.device = "cpu") -> tuple[Generator | RDModel, bytes]:
+def load_file(model: str | Path, device: str | torch.device = "cpu") -> tuple[Model, dict[str, str]]:
+    """A model by shipped name or path, freshly loaded (not cached: training changes it),
+    with its model card."""
+    path = resolve_model(model)
+    return family.of_file(path).load(path, device)
+
+
+def load_model(model: str | Path, device: str | torch.device = "cpu") -> tuple[Model, bytes]:
     """A model by shipped name or path (cached), with its 8-byte fingerprint: a GAN-only
-    `Generator` or a rate-distortion `RDModel`."""
+    `Generator` or a rate-distortion family's `CodingModel`."""
     m, fps = _loaded(model, device)
     return m, fps[0]
 
 
-def _loaded(model: str | Path, device: str | torch.device = "cpu") -> tuple[Generator | RDModel, tuple[bytes, ...]]:
+def _loaded(model: str | Path, device: str | torch.device = "cpu") -> tuple[Model, tuple[bytes, ...]]:
     """A model and every fingerprint it answers to (its own first)."""
     path = resolve_model(model)
     return _load(str(path), path.stat().st_mtime, str(device))
@@ -59,7 +63,7 @@ def find_shipped(fp: bytes) -> str | None:
     return next((name for name in shipped_models() if answers_to(name, fp)), None)
 
 
-def model_for(c: Container | CodedContainer, model: str | Path | None = None) -> tuple[Generator | RDModel, str]:
+def model_for(c: Container | CodedContainer, model: str | Path | None = None) -> tuple[Model, str]:
     """The generator a container needs: `model` (or one of its ladder's rung models) if
     given, checked, else the shipped match."""
     want = c.fingerprint.hex()

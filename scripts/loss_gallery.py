@@ -17,10 +17,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from codec import family  # noqa: E402
 from codec.generator import resolve_model  # noqa: E402
 from codec.losses import LOSSES  # noqa: E402
 from codec.pipeline import RD_LOSS, EncodeOptions, encode_batch  # noqa: E402
-from codec.rdmodel import is_rd_file  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,7 +33,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "losses.png")
     args = ap.parse_args()
     images = args.images or sorted((ROOT / "samples").glob("*.png"))
-    rd = is_rd_file(resolve_model(args.model))
+    rd = family.of_file(resolve_model(args.model)).name != "gan"
     losses = [RD_LOSS, *LOSSES] if rd else list(LOSSES)
     results = {
         name: encode_batch(images, EncodeOptions(model=args.model, loss=name, steps=args.steps)) for name in losses

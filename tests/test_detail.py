@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from codec import container
+from codec import container, family
 from codec.container import CodedContainer
 from codec.detail import (
     SCALES,
@@ -23,13 +23,13 @@ from codec.detail import (
     render,
     scale_index,
 )
-from codec.detailmodel import DetailModel, is_detail_file, load_detail, save_detail
+from codec.detailmodel import DetailModel, load_detail, save_detail
 from codec.entropy import PRECISION, CodingError, finish, new_coder, open_payload
 from codec.errors import ModelError
 from codec.generator import read_model_file, write_model_file
 from codec.losses import make_mix
 from codec.pipeline import EncodeOptions, decode_tensor, encode_batch
-from codec.rdmodel import RDModel, is_rd_file, level_count, load_rd, save_rd
+from codec.rdmodel import RDModel, load_rd, save_rd
 from codec.train import TrainConfig, train
 from tests.conftest import tiny_config
 
@@ -89,9 +89,9 @@ def test_rows_of_tables_push_and_pop_in_any_order_of_rows() -> None:
 def test_detail_file_round_trip_fingerprint_and_kind(detail_file, tmp_path) -> None:
     m, card = load_detail(detail_file)
     assert isinstance(m, DetailModel) and card == {"dataset": "none"}
-    assert is_detail_file(detail_file) and is_rd_file(detail_file) and level_count(detail_file) == 6
+    assert family.of_file(detail_file).name == "detail" and family.level_count(detail_file) == 6
     assert m.pairs == tuple((g, k) for g in (1, 2) for k in (1, 2, 3)) and m.lambdas == (0.3, 0.1, 0.03)
-    assert m.step_of(1) == _base().step_of(2)  # the base's level 2 is the file's global level 1
+    assert m.base.step_of(1) == _base().step_of(2)  # the base's level 2 is the file's global level 1
     assert load_detail(detail_file)[0].fingerprint() == m.fingerprint()
     other = _detail_file(tmp_path / "other.safetensors", strength=0.31)  # same base, other detail weights
     assert load_detail(other)[0].fingerprint() != m.fingerprint()
@@ -169,7 +169,7 @@ def test_the_channels_last_image_is_the_networks_own(detail_file) -> None:
     gain = m.detail.gains(torch.tensor([m.pair(level)[1]]))
     y = torch.from_numpy(code.mean + code.detail).float()[None] / gain
     with torch.no_grad():
-        own = render(m.generator, code.features.float(), m.detail.additions(y))
+        own = render(m.base.generator, code.features.float(), m.detail.additions(y))
     assert fast.is_contiguous() and fast.shape == own.shape
     assert torch.allclose(fast, own, atol=1e-5) and not torch.equal(fast, torch.zeros_like(fast))
 
@@ -178,7 +178,9 @@ def test_the_detail_changes_the_image_and_finer_levels_cost_more(detail_file) ->
     m, _ = load_detail(detail_file)
     x = _faces(8)
     with torch.no_grad():
-        own = render(m.generator, features(m.generator, m.prior.rounded(m.encoder(x), m.step_of(2))))
+        own = render(
+            m.base.generator, features(m.base.generator, m.base.prior.rounded(m.base.encoder(x), m.base.step_of(2)))
+        )
     sizes = []
     for level in (4, 5, 6):  # global level 2, detail levels 1..3
         codes = m.search(x, [level] * len(x), None, 0)
@@ -245,13 +247,13 @@ def test_detail_training_fine_tunes_a_detail_model_from_its_own_weights(tmp_path
     for name, w in start.detail.state_dict().items():
         assert torch.equal(obj.net.state_dict()[name], w), name
     assert obj.lambdas.tolist() == pytest.approx(list(start.lambdas)) and obj.steps_done == WARMUP
-    assert obj.base.steps == start.steps
+    assert obj.base.steps == start.base.steps
     cfg = dict(dataset="celeba", out=str(tmp_path / "ft"), dry_run=True, objective="detail", ngf=4, nz=8, size=16)
     cfg.update(batch_size=8, device="cpu", progress=False, sample_every=2, checkpoint_every=2, valid_every=2)
     result = train(TrainConfig(**cfg, valid_images=8, init_from=str(start_file), steps=2))
     tuned, card = load_detail(result.model_path)
     assert card["init_from"] == str(start_file) and tuned.lambdas == pytest.approx(start.lambdas)
-    assert tuned.detail.config == start.detail.config and tuned.steps == start.steps
+    assert tuned.detail.config == start.detail.config and tuned.base.steps == start.base.steps
     moved = [n for n, w in tuned.detail.state_dict().items() if not torch.equal(w, start.detail.state_dict()[n])]
     assert moved  # trained from there
 

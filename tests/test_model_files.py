@@ -15,9 +15,9 @@ from PIL import Image
 from codec.align import read_framing, write_framing
 from codec.cli import main
 from codec.errors import ModelError
+from codec.family import level_count
 from codec.generator import read_model_file, resolve_model, write_model_file
 from codec.ladder import read_ladder
-from codec.rdmodel import level_count
 from codec.zoo import load_model
 from tests import fuzz_models
 from tests.conftest import SAMPLES

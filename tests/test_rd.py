@@ -11,12 +11,13 @@ from codec.augment import diff_augment
 from codec.container import CodedContainer, ContainerError
 from codec.entropy import PRECISION, CodingError, _integer_pmf, build_tables
 from codec.errors import ModelError
+from codec.family import level_count
 from codec.generator import read_model_file
 from codec.inversion import refine
 from codec.losses import make_mix, parse_mix
 from codec.pipeline import EncodeOptions, decode_tensor, encode_batch
 from codec.prior import FactorizedPrior
-from codec.rdmodel import RDModel, level_count, load_rd, save_rd, steps_for_bytes, warm_start
+from codec.rdmodel import RDModel, load_rd, save_rd, steps_for_bytes, warm_start
 from codec.train import TrainConfig, train
 from tests.conftest import seed_rounding_depends_on_batch, tiny_config
 

@@ -7,35 +7,38 @@ import zipfile
 import pytest
 import torch
 
+from codec import family
 from codec.container import from_bytes
-from codec.detailmodel import is_detail_file, load_detail
 from codec.generator import fingerprint, load_generator, shipped_models
 from codec.images import float_to_uint8
 from codec.metrics import psnr
 from codec.pipeline import DEFAULT_MAX_BYTES, EncodeOptions, decode_tensor, encode_batch, load_model
-from codec.rdmodel import is_rd_file, load_rd
+from codec.rdmodel import load_rd
+from codec.zoo import load_file
 from tests.conftest import ROOT, SAMPLES
+
+
+def _networks(m: torch.nn.Module, family_name: str) -> list[torch.nn.Module]:
+    """The networks a model file stores, by its family."""
+    if family_name == "gan":
+        return [m]
+    if family_name == "rd":
+        return [m.encoder, m.generator]
+    return [m.base.encoder, m.base.generator, m.detail]
 
 
 def test_shipped_models_load_with_cards() -> None:
     models = shipped_models()
     assert {"celeba64", "celeba64-gan", "mnist32"} <= set(models)
     for name, path in models.items():
-        if is_detail_file(path):
-            m, card = load_detail(path)
-            nets = [m.encoder, m.generator, m.detail]
-        elif is_rd_file(path):
-            m, card = load_rd(path)
-            nets = [m.encoder, m.generator]
-        else:
-            g, card = load_generator(path)
-            nets = [g]
+        m, card = load_file(path)
+        nets = _networks(m, family.of_file(path).name)
         assert card["images_seen"] and card["dataset"] in name
         assert (path.parent / f"{name}.md").is_file() and (path.parent / f"{name}.png").is_file()
         for net in nets:  # half-precision storage: the weights are exactly representable in fp16
             w = next(net.parameters())
             assert torch.equal(w, w.half().float())
-    assert is_rd_file(models["celeba64"]) and load_rd(models["celeba64"])[0].config.size == 64
+    assert family.of_file(models["celeba64"]).name == "rd" and load_rd(models["celeba64"])[0].config.size == 64
     assert load_generator(models["celeba64-gan"])[0].config.size == 64
     assert load_generator(models["mnist32"])[0].config.nc == 1
 

@@ -10,12 +10,12 @@ from codec import container, zoo
 from codec.coding import BatchCoder, EncodeOptions, EncodeResult, Tick, search_loss, steps_of
 from codec.container import FINGERPRINT_BYTES, OVERHEAD_BYTES, CodedContainer, Container, ContainerError
 from codec.defaults import DEFAULT_BITS, DEFAULT_LOSS
+from codec.family import CodingModel
 from codec.generator import Generator
 from codec.images import float_to_uint8
 from codec.inversion import SearchConfig, invert
 from codec.metrics import bpp, psnr, ssim
 from codec.quantize import MAX_BITS, MIN_BITS, dequantize, payload_size
-from codec.rdmodel import RDModel
 
 #: A GAN-only search holds restarts x batch size latents with their generator activations:
 #: peak memory 1.3-2.5 MB per latent for celeba64-gan (watson-dft, ms-ssim, ssim; 256
@@ -110,7 +110,7 @@ class GanOnly:
         want = gan_bits(g.config.nz, o)
         return None if c.bits == want else f"has {c.bits} bits per dimension, not {want}"
 
-    def decode(self, c: Container, g: Generator | RDModel, name: str) -> torch.Tensor:
+    def decode(self, c: Container, g: Generator | CodingModel, name: str) -> torch.Tensor:
         """A version-1 file's image, uint8 (C, H, W)."""
         if not isinstance(g, Generator):
             raise ContainerError(f"{name} is a rate-distortion model; this version-1 file needs a GAN-only generator")

@@ -15,11 +15,11 @@ from codec.coding import BatchCoder, EncodeOptions, EncodeResult, Tick, search_l
 from codec.container import FINGERPRINT_BYTES, OVERHEAD_V2, CodedContainer, Container, ContainerError
 from codec.defaults import DEFAULT_MAX_BYTES, RD_LOSS, RD_STEPS
 from codec.entropy import CodingError
+from codec.family import CodingModel
 from codec.generator import Generator
 from codec.images import float_to_uint8
 from codec.ladder import Ladder, Rung, ladder_file, ladder_for, shipped_ladders
 from codec.metrics import psnr, ssim
-from codec.rdmodel import RDModel
 
 #: Under a byte cap the refinement may let a file grow to the cap less this many bytes (the
 #: coder's real payload runs a little over the ideal code length the search sees). On 200
@@ -30,13 +30,13 @@ CAP_SLACK_BYTES = 3
 
 
 class RateDistortion:
-    """The `codec.backends.Codec` of rate-distortion models (`RDModel`) and their ladders,
+    """The `codec.backends.Codec` of rate-distortion families' models (`CodingModel`) and their ladders,
     version-2 files."""
 
     container = CodedContainer
 
     def coder(
-        self, base: RDModel, fp: bytes, o: EncodeOptions, device: torch.device, tick: Tick, batch: int
+        self, base: CodingModel, fp: bytes, o: EncodeOptions, device: torch.device, tick: Tick, batch: int
     ) -> BatchCoder:
         """Encoder start + rate-aware refinement + entropy coding (see inversion.refine).
 
@@ -56,10 +56,11 @@ class RateDistortion:
         loss_fn = search_loss(loss, base.config.nc, o.loss_params, ladder.rungs[0].model, device)
         steps = RD_STEPS if o.steps is None else o.steps
         candidates, max_bytes = _rate_setting(o, ladder)
-        if o.quality is None and ladder_file(o.model) is None and type(base) is RDModel:
+        if o.quality is None and ladder_file(o.model) is None:
             # a model's own levels are numbered as they were added, not by size (celeba64's
-            # 9-11 are coarser than its 1-8): its cap search tries the finest step first
-            candidates.sort(key=lambda q: base.step_of(ladder.rung(q).level))
+            # 9-11 are coarser than its 1-8): its cap search tries the most bytes first
+            order = base.byte_order()
+            candidates.sort(key=lambda q: -order.index(ladder.rung(q).level))
 
         def code(x: torch.Tensor, first: int) -> list[EncodeResult]:
             x = x.to(device)
@@ -109,9 +110,9 @@ class RateDistortion:
             return f"has {have}, not {qualities[0] if len(qualities) == 1 else f'at most {qualities[0]}'}"
         return None if max_bytes is None or len(data) <= max_bytes else f"is over {max_bytes} bytes"
 
-    def decode(self, c: CodedContainer, g: Generator | RDModel, name: str) -> torch.Tensor:
+    def decode(self, c: CodedContainer, g: Generator | CodingModel, name: str) -> torch.Tensor:
         """A version-2 file's image, uint8 (C, H, W)."""
-        if not isinstance(g, RDModel) or not g.has_level(c.level):
+        if not isinstance(g, CodingModel) or not g.has_level(c.level):
             raise ContainerError(f"{name} cannot decode this version-2 file (quality {c.level})")
         try:
             code = g.unpack(c.payload, c.level)
@@ -133,13 +134,13 @@ class RateDistortion:
 
 
 def _rung_models(
-    ladder: Ladder, base: RDModel, device: torch.device
-) -> tuple[dict[str, tuple[RDModel, bytes]], dict[str, RDModel]]:
+    ladder: Ladder, base: CodingModel, device: torch.device
+) -> tuple[dict[str, tuple[CodingModel, bytes]], dict[str, CodingModel]]:
     """Every rung model on `device` (with its fingerprint) and on the CPU, where decode()
     runs, so a result reports exactly what decoding gives; loaded and checked before any work."""
     models = {name: zoo.load_model(name, device) for name in ladder.models()}
     for name, (m, _) in models.items():
-        if not isinstance(m, RDModel) or m.config.size != base.config.size or m.config.nc != base.config.nc:
+        if not isinstance(m, CodingModel) or m.config.size != base.config.size or m.config.nc != base.config.nc:
             raise ValueError(f"{ladder.name}: rung model {name} is not a {base.config.size}px rate-distortion model")
     return models, {name: zoo.load_model(name, "cpu")[0] for name in models}
 
@@ -159,7 +160,7 @@ def _rows_by_model(rungs: Sequence[Rung]) -> dict[str, list[int]]:
     return out
 
 
-def _file(m: RDModel, fp: bytes, level: int, code: object) -> bytes:
+def _file(m: CodingModel, fp: bytes, level: int, code: object) -> bytes:
     payload = m.pack(code, level)
     return container.to_bytes(CodedContainer(fp[:FINGERPRINT_BYTES], level, payload))
 
@@ -173,7 +174,7 @@ def _rate_setting(o: EncodeOptions, ladder: Ladder) -> tuple[list[int], int | No
 
 def _pick_levels(
     ladder: Ladder,
-    models: dict[str, tuple[RDModel, bytes]],
+    models: dict[str, tuple[CodingModel, bytes]],
     x: torch.Tensor,
     candidates: list[int],
     max_bytes: int | None,
@@ -221,7 +222,7 @@ def _pick_levels(
 
 
 def _rd_results(
-    decoders: dict[str, RDModel],
+    decoders: dict[str, CodingModel],
     rungs: Sequence[Rung],
     qualities: Sequence[int],
     sym: Sequence[object],

@@ -28,6 +28,7 @@ import contextlib
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -38,7 +39,10 @@ from codec.generator import ModelConfig
 from codec.images import float_to_uint8, save_grid
 from codec.losses import make_loss, make_mix
 from codec.metrics import psnr, ssim
-from codec.rdmodel import RDModel, load_rd
+from codec.rdmodel import RDModel
+
+if TYPE_CHECKING:
+    from codec.detailmodel import DetailModel
 
 #: Steps over which the rate weights rise from 1% to their full value.
 WARMUP = 3000
@@ -67,9 +71,7 @@ class DetailObjective:
     ) -> None:
         if not init_from:
             raise ValueError("--objective detail needs --init-from: the RD model the detail builds on")
-        from codec.detailmodel import DetailModel
-
-        base, card = _load_base(init_from)
+        base, card, tuned = _load_base(init_from)
         a, b = base.config, mcfg
         if (a.nz, a.ngf, a.nc, a.size) != (b.nz, b.ngf, b.nc, b.size):
             raise ValueError(f"--init-from {init_from} is a {base.config} model; pass its --nz and --width")
@@ -78,13 +80,13 @@ class DetailObjective:
         n = len(base.steps)  # default: four of its levels from a third of the way up to the top
         self.global_levels = global_levels or tuple(sorted({round(v) for v in np.linspace(max(1, n // 3), n, 4)}))
         self.context_only = False
-        if isinstance(base, DetailModel):  # fine-tuning: its own detail networks and rate weights, no warm-up
-            self.net = base.detail.requires_grad_(True)
+        if tuned is not None:  # fine-tuning: its own detail networks and rate weights, no warm-up
+            self.net = tuned.detail.to(device).requires_grad_(True)
             if context_width and context_width != self.net.config.context_channels:
                 if identity:
                     raise ValueError("--detail-identity has no effect on a new entropy network (trained on the rate)")
                 self.net, self.context_only = _new_context(self.net, base, context_width), True
-            own = torch.tensor(base.lambdas, dtype=torch.float32)
+            own = torch.tensor(tuned.lambdas, dtype=torch.float32)
             self.lambdas = (own if lambdas is None else _log_spaced(lambdas, len(own))).to(device)
             self.steps_done = WARMUP
         else:
@@ -221,8 +223,8 @@ class DetailObjective:
         save_grid(torch.cat(rows), path, nrow=count)
 
     def export(self, path: Path, card: dict[str, str]) -> None:
-        """The detail model: `base`'s global levels with every detail level (a fine-tuned
-        detail model's levels are picked again by `scripts/ship_model.py MODEL_FILE NAME`)."""
+        """The detail model: `base`'s global levels with every detail level (its levels are
+        picked when it ships: `percodec ship run`)."""
         from codec.detailmodel import save_detail  # the file format lives with the model
 
         card = {**card, **self.lineage, "objective": "detail"}
@@ -273,17 +275,20 @@ def _log_spaced(ends: tuple[float, float], n: int) -> torch.Tensor:
     return torch.exp(torch.linspace(math.log(ends[0]), math.log(ends[1]), n))
 
 
-def _load_base(init_from: str) -> tuple[RDModel, dict]:
-    """The model to build on and its card: an RD model, or a detail model to fine-tune (its
-    global levels are then the frozen RD model's)."""
-    from codec.detailmodel import is_detail_file, load_detail
+def _load_base(init_from: str) -> tuple[RDModel, dict, DetailModel | None]:
+    """The RD model to build on, its card, and the detail model to fine-tune if that is what
+    `init_from` holds (the RD model is then its base, frozen)."""
+    from codec.detailmodel import DetailModel
+    from codec.zoo import load_file
 
-    if not is_detail_file(init_from):
-        return load_rd(init_from)
-    m, card = load_detail(init_from)
+    m, card = load_file(init_from)
+    if not isinstance(m, DetailModel):
+        if not isinstance(m, RDModel):
+            raise ValueError(f"--init-from {init_from}: not a rate-distortion model")
+        return m, card, None
     if not m.lambdas:
         raise ValueError(f"--init-from {init_from}: a detail model without its rate weights cannot be fine-tuned")
-    return m, card
+    return m.base, card, m
 
 
 def _identity_weights(identity: tuple[float, int], levels: int) -> torch.Tensor:
