@@ -19,6 +19,7 @@ Design notes
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import io
 import json
@@ -32,30 +33,25 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from codec import __version__
+from codec import __version__, objectives
 from codec.data import DEFAULTS, load_dataset
 from codec.devices import pick_device
 from codec.errors import DataError, TrainingError
 from codec.fileio import load_torch_file, write_bytes
 from codec.generator import ModelConfig
 from codec.images import uint8_to_float
-from codec.objectives.detail import DetailObjective
-from codec.objectives.gan import GanObjective
-from codec.objectives.rd import RDObjective
+from codec.objectives import Objective
 from codec.shard import Shard
 
-#: The file each objective exports into the run folder.
-MODEL_FILES = {
-    "GanObjective": "generator.safetensors",
-    "RDObjective": "model.safetensors",
-    "DetailObjective": "model.safetensors",
-}
+#: The files objectives export into a run folder.
+MODEL_FILES = tuple(dict.fromkeys(o.load().model_file for o in objectives.OBJECTIVES.values()))
 
 
 @dataclass
@@ -113,12 +109,12 @@ class TrainResult:
     seconds: float
     images_per_second: float
     out: Path
-    objective: GanObjective | RDObjective | DetailObjective
+    objective: Objective
     interrupted: bool = False
 
     @property
     def model_path(self) -> Path:
-        return self.out / MODEL_FILES[type(self.objective).__name__]
+        return self.out / self.objective.model_file
 
 
 #: Learning rates are multiplied by this from `--lr-drop` on (the usual end phase of
@@ -140,13 +136,13 @@ def _check_out(out: Path, resume: bool, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"--out {out} is a file, not a run folder")
     ckpt = out / "checkpoint.pt"
-    for path in (ckpt, out / "train.log.jsonl", *(out / name for name in MODEL_FILES.values())):
+    for path in (ckpt, out / "train.log.jsonl", *(out / name for name in MODEL_FILES)):
         if path.exists() and not path.is_file():  # a folder or pipe here failed at the first checkpoint
             raise FileExistsError(f"{path}: not a regular file (a folder, device or pipe): remove it, or another --out")
     for path in (out / "samples", out / "cache"):
         if path.exists() and not path.is_dir():
             raise FileExistsError(f"{path}: not a folder: remove it or use another --out")
-    models = [out / name for name in dict.fromkeys(MODEL_FILES.values()) if (out / name).is_file()]
+    models = [out / name for name in MODEL_FILES if (out / name).is_file()]
     if force:
         return
     if ckpt.is_file() and not resume:
@@ -311,37 +307,29 @@ def _load_images(
     return data.images, data.skipped
 
 
+def _check_options(cfg: TrainConfig) -> None:
+    """A known objective, and no option set (away from its default) that only other
+    objectives take: it would be silently ignored."""
+    objectives.of_name(cfg.objective)
+    fields = TrainConfig.__dataclass_fields__
+    given = [f for f in fields if f != "command" and getattr(cfg, f) != _default(fields[f])]
+    objectives.refuse_others(cfg.objective, given)
+
+
 def _make_objective(cfg: TrainConfig, mcfg: ModelConfig, device: torch.device, wrap, main: bool, resuming: bool):
-    if cfg.objective == "gan":
-        if cfg.init_from:
-            raise ValueError("--init-from applies to --objective rd only (gan: --init-generator)")
-        return GanObjective(mcfg, device, wrap, lr=cfg.lr, beta1=cfg.beta1, init_generator=cfg.init_generator)
-    if cfg.objective not in ("rd", "detail"):
-        raise ValueError(f"unknown objective {cfg.objective!r}: gan, rd or detail")
-    if cfg.init_generator:
-        raise ValueError(f"--init-generator applies to --objective gan only ({cfg.objective}: --init-from)")
-    split = "all" if cfg.dataset == "folder" else "valid"
-    valid, _ = _load_images(cfg, split, mcfg.size, cfg.valid_images, main)
-    if cfg.objective == "detail":
-        if not cfg.init_from:
-            raise ValueError("--objective detail needs --init-from: the RD model the detail latent builds on")
-        return DetailObjective(mcfg, device, wrap, lr=cfg.lr, distortion=cfg.distortion, init_from=cfg.init_from,
-                               valid=torch.from_numpy(np.ascontiguousarray(valid)),
-                               lambdas=tuple(cfg.detail_lambdas) if cfg.detail_lambdas else None,
-                               context_width=cfg.detail_context_width,
-                               identity=tuple(cfg.detail_identity) if cfg.detail_identity else None)  # fmt: skip
-    return RDObjective(
-        mcfg,
-        device,
-        wrap,
-        lr=cfg.lr,
-        distortion=cfg.distortion,
-        target_bytes=cfg.target_bytes,
-        adv_weight=cfg.adv_weight,
-        step_range=cfg.step_range,
-        valid=torch.from_numpy(np.ascontiguousarray(valid)),
-        init_from=None if resuming else cfg.init_from,  # a checkpoint holds the warm-started weights
-    )
+    kind = objectives.of_name(cfg.objective)
+
+    def valid() -> torch.Tensor:
+        split = "all" if cfg.dataset == "folder" else "valid"
+        images, _ = _load_images(cfg, split, mcfg.size, cfg.valid_images, main)
+        return torch.from_numpy(np.ascontiguousarray(images))
+
+    return kind.load().from_config(cfg, mcfg, device, wrap, valid, resuming)
+
+
+def _default(f: Any) -> Any:
+    """A dataclass field's default value."""
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
 
 @dataclass
@@ -388,7 +376,7 @@ class _Run:
     total_steps: int
     flip: bool
     mcfg: ModelConfig
-    objective: GanObjective | RDObjective | DetailObjective
+    objective: Objective
     step: int = 0
     elapsed_before: float = 0.0  # training seconds of earlier invocations
     drawn: np.ndarray | None = None  # --mix: the images an epoch draws (indices into images), each source its share
@@ -406,6 +394,7 @@ class _Run:
 def train(cfg: TrainConfig) -> TrainResult:
     """Train (or resume) a model per `cfg` with its objective (gan or rd); returns this
     invocation's throughput and the trained objective."""
+    _check_options(cfg)
     proc = _Process.start(cfg.device)
     out = Path(cfg.out)
     fresh = not out.exists()
@@ -684,7 +673,7 @@ def _checkpoint(cfg: TrainConfig, run: _Run, proc: _Process, out: Path, elapsed:
     if cfg.mix:
         share = 1.0 - sum(w for _, _, w in cfg.mix)
         card["mix"] = ", ".join([f"{cfg.dataset} {share:.2f}", *(f"{d}:{r} {w:.2f}" for d, r, w in cfg.mix)])
-    run.objective.export(out / MODEL_FILES[type(run.objective).__name__], card)
+    run.objective.export(out / run.objective.model_file, card)
 
 
 def _loop(cfg: TrainConfig, run: _Run, proc: _Process, out: Path) -> float:

@@ -341,10 +341,10 @@ torch.save(res.objective.net.state_dict(), os.path.join(out, f"rank{os.environ['
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("context_width", [0, 3])
+@pytest.mark.parametrize("context_width", [3])
 def test_two_process_detail_training_ends_with_identical_networks(tmp_path, context_width) -> None:
-    """Under torchrun the detail networks' gradients are averaged over the ranks (its
-    networks were never called through their DDP wrapper, so each rank trained its own)."""
+    """Under torchrun the detail networks' gradients are averaged over the ranks, in the
+    context-only fine-tune too (the plain detail run: tests/test_train.py, every objective)."""
     from tests.conftest import run_torchrun
 
     start = _detail_file(tmp_path / "start.safetensors")

@@ -190,7 +190,7 @@ def test_warm_start_grows_the_latent_and_decodes_as_before(tiny_rd_file, tmp_pat
     resumed = train(_rd_cfg(tmp_path / "w", steps=4, nz=12, init_from=str(tiny_rd_file), resume=True))
     _, card = load_rd(resumed.model_path)
     assert card["init_from"] == str(tiny_rd_file) and card["steps"] == "4"  # the card names the warm start
-    with pytest.raises(ValueError, match="rd only"):
+    with pytest.raises(ValueError, match="--init-from applies to --objective rd or detail, not gan"):
         train(TrainConfig(objective="gan", init_from=str(tiny_rd_file), out=str(tmp_path / "g"), dry_run=True))
 
 

@@ -93,3 +93,19 @@ def test_options_of_another_objective_are_refused_not_ignored(tmp_path, objectiv
     r = _train("--dry-run", "--objective", objective, *TINY_ARGS, *option, "--out", tmp_path / "run")
     assert r.exit_code == 2 and f"{option[0]} applies to --objective" in r.output and f"not {objective}" in r.output
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "objective, option",
+    [("gan", {"target_bytes": 90.0}), ("rd", {"detail_identity": (1.0, 3)}), ("detail", {"init_generator": "x"}),
+     ("gan", {"distortion": "ssim"}), ("detail", {"step_range": (0.4, 2.0)})],
+)  # fmt: skip
+def test_the_library_refuses_options_of_another_objective_before_writing(tmp_path, objective, option) -> None:
+    """train() as the command: an option only other objectives take is an error, not ignored."""
+    flag = "--" + next(iter(option)).replace("_", "-")
+    cfg = TrainConfig(objective=objective, out=str(tmp_path / "run"), dry_run=True, steps=1, **option)
+    with pytest.raises(ValueError, match=f"{flag} applies to --objective .*, not {objective}"):
+        train(cfg)
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ValueError, match="unknown objective 'vae': gan, rd, detail"):
+        train(TrainConfig(objective="vae", out=str(tmp_path / "run"), dry_run=True, steps=1))

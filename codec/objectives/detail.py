@@ -53,6 +53,17 @@ LAMBDAS = (0.25, 0.006)
 class DetailObjective:
     """Holds the frozen RD model, the detail networks and their optimiser."""
 
+    model_file = "model.safetensors"
+
+    @classmethod
+    def from_config(cls, cfg, mcfg: ModelConfig, device: torch.device, wrap, valid, resuming: bool) -> DetailObjective:
+        if not cfg.init_from:
+            raise ValueError("--objective detail needs --init-from: the RD model the detail latent builds on")
+        return cls(mcfg, device, wrap, lr=cfg.lr, distortion=cfg.distortion, init_from=cfg.init_from, valid=valid(),
+                   lambdas=tuple(cfg.detail_lambdas) if cfg.detail_lambdas else None,
+                   context_width=cfg.detail_context_width,
+                   identity=tuple(cfg.detail_identity) if cfg.detail_identity else None)  # fmt: skip
+
     def __init__(
         self,
         mcfg: ModelConfig,

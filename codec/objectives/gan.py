@@ -43,6 +43,12 @@ def gan_step(
 class GanObjective:
     """Holds G, D and their optimisers; `step` is one DCGAN update on a batch."""
 
+    model_file = "generator.safetensors"
+
+    @classmethod
+    def from_config(cls, cfg, mcfg: ModelConfig, device: torch.device, wrap, valid, resuming: bool) -> GanObjective:
+        return cls(mcfg, device, wrap, lr=cfg.lr, beta1=cfg.beta1, init_generator=cfg.init_generator)
+
     def __init__(
         self, mcfg: ModelConfig, device: torch.device, wrap, *, lr: float, beta1: float, init_generator: str | None
     ) -> None:

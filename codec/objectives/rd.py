@@ -47,6 +47,23 @@ def _average_across_ranks(t: torch.Tensor) -> torch.Tensor:
 class RDObjective:
     """Holds the networks and optimisers of an RD run; `step` does one update."""
 
+    model_file = "model.safetensors"
+
+    @classmethod
+    def from_config(cls, cfg, mcfg: ModelConfig, device: torch.device, wrap, valid, resuming: bool) -> RDObjective:
+        return cls(
+            mcfg,
+            device,
+            wrap,
+            lr=cfg.lr,
+            distortion=cfg.distortion,
+            target_bytes=cfg.target_bytes,
+            adv_weight=cfg.adv_weight,
+            step_range=cfg.step_range,
+            valid=valid(),
+            init_from=None if resuming else cfg.init_from,
+        )  # a checkpoint holds the warm-started weights
+
     def __init__(
         self,
         mcfg: ModelConfig,
