@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,8 @@ from codec.inversion import refine_within_rate
 from codec.rdmodel import RDModel
 
 KIND = "rd-detail"
+#: A model name a file may name as its base (no folders: it is looked up beside the file).
+NAME = r"[a-z0-9][a-z0-9._-]{0,63}"
 #: Adam's step on the global latent (the detail's: 4x). On 16 CelebA valid faces at the
 #: finest trained level, 12 steps of ms-ssim=1,mse=3,identity=0.5 within the start's rate:
 #: 0.05 and 0.01 lost PSNR (the rounding of thousands of detail symbols moved at once),
@@ -298,7 +301,11 @@ def load_detail(path: str | Path, device: str | torch.device = "cpu") -> tuple[D
     meta, state = read_model_file(path)
     if meta.get("percodec_model") != KIND:
         raise ModelError(f"{path}: not a percodec detail model")
-    base = rdmodel.from_file(path, meta, {k: v for k, v in state.items() if not k.startswith(("detail.", "scales."))})
+    if "base_model" in meta:  # the base is another file (share_base)
+        base = _shared_base(path, meta)
+    else:
+        held = {k: v for k, v in state.items() if not k.startswith(("detail.", "scales."))}
+        base = rdmodel.from_file(path, meta, held)
     detail = config_field(path, meta, "detail_config", DetailConfig)
     pairs = field(path, meta, "pairs", lambda v: isinstance(v, list) and 1 <= len(v) <= MAX_LEVELS and all(
         isinstance(p, list) and len(p) == 2 and is_int(p[0], 1, len(base.steps)) and is_int(p[1], 1, detail.levels)
@@ -316,6 +323,89 @@ def load_detail(path: str | Path, device: str | torch.device = "cpu") -> tuple[D
         raise ModelError(f"{path}: the detail's coding tables are missing or damaged ({exc})") from None
     model.eval().requires_grad_(False).to(device)
     return model, card_field(path, meta)
+
+
+# --- a base held once: a detail model file may name the RD model file it builds on -------------
+
+
+def base_file(path: Path, name: str) -> Path:
+    """The RD model file a detail model file names: beside it, else a shipped model."""
+    from codec.errors import ModelError
+    from codec.generator import shipped_models
+
+    beside = path.parent / f"{name}.safetensors"
+    if beside.is_file():
+        return beside
+    if name in shipped_models():
+        return shipped_models()[name]
+    raise ModelError(f"{path} builds on the RD model {name}: no {beside.name} beside it, and no shipped model {name}")
+
+
+def _shared_base(path: Path, meta: dict[str, str]) -> RDModel:
+    """The base a file names (`base_model`, `base_fingerprint`, `base_levels`): that RD model
+    file, checked to be the one the detail was made on, cut to the levels it uses, exactly
+    the base the file would otherwise hold (the same weights, steps and tables)."""
+    from codec.errors import ModelError
+    from codec.modelfile import MAX_LEVELS, config_field, field, is_int, steps_field
+
+    name = field(path, meta, "base_model", lambda v: isinstance(v, str) and re.fullmatch(NAME, v) is not None,
+                 "a model name")  # fmt: skip
+    fp = field(path, meta, "base_fingerprint", lambda v: isinstance(v, str) and re.fullmatch("[0-9a-f]{16}", v)
+               is not None, "16 hex digits")  # fmt: skip
+    levels = field(path, meta, "base_levels", lambda v: isinstance(v, list) and 1 <= len(v) <= MAX_LEVELS and all(
+        is_int(g, 1, MAX_LEVELS) for g in v), f"a list of 1..{MAX_LEVELS} levels")  # fmt: skip
+    try:
+        shared, _ = rdmodel.load_rd(base_file(path, name))
+    except ModelError as exc:
+        raise ModelError(f"{path} builds on the RD model {name}, which cannot be loaded: {exc}") from None
+    if bytes.fromhex(fp) not in shared.fingerprints():
+        raise ModelError(f"{path} builds on the RD model {name} {fp}, and the {name} found is another "
+                         f"({shared.fingerprint().hex()})")  # fmt: skip
+    if max(levels) > shared.level_count:
+        raise ModelError(f"{path}: its base levels {levels} are not all levels of {name}")
+    config = config_field(path, meta, "config", ModelConfig)
+    base = RDModel(shared.config, tuple(shared.step_of(g) for g in levels))
+    if config != shared.config or base.steps != tuple(steps_field(path, meta)):
+        raise ModelError(f"{path}: its config or steps do not match its base {name}'s levels {levels}")
+    base.load_state_dict(shared.state_dict())
+    base.tables = {i: shared.tables[g] for i, g in enumerate(levels, start=1)}
+    return base
+
+
+def share_base(path: str | Path, name: str) -> int:
+    """Rewrite a detail model file to name its base, the RD model file `name` beside it (or
+    shipped), instead of holding the base's networks and tables: the same model, the same
+    fingerprint, every file made with it still decodes. Refused unless the named file holds
+    exactly its base's weights and its global levels' steps. Returns the bytes saved."""
+    from codec.errors import ModelError
+
+    path = Path(path)
+    m, _ = load_detail(path)
+    shared, _ = rdmodel.load_rd(base_file(path, name))
+    ours, theirs = m.base.state_dict(), shared.state_dict()
+    if ours.keys() != theirs.keys() or not all(torch.equal(ours[k], theirs[k]) for k in ours):
+        raise ModelError(f"{path}: its base's weights are not those of {name}")
+    try:
+        levels = [shared.steps.index(s) + 1 for s in m.base.steps]
+    except ValueError:
+        raise ModelError(f"{path}: its global steps {m.base.steps} are not all levels of {name}") from None
+    meta, state = read_model_file(path)
+    meta.update(
+        base_model=json.dumps(name),
+        base_fingerprint=json.dumps(shared.fingerprint().hex()),
+        base_levels=json.dumps(levels),
+    )
+    before = path.stat().st_size
+    kept = {k: v for k, v in state.items() if k.startswith(("detail.", "scales."))}
+    tmp = path.with_name(f".{path.name}.shared")
+    write_model_file(tmp, kept, meta)
+    try:
+        if load_detail(tmp)[0].fingerprint() != m.fingerprint():
+            raise ModelError(f"{path}: sharing {name} would change the model's fingerprint; left as it was")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return before - path.stat().st_size
 
 
 class _Search:

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from codec import family
+from codec.detailmodel import NAME
 from codec.errors import ModelError, OutputExistsError
 from codec.fileio import write_bytes
 
@@ -86,7 +87,7 @@ def ship(run: str | Path, name: str, options: ShipOptions) -> Path:
 
 
 def _check_name(name: str) -> None:
-    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,63}", name) or name.endswith((".safetensors", ".md")):
+    if not re.fullmatch(NAME, name) or name.endswith((".safetensors", ".md")):
         raise ValueError(f"model name {name[:80]!r}: lower-case letters, digits, '.', '_' and '-' (e.g. celeba64)")
 
 
@@ -302,7 +303,25 @@ def _pick_and_save(m, card: dict, level_bytes: Sequence[float], options: ShipOpt
     globals_ = sorted({g for (g, _), _, _ in chosen})
     pairs = tuple((globals_.index(g) + 1, k) for (g, k), _, _ in chosen)
     save_detail(m.base, m.detail, out, card, global_levels=tuple(globals_), pairs=pairs, half=True, lambdas=m.lambdas)
+    share_shipped_base(out)
     return load_detail(out)[0], chosen
+
+
+def share_shipped_base(path: Path) -> str | None:
+    """Make a detail model file name its base instead of holding it, where an RD model beside
+    it is that base (`detailmodel.share_base`); the base's name, or None."""
+    from codec.detailmodel import share_base
+
+    for rd in sorted(path.parent.glob("*.safetensors")):
+        if rd == path or not re.fullmatch(NAME, rd.stem):
+            continue
+        try:
+            if family.of_file(rd).name == "rd":
+                share_base(path, rd.stem)
+                return rd.stem
+        except ModelError:
+            continue  # not a model, or another model's weights
+    return None
 
 
 @torch.no_grad()

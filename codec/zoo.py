@@ -86,3 +86,17 @@ def model_for(c: Container | CodedContainer, model: str | Path | None = None) ->
             f"this file needs a generator with fingerprint {want}, which is not a shipped model: pass --model PATH"
         )
     return load_model(name)[0], name
+
+
+#: What a shipped model may be (models/manifest.json).
+STATUSES = ("scale", "retired", "reference")
+
+
+def manifest() -> dict[str, dict]:
+    """Every shipped model's status, family and lineage (models/manifest.json): which are
+    rungs of a scale, which are retired (kept so old files decode), which are references."""
+    import json
+    from importlib import resources
+
+    path = Path(str(resources.files("codec.models"))) / "manifest.json"
+    return json.loads(path.read_text())["models"] if path.is_file() else {}

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from codec.detail import DetailConfig, DetailNet  # noqa: E402
-from codec.detailmodel import load_detail, save_detail  # noqa: E402
+from codec.detailmodel import load_detail, save_detail, share_base  # noqa: E402
 from codec.errors import ModelError  # noqa: E402
 from codec.generator import Generator, ModelConfig, load_generator, save_generator, write_model_file  # noqa: E402
 from codec.ladder import read_ladder  # noqa: E402
@@ -29,7 +29,8 @@ from codec.rdmodel import RDModel, load_rd, save_rd  # noqa: E402
 
 CONFIG = ModelConfig(nz=8, ngf=4, ndf=4, nc=3, size=16)
 DETAIL = DetailConfig(channels=4, width=16, levels=3)
-LOADERS = {"generator": load_generator, "rd": load_rd, "detail": load_detail}
+#: Kinds of seed file and their loaders; "shared" is a detail model naming its base (rd.safetensors beside it).
+LOADERS = {"generator": load_generator, "rd": load_rd, "detail": load_detail, "shared": load_detail}
 
 #: Values a mutation puts in place of a JSON value: wrong types, huge, negative, non-finite.
 ODD_VALUES = [None, True, False, 0, -1, 1, 3.7, 1e308, -1e308, 2**70, 4096, 10**8, "", "abc", [], {}, [[]], [1, 2],
@@ -46,6 +47,8 @@ def seed_files(folder: Path) -> dict[str, Path]:
         rd.prior.matrices[0].add_(2.0)
     save_rd(rd, paths["rd"], {"dataset": "none"})
     save_detail(rd, DetailNet(DETAIL, rd.generator), paths["detail"], {"dataset": "none"}, global_levels=(2, 4))
+    paths["shared"].write_bytes(paths["detail"].read_bytes())
+    share_base(paths["shared"], "rd")
     paths["ladder"] = folder / "tiny.ladder.json"
     paths["ladder"].write_text(json.dumps({"default": 2, "rungs": [["rd.safetensors", 1], ["rd.safetensors", 3]]}))
     return paths
@@ -86,6 +89,8 @@ def mutate_model(meta: dict[str, str], state: dict[str, torch.Tensor], rng: rand
         if op <= 1 and meta:
             key = rng.choice(list(meta))
             meta[key] = _mutate_text(meta[key], rng)
+            if key == "base_model" and rng.random() < 0.5:  # another file of the folder, or outside it
+                meta[key] = json.dumps(rng.choice(["detail", "generator", "../rd", "celeba64", "rd.safetensors"]))
         elif op == 2 and meta:
             del meta[rng.choice(list(meta))]
         elif op == 3 and state:

@@ -370,3 +370,28 @@ def test_the_pair_table_measures_every_pair_and_more_detail_costs_more(tmp_path)
     for g in {g for g, _ in m.pairs}:
         sizes = [table[(g, k)][0] for k in sorted(k for gg, k in m.pairs if gg == g)]
         assert sizes == sorted(sizes) and sizes[0] > OVERHEAD_V2  # a higher detail level (gain) costs bytes
+
+
+def test_a_detail_model_that_names_its_base_is_the_same_model_in_a_smaller_file(tmp_path) -> None:
+    """share_base: the base's networks and tables are read from the RD model file beside it
+    (by name, checked by fingerprint), so the file shrinks; fingerprint, codes and decoded
+    images stay, and a base with other weights is refused with the file left as it was."""
+    from codec.detailmodel import share_base
+    from codec.errors import ModelError
+
+    path = _detail_file(tmp_path / "detail.safetensors")
+    save_rd(_base(), tmp_path / "base.safetensors", {"dataset": "none"})
+    save_rd(_base(seed=5), tmp_path / "other.safetensors", {"dataset": "none"})
+    before, data = load_detail(path)[0], path.read_bytes()
+    face = Image.fromarray(np.random.default_rng(3).integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    (r,) = encode_batch([face], EncodeOptions(model=str(path), quality=5, steps=2))
+    with pytest.raises(ModelError, match="base's weights are not those of other"):
+        share_base(path, "other")
+    assert path.read_bytes() == data
+    saved = share_base(path, "base")
+    after, _ = load_detail(path)
+    assert saved > 0 and path.stat().st_size == len(data) - saved
+    assert after.fingerprint() == before.fingerprint() and after.base.steps == before.base.steps
+    assert torch.equal(decode_tensor(r.data, str(path)), r.decoded)
+    (again,) = encode_batch([face], EncodeOptions(model=str(path), quality=5, steps=2))
+    assert again.data == r.data

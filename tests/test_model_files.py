@@ -79,6 +79,28 @@ def test_lying_metadata_is_one_line_naming_the_file(seeds, tmp_path, kind, meta,
     _refused(_variant(seeds, tmp_path, kind, meta, drop), kind, says)
 
 
+SHARED_CASES = [
+    ({"base_model": '"celeba64"'}, "and the celeba64 found is another"),
+    ({"base_model": '"../rd"'}, "'base_model' must be a model name"),
+    ({"base_model": '"generator"'}, "builds on the RD model generator, which cannot be loaded"),
+    ({"base_model": '"nothere"'}, "no nothere.safetensors beside it, and no shipped model nothere"),
+    ({"base_fingerprint": '"0000000000000000"'}, "and the rd found is another"),
+    ({"base_levels": "[2, 9]"}, r"its base levels \[2, 9\] are not all levels of rd"),
+    ({"base_levels": "[1, 2]"}, "do not match its base rd's levels"),
+]
+
+
+@pytest.mark.parametrize("meta, says", SHARED_CASES)
+def test_a_detail_model_naming_a_base_it_was_not_made_on_is_refused(seeds, meta, says) -> None:
+    """A detail file that names its base (detailmodel.share_base) loads only on that very
+    base, looked up beside it (or shipped), never by a path."""
+    path = _variant(seeds, seeds["shared"].parent, "shared", meta)  # beside rd.safetensors
+    try:
+        _refused(path, "shared", says)
+    finally:
+        path.unlink()
+
+
 def test_an_rd_file_that_calls_itself_a_detail_model_is_one_line(seeds, tmp_path) -> None:
     path = _variant(seeds, tmp_path, "rd", {"percodec_model": "rd-detail"})
     with pytest.raises(ModelError, match="has no 'detail_config'"):

@@ -129,6 +129,20 @@ def test_a_detail_run_ships_its_picked_levels_doubled_once(runs, tmp_path) -> No
     assert tune.model_path.is_file()
 
 
+def test_a_detail_model_shipped_beside_its_base_names_it_instead_of_holding_it(runs, tmp_path) -> None:
+    from codec.generator import read_metadata, read_model_file
+
+    opts = _options(tmp_path)
+    base = ship(runs / "rd", "tiny-rd", opts)
+    _run(tmp_path, "on-shipped", "detail", init_from=str(base))
+    out = ship(tmp_path / "on-shipped", "tiny-detail", opts)
+    assert read_metadata(out)["base_model"] == '"tiny-rd"'
+    assert all(k.startswith(("detail.", "scales.")) for k in read_model_file(out)[1])  # no base networks, no tables
+    m, _ = load_detail(out)
+    assert m.base.config == load_rd(base)[0].config
+    assert f"fingerprint {m.fingerprint().hex()}" in _card_rows(out)["weights"]
+
+
 def test_repick_picks_a_detail_models_levels_again_among_all_its_pairs(runs, tmp_path) -> None:
     out = ship(runs / "detail", "tiny-detail", _options(tmp_path))
     every, _ = load_detail(out)

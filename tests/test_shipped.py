@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -121,13 +122,14 @@ def test_wheel_ships_the_models_for_a_non_editable_install(tmp_path) -> None:
     shipped += ("celeba64-gan", "mnist32")
     for name in shipped:
         assert f"codec/models/{name}.safetensors" in names
-    assert "codec/models/celeba64.ladder.json" in names
+    assert "codec/models/celeba64.ladder.json" in names and "codec/models/manifest.json" in names
     for name in ("astronaut.png", "astronaut_photo.jpg", "grace_hopper.png"):  # bench --dataset samples
         assert f"codec/samples/{name}" in names
     zipfile.ZipFile(wheel).extractall(target)
     code = (
         "from codec.generator import shipped_models as s; m = s(); print(sorted(m)); print(m['celeba64']); "
-        "from importlib import resources; print(sorted(p.name for p in resources.files('codec.samples').iterdir()))"
+        "from importlib import resources; print(sorted(p.name for p in resources.files('codec.samples').iterdir())); "
+        "from codec.detailmodel import load_detail; print(load_detail(m['celeba64-detail3'])[0].fingerprint().hex())"
     )
     done = subprocess.run(
         [sys.executable, "-c", code],
@@ -143,6 +145,7 @@ def test_wheel_ships_the_models_for_a_non_editable_install(tmp_path) -> None:
     names += ["celeba64-hi2"]
     assert str([*names, "celeba64-id", "mnist32"]) in done.stdout
     assert "'astronaut.png', 'astronaut_photo.jpg'" in done.stdout
+    assert "e5665dbc8a22a952" in done.stdout  # a detail model finds the base it names beside it, installed
 
 
 # A version-1 file of the shipped GAN-only model (astronaut sample, 100 steps), stored when it
@@ -235,3 +238,25 @@ def _prepared(crop: float) -> torch.Tensor:
     from codec.images import fit_to_model, open_image, to_tensor
 
     return to_tensor(fit_to_model(open_image(SAMPLES / "astronaut.png", 3), 64, crop))
+
+
+def test_the_manifest_says_each_shipped_models_status_and_lineage_truly() -> None:
+    """models/manifest.json: every shipped model, once; a model on a shipped scale is 'scale'
+    and a 'scale' model is on one; lineage names shipped models, as the files' own cards and
+    base references say."""
+    import json
+
+    from codec.generator import read_metadata
+    from codec.ladder import shipped_ladders
+    from codec.zoo import STATUSES, manifest
+
+    models, entries = shipped_models(), manifest()
+    assert set(entries) == set(models)
+    on_scales = {Path(m).stem for ladder in shipped_ladders() for m in ladder.models()}
+    for name, entry in entries.items():
+        meta = read_metadata(models[name])
+        assert entry["status"] in STATUSES and (entry["status"] == "scale") == (name in on_scales), name
+        assert entry["family"] == family.of_file(models[name]).name, name
+        start = json.loads(meta.get("card", "{}")).get("init_from")
+        assert entry["from"] == (Path(start).stem if start else None), name
+        assert json.loads(meta.get("base_model", "null")) == entry.get("base"), name

@@ -81,6 +81,7 @@ def ship() -> None:
     percodec ship run RUN NAME       a training run folder as models/NAME.safetensors
     percodec ship add-levels MODEL   more levels for a shipped rate-distortion model
     percodec ship repick MODEL NAME  a detail model's levels picked again (new fingerprint)
+    percodec ship share-base MODEL BASE  a detail model names its base instead of holding it
     """
 
 
@@ -146,3 +147,23 @@ def ship_repick(model: str, name: str, level_bytes: tuple[float, ...] | None, **
 
     out = repick(model, name, _options(kw, level_bytes=level_bytes))
     click.echo(f"shipped {out} ({out.stat().st_size:,} bytes)")
+
+
+@ship.command("share-base")
+@click.argument("model")
+@click.argument("base")
+@friendly_errors
+def ship_share_base(model: str, base: str) -> None:
+    """Make detail MODEL name its base, the RD model BASE beside it, instead of holding the
+    base's networks: the same model and fingerprint in a smaller file.
+
+    \b
+    Example:
+      percodec ship share-base celeba64-detail3 celeba64-id
+    """
+    from codec.detailmodel import share_base
+    from codec.generator import resolve_model
+
+    path = resolve_model(model)
+    saved = share_base(path, base)
+    click.echo(f"{path}: names {base} as its base; {saved:,} bytes smaller ({path.stat().st_size:,} bytes)")
