@@ -158,8 +158,11 @@ def warm_start(model: RDModel, source: RDModel) -> None:
     zero at about the spread of the fresh encoder rows' outputs (std ~0.5 on faces).
     """
     a, b = source.config, model.config
+    if (a.ngf, a.ndf, a.nc, a.nz) == (b.ngf, b.ndf, b.nc, b.nz) and a.size < b.size:
+        _warm_start_larger(model, source)
+        return
     if (a.ngf, a.ndf, a.nc, a.size) != (b.ngf, b.ndf, b.nc, b.size) or a.nz > b.nz:
-        raise ValueError(f"cannot start a {b} model from a {a} one: only the latent may grow")
+        raise ValueError(f"cannot start a {b} model from a {a} one: only the latent, or the image side, may grow")
     with torch.no_grad():
         model.prior.load_state_dict(FactorizedPrior(b.nz, init_scale=0.5).state_dict())
         for bias in model.prior.biases:
@@ -169,6 +172,52 @@ def warm_start(model: RDModel, source: RDModel) -> None:
         for name, dst in [*model.named_parameters(), *model.named_buffers()]:
             src = theirs[name]
             dst[tuple(slice(0, n) for n in src.shape)] = src
+
+
+def _by_side(net: nn.Module, side: int) -> dict[int, list[nn.Module]]:
+    """A DCGAN-shaped network's layers grouped by the side of the maps they put out: each
+    (transposed) convolution with the BatchNorm after it (1: the encoder's latent)."""
+    out: dict[int, list[nn.Module]] = {}
+    for layer in net.main:
+        if isinstance(layer, nn.Conv2d):
+            side = side // 2 if layer.stride[0] == 2 else 1
+        elif isinstance(layer, nn.ConvTranspose2d):
+            side = side * 2 if layer.stride[0] == 2 else 4
+        else:
+            if not isinstance(layer, nn.BatchNorm2d):
+                continue
+        out.setdefault(side, []).append(layer)
+    return out
+
+
+@torch.no_grad()
+def _warm_start_larger(model: RDModel, source: RDModel) -> None:
+    """Warm-start a model for a larger image side from a trained smaller one (same widths:
+    the larger has twice the channels at each side). Its layers that put out the same side
+    as one of the source's (the generator's stages up to the source's last hidden side, the
+    encoder's from half the source's side down, the latent) take the source's weights in
+    their first channels, and the weights from their new input channels into those are
+    zero: the source's channels compute exactly what they did in the source, given the
+    same inputs. The rest (the new channels, the stages at the new sides, the generator's
+    output and the encoder's first stages, which see a larger image) start fresh. The prior
+    is the source's."""
+    pairs = []
+    for name, side in (("generator", 1), ("encoder", source.config.size)):
+        theirs = _by_side(getattr(source, name), side)
+        ours = _by_side(getattr(model, name), side * model.config.size // source.config.size if side > 1 else 1)
+        keep = [s for s in theirs if s in ours and not (name == "generator" and s == source.config.size)]
+        keep = [s for s in keep if not (name == "encoder" and s == source.config.size // 2)]  # took the image
+        pairs += [(d, t) for s in keep for d, t in zip(ours[s], theirs[s], strict=True)]
+    for dst, src in pairs:
+        for pname, p in [*src.named_parameters(recurse=False), *src.named_buffers(recurse=False)]:
+            q = getattr(dst, pname)
+            if q.dim() == 4:  # conv weights: zero from new inputs into the kept outputs
+                outputs = 0 if isinstance(dst, nn.Conv2d) else 1  # ConvTranspose2d: (in, out, k, k)
+                index = [slice(None)] * 4
+                index[outputs] = slice(0, p.shape[outputs])
+                q[tuple(index)] = 0
+            q[tuple(slice(0, n) for n in p.shape)] = p
+    model.prior.load_state_dict(source.prior.state_dict())
 
 
 @torch.no_grad()

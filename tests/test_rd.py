@@ -183,7 +183,7 @@ def test_warm_start_grows_the_latent_and_decodes_as_before(tiny_rd_file, tmp_pat
         assert torch.equal(y[:, :8], src.encoder(x)) and y[:, 8:].std(0).min() > 0  # new dimensions vary
         assert torch.allclose(grown.generator(y), src.generator(y[:, :8]), atol=1e-6)  # ... and are unused yet
         assert torch.allclose(grown.prior.likelihood(y)[:, :8], src.prior.likelihood(y[:, :8]))
-    with pytest.raises(ValueError, match="only the latent may grow"):
+    with pytest.raises(ValueError, match="only the latent, or the image side, may grow"):
         warm_start(RDModel(tiny_config(nz=4)), src)
     cfg = _rd_cfg(tmp_path / "w", steps=2, nz=12, init_from=str(tiny_rd_file))
     assert train(cfg).steps == 2
@@ -399,3 +399,30 @@ def test_a_cap_on_a_model_with_coarser_added_levels_takes_the_finest_level_that_
     cap = max(sizes.values())
     (r,) = encode_batch([src], EncodeOptions(model=model, max_bytes=cap, steps=0))
     assert r.level != 9 and r.num_bytes == max(b for q, b in sizes.items() if b <= cap)
+
+
+def test_a_larger_side_warm_starts_from_a_smaller_model_keeping_what_it_computed(tmp_path) -> None:
+    """--init-from a model for half the side: the generator's stages up to the source's last
+    hidden side and the encoder's from a quarter of it down take the source's weights in
+    their first channels, the new channels feeding none of those; so those channels compute
+    what the source's did. The run trains and exports a model for the larger side."""
+    torch.manual_seed(0)
+    small = RDModel(tiny_config(nz=8)).eval()
+    for m in small.modules():  # trained-looking BatchNorm statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2.0)
+    big = RDModel(tiny_config(nz=8, size=32)).eval()
+    warm_start(big, small)
+    z = torch.randn(5, 8)
+    for side in (4, 8):
+        theirs = small.generator.features(z, side)
+        assert torch.allclose(big.generator.features(z, side)[:, : theirs.shape[1]], theirs, atol=1e-6)
+    last, last_small = big.encoder.main[-1].weight, small.encoder.main[-1].weight
+    assert torch.equal(last[:, : last_small.shape[1]], last_small) and not last[:, last_small.shape[1] :].any()
+    assert torch.equal(big.prior.matrices[0], small.prior.matrices[0])
+    with pytest.raises(ValueError, match="only the latent, or the image side, may grow"):
+        warm_start(RDModel(tiny_config(nz=16, size=32)), small)
+    save_rd(small, tmp_path / "small.safetensors", {"dataset": "none", "beta": "0.5"})
+    res = train(_rd_cfg(tmp_path / "run", size=32, steps=2, init_from=str(tmp_path / "small.safetensors")))
+    assert load_rd(res.model_path)[0].config.size == 32

@@ -130,7 +130,8 @@ class MixSource(click.ParamType):
     help="rd: start a new run from this RD model (encoder, prior, generator), e.g. models/celeba64.safetensors; "
     "detail: the RD model the detail latent builds on, or a detail model to fine-tune (its weights and rate weights; "
     "needed on --resume too). rd: --nz may be larger (the "
-    "generator starts blind to the extra latent dimensions). The rate weight starts at "
+    "generator starts blind to the extra latent dimensions), or --size twice the source's (its stages at the sides "
+    "both have start from the source's). The rate weight starts at "
     "the source's, the optimisers fresh.",
 )
 @click.option(

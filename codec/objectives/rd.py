@@ -84,7 +84,7 @@ class RDObjective:
         if init_from:  # warm start (the latent may grow) at the source's β; optimisers start fresh
             source, card = load_rd(init_from)
             warm_start(self.model, source)
-            if "beta" in card:
+            if "beta" in card and source.config.size == mcfg.size:  # β is per pixel: steered anew at a new size
                 self.log_beta = torch.tensor(math.log(float(card["beta"])))
             self.lineage = {"init_from": str(init_from), "init_images_seen": card.get("images_seen", "?"),
                             "init_wall_seconds": card.get("wall_seconds", "?")}  # fmt: skip
