@@ -929,7 +929,7 @@ def plot_verify(summary: list[dict], originals: dict, path: Path) -> None:
 
 
 def plot_grid(cfg: BenchConfig, records: list[dict], path: Path, rows: int = 6) -> None:
-    """Original, percodec per loss (and a lower and a higher quality level of the first),
+    """Original, percodec per loss (and a lower and a higher level of the first),
     eigenface and WebP at the same bytes, smallest JPEG, k-means K=4."""
     import matplotlib
 

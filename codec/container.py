@@ -1,7 +1,7 @@
 """The .pgz file format, versions 1 and 2: see docs/FORMAT.md for the byte tables.
 
 Version 1 holds fixed-length symbols for a GAN-only generator (`Container`); version 2 an
-entropy-coded latent of a rate-distortion model at a quality level (`CodedContainer`).
+entropy-coded latent of a rate-distortion model at a level (`CodedContainer`).
 
 `to_bytes` / `from_bytes` convert between `Container` and bytes; `read_file` reads one, bounded.
 Every malformed input raises `ContainerError` with a message naming the rule it broke.
@@ -26,7 +26,7 @@ HEADER_BYTES = _HEADER.size  # 10
 CHECKSUM_BYTES = 2
 OVERHEAD_BYTES = HEADER_BYTES + CHECKSUM_BYTES  # 12
 QUANTIZERS = {GAUSSIAN_CDF: "gaussian-cdf"}
-_HEADER_V2 = struct.Struct("<2sB4sB")  # magic, version, fingerprint, quality level
+_HEADER_V2 = struct.Struct("<2sB4sB")  # magic, version, fingerprint, level
 #: Version 2 (entropy-coded latents): header + CRC-16 = 10 bytes; the payload is the rest.
 OVERHEAD_V2 = _HEADER_V2.size + CHECKSUM_BYTES
 #: Longest v2 payload accepted (far above any real latent).
@@ -71,7 +71,7 @@ class Container:
 
 @dataclass(frozen=True)
 class CodedContainer:
-    """A version-2 file: which model, which quality level, and the coder's payload."""
+    """A version-2 file: which model, which level, and the coder's payload."""
 
     fingerprint: bytes
     level: int

@@ -2,7 +2,7 @@
 
 A detail model holds an `RDModel` (`base`: encoder, prior, generator and the global levels'
 tables, as in the model it was trained on, with the global levels it uses), a `DetailNet`
-(codec.detail) and the integer tables of the detail's table scales. Its quality levels are
+(codec.detail) and the integer tables of the detail's table scales. Its levels are
 pairs: level n codes the global latent at the base's level g and the detail at gain k, for
 `(g, k) = pairs[n - 1]`. Its file holds the base's tensors under their names in an RD
 model file, the detail network's under `detail.`, and the scale tables under `scales.`.
@@ -266,7 +266,7 @@ def save_detail(
     """Write a detail model: `base`'s networks with the global levels `global_levels` of it
     (default: all), `net`, and the level pairs (default: every global level with every
     detail level). Atomic."""
-    global_levels = global_levels or tuple(range(1, len(base.steps) + 1))
+    global_levels = global_levels or tuple(range(1, len(base.step_sizes) + 1))
     rd = RDModel(base.config, tuple(base.step_of(g) for g in global_levels))
     rd.load_state_dict(base.state_dict())
     model = DetailModel(rd, net, pairs or every_pair(len(global_levels), net.config.levels), lambdas)
@@ -285,7 +285,7 @@ def save_detail(
 
 
 def level_count(path: str | Path, meta: dict[str, str]) -> int:
-    """How many quality levels a detail model file has, from its metadata alone."""
+    """How many levels a detail model file has, from its metadata alone."""
     from codec.modelfile import MAX_LEVELS, field
 
     return len(field(path, meta, "pairs", lambda v: isinstance(v, list) and len(v) <= MAX_LEVELS,
@@ -308,7 +308,7 @@ def load_detail(path: str | Path, device: str | torch.device = "cpu") -> tuple[D
         base = rdmodel.from_file(path, meta, held)
     detail = config_field(path, meta, "detail_config", DetailConfig)
     pairs = field(path, meta, "pairs", lambda v: isinstance(v, list) and 1 <= len(v) <= MAX_LEVELS and all(
-        isinstance(p, list) and len(p) == 2 and is_int(p[0], 1, len(base.steps)) and is_int(p[1], 1, detail.levels)
+        isinstance(p, list) and len(p) == 2 and is_int(p[0], 1, len(base.step_sizes)) and is_int(p[1], 1, detail.levels)
         for p in v), f"a list of 1..{MAX_LEVELS} (global level, detail level) pairs of its levels")  # fmt: skip
     lambdas = field(path, meta, "lambdas", lambda v: isinstance(v, list) and all(is_number(x, 0, 1e6) for x in v),
                     "a list of rate weights", default=[])  # fmt: skip
@@ -365,7 +365,7 @@ def _shared_base(path: Path, meta: dict[str, str]) -> RDModel:
         raise ModelError(f"{path}: its base levels {levels} are not all levels of {name}")
     config = config_field(path, meta, "config", ModelConfig)
     base = RDModel(shared.config, tuple(shared.step_of(g) for g in levels))
-    if config != shared.config or base.steps != tuple(steps_field(path, meta)):
+    if config != shared.config or base.step_sizes != tuple(steps_field(path, meta)):
         raise ModelError(f"{path}: its config or steps do not match its base {name}'s levels {levels}")
     base.load_state_dict(shared.state_dict())
     base.tables = {i: shared.tables[g] for i, g in enumerate(levels, start=1)}
@@ -386,9 +386,9 @@ def share_base(path: str | Path, name: str) -> int:
     if ours.keys() != theirs.keys() or not all(torch.equal(ours[k], theirs[k]) for k in ours):
         raise ModelError(f"{path}: its base's weights are not those of {name}")
     try:
-        levels = [shared.steps.index(s) + 1 for s in m.base.steps]
+        levels = [shared.step_sizes.index(s) + 1 for s in m.base.step_sizes]
     except ValueError:
-        raise ModelError(f"{path}: its global steps {m.base.steps} are not all levels of {name}") from None
+        raise ModelError(f"{path}: its global steps {m.base.step_sizes} are not all levels of {name}") from None
     meta, state = read_model_file(path)
     meta.update(
         base_model=json.dumps(name),

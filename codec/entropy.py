@@ -2,7 +2,7 @@
 
 The prior's density is turned into integer probability tables once, when a model is
 exported (`build_tables`), and the tables are stored in the model file; coding then only
-reads integers, so encoder and decoder agree bit for bit on any machine. Per quality level
+reads integers, so encoder and decoder agree bit for bit on any machine. Per level
 (a quantisation step) and latent dimension, a table covers the symbols whose bins hold all
 but `TAIL` of the mass; symbols outside are clamped into it (the search sees the clamp).
 

@@ -26,7 +26,7 @@ from codec.errors import ModelError
 
 @runtime_checkable
 class CodingModel(Protocol):
-    """A model the rate-distortion backend codes with: each quality level codes an image
+    """A model the rate-distortion backend codes with: each level codes an image
     into a payload of its own (`codec.rdmodel.RDModel`, `codec.detailmodel.DetailModel`)."""
 
     @property
@@ -101,7 +101,7 @@ class Family:
         return _resolve(self.loader)(path, device)
 
     def level_count(self, path: str | Path, meta: dict[str, str]) -> int | None:
-        """How many quality levels the file has, from its metadata alone (None: no levels)."""
+        """How many levels the file has, from its metadata alone (None: no levels)."""
         return None if self.levels is None else _resolve(self.levels)(path, meta)
 
     def ship(self, run: Path, name: str, options: Any) -> Path:
@@ -136,7 +136,7 @@ def of_file(path: str | Path) -> Family:
 
 
 def level_count(path: str | Path) -> int | None:
-    """How many quality levels a model file has (None: a GAN-only generator)."""
+    """How many levels a model file has (None: a GAN-only generator)."""
     from codec.generator import read_metadata
 
     return of_file(path).level_count(path, read_metadata(path))

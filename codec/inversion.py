@@ -307,7 +307,7 @@ def refine(
     any rate above the encoder's start - or above `budget_bits` (B,) where a row's budget is
     larger, so a file may grow into the room its byte cap leaves (`refine_within_rate`).
     Returns the best rounded latents' symbols (B, nz), each row clamped into the coding
-    tables of its quality level.
+    tables of its level.
 
     `model` is a codec.rdmodel.RDModel (with its coding tables); `levels` is one level for
     every row or one per row (rows are independent, so images at several levels of one model

@@ -21,7 +21,7 @@ from torch import nn
 from codec.defaults import is_int, is_number  # noqa: F401 - the metadata checks' predicates, re-exported
 from codec.errors import ModelError
 
-#: Most quality levels a model may have: a file's header holds its level in one byte.
+#: Most levels a model may have: a file's header holds its level in one byte.
 MAX_LEVELS = 255
 _REQUIRED = object()
 M = TypeVar("M", bound=nn.Module)
@@ -63,7 +63,7 @@ def _short(text: str) -> str:
 
 
 def steps_field(path: str | Path, meta: dict[str, str]) -> tuple[float, ...]:
-    """The quality levels' quantisation steps: 1..MAX_LEVELS positive numbers (a step of 0
+    """The levels' quantisation steps: 1..MAX_LEVELS positive numbers (a step of 0
     made a 10-byte file at 11 dB)."""
     steps = field(path, meta, "steps", lambda v: isinstance(v, list) and 1 <= len(v) <= MAX_LEVELS
                   and all(is_number(s, 1e-4, 1e4) for s in v),

@@ -1,7 +1,7 @@
 """The rate-distortion model: encoder E, learned prior and DCGAN generator G, in one file.
 
 A model file (safetensors, no pickle) holds the three networks under the prefixes
-`encoder.`, `prior.` and `generator.`, the integer coding tables of every quality level
+`encoder.`, `prior.` and `generator.`, the integer coding tables of every level
 (`tables.<level>.offsets|lengths|packed`, docs/FORMAT.md), and metadata: the `ModelConfig`, the quality
 levels' quantisation steps and a model card. The fingerprint covers what decoding needs
 (generator weights and coding tables), so a file made for another generator or prior is
@@ -28,21 +28,21 @@ from codec.prior import FactorizedPrior
 
 KIND = "rd"
 
-#: Quantisation step of each quality level (1 = coarsest). Frozen once a model ships: a
+#: Quantisation step of each level (1 = coarsest). Frozen once a model ships: a
 #: file stores its level, and the level's tables decode it. Levels added to a shipped model
 #: (`add_levels`) take the next numbers, whatever their step.
-DEFAULT_STEPS = (2.0, 1.6, 1.25, 1.0, 0.8, 0.63, 0.5, 0.4)
+DEFAULT_STEP_SIZES = (2.0, 1.6, 1.25, 1.0, 0.8, 0.63, 0.5, 0.4)
 
 
 class RDModel(nn.Module):
-    """E, prior and G together; `steps[level - 1]` is the quantisation step of a level."""
+    """E, prior and G together; `step_sizes[level - 1]` is the quantisation step size of a level."""
 
     def __init__(
-        self, config: ModelConfig, steps: tuple[float, ...] = DEFAULT_STEPS, released: tuple[int, ...] = ()
+        self, config: ModelConfig, step_sizes: tuple[float, ...] = DEFAULT_STEP_SIZES, released: tuple[int, ...] = ()
     ) -> None:
         super().__init__()
         self.config = config
-        self.steps = tuple(steps)
+        self.step_sizes = tuple(step_sizes)
         self.released = tuple(released)  # level counts it shipped with before levels were added
         self.encoder = Encoder(config)
         self.prior = FactorizedPrior(config.nz)
@@ -51,12 +51,12 @@ class RDModel(nn.Module):
 
     def build_tables(self) -> None:
         """Integer coding tables of every level from the prior as it is now."""
-        self.tables = {lv: build_tables(self.prior, s) for lv, s in enumerate(self.steps, start=1)}
+        self.tables = {lv: build_tables(self.prior, s) for lv, s in enumerate(self.step_sizes, start=1)}
 
     def step_of(self, level: int) -> float:
-        if not 1 <= level <= len(self.steps):
-            raise ValueError(f"level {level} is out of range: this model has levels 1..{len(self.steps)}")
-        return self.steps[level - 1]
+        if not 1 <= level <= len(self.step_sizes):
+            raise ValueError(f"level {level} is out of range: this model has levels 1..{len(self.step_sizes)}")
+        return self.step_sizes[level - 1]
 
     def level_steps(self, levels: Sequence[int], device: torch.device | str = "cpu") -> torch.Tensor:
         """Each row's quantisation step (B, 1), for rows coded at several levels at once."""
@@ -73,7 +73,7 @@ class RDModel(nn.Module):
 
     @property
     def level_count(self) -> int:
-        return len(self.steps)
+        return len(self.step_sizes)
 
     def has_level(self, level: int) -> bool:
         return level in self.tables
@@ -81,7 +81,7 @@ class RDModel(nn.Module):
     def byte_order(self) -> list[int]:
         """Its levels from the fewest bytes to the most: by step, coarsest first (levels are
         numbered as they were added: celeba64's 9-11 are coarser than its 1-8)."""
-        return sorted(range(1, len(self.steps) + 1), key=lambda lv: -self.steps[lv - 1])
+        return sorted(range(1, len(self.step_sizes) + 1), key=lambda lv: -self.step_sizes[lv - 1])
 
     def search(
         self,
@@ -272,11 +272,11 @@ def half_state(module: nn.Module, half: bool, prefix: str = "") -> dict[str, tor
 
 def file_meta(model: RDModel) -> dict[str, str]:
     """The metadata that rebuilds the model's networks and levels (`from_file`)."""
-    return {"config": model.config.to_json(), "steps": json.dumps(model.steps)}
+    return {"config": model.config.to_json(), "steps": json.dumps(model.step_sizes)}
 
 
 def level_count(path: str | Path, meta: dict[str, str]) -> int:
-    """How many quality levels an RD model file has, from its metadata alone."""
+    """How many levels an RD model file has, from its metadata alone."""
     from codec.modelfile import steps_field
 
     return len(steps_field(path, meta))
@@ -307,13 +307,13 @@ def from_file(path: Path, meta: dict[str, str], state: dict[str, torch.Tensor]) 
     tables = {k: v for k, v in state.items() if k.startswith("tables.")}
     weights = {k: v.float() for k, v in state.items() if not k.startswith("tables.")}
     model = build_checked(path, lambda: RDModel(config, steps, tuple(released)), weights)
-    for lv, step in enumerate(model.steps, start=1):
+    for lv, step in enumerate(model.step_sizes, start=1):
         model.tables[lv] = _read_tables(path, tables, lv, step)
     return model
 
 
 def add_levels(path: str | Path, steps: list[float]) -> RDModel:
-    """Give a model file more quality levels (numbered after its last) without breaking a
+    """Give a model file more levels (numbered after its last) without breaking a
     file made with it: weights, other metadata and the old levels' tables stay as they
     are; the model gets a new fingerprint and keeps answering to the old one
     (`RDModel.fingerprints`). Rewrites the file atomically; returns the new model."""
@@ -321,14 +321,14 @@ def add_levels(path: str | Path, steps: list[float]) -> RDModel:
     model, _ = load_rd(path)
     old = model.fingerprint()
     meta, state = read_model_file(path)
-    grown = RDModel(model.config, (*model.steps, *steps), (*model.released, len(model.steps)))
+    grown = RDModel(model.config, (*model.step_sizes, *steps), (*model.released, len(model.step_sizes)))
     grown.load_state_dict(model.state_dict())
     grown.build_tables()
-    if grown.fingerprint(len(model.steps)) != old:
+    if grown.fingerprint(len(model.step_sizes)) != old:
         raise ModelError(f"{path}: its tables do not rebuild exactly from its prior; levels cannot be added")
     for lv, t in grown.tables.items():
         state.update({f"tables.{lv}.{k}": torch.from_numpy(a) for k, a in t.packed().items()})
-    meta.update(steps=json.dumps(grown.steps), released=json.dumps(grown.released))
+    meta.update(steps=json.dumps(grown.step_sizes), released=json.dumps(grown.released))
     write_model_file(path, state, meta)
     return load_rd(path)[0]
 

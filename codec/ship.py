@@ -152,7 +152,9 @@ def ship_rd(run: Path, name: str, options: ShipOptions) -> Path:
 
     m, card = load_rd(run / "model.safetensors")
     if options.level_bytes:
-        m.steps = steps_for_bytes(m, options.need_faces("spacing levels", m.config.size), list(options.level_bytes))
+        m.step_sizes = steps_for_bytes(
+            m, options.need_faces("spacing levels", m.config.size), list(options.level_bytes)
+        )
     out = options.target(name)
     save_rd(m, out, card, half=True)
     shipped, _ = load_rd(out)
@@ -179,7 +181,7 @@ def _rd_rows(run: Path, shipped, card: dict, out: Path, options: ShipOptions, va
          f"generator {_count(shipped.generator):,}"),
         ("weights", f"float16 encoder and generator, float32 prior, safetensors, {out.stat().st_size:,} bytes; "
          f"fingerprint {shipped.fingerprint().hex()}"),
-        ("quality levels", ", ".join(f"{lv}: step {s:g}" for lv, s in enumerate(shipped.steps, start=1))
+        ("quality levels", ", ".join(f"{lv}: step {s:g}" for lv, s in enumerate(shipped.step_sizes, start=1))
          + (f" (spaced to mean {_sizes(spaced)} B on {options.faces_words}, encoder only)" if spaced else "")),
         ("data", f"{card.get('dataset')} split '{card.get('split')}' ({card.get('train_images')} images); centre crop "
          f"{c.crop:.4f} of the shorter side, bicubic resize to {c.size}; random horizontal flips"),
@@ -212,7 +214,7 @@ def add_levels(model: str | Path, level_bytes: Sequence[float], options: ShipOpt
         raise ModelError(f"{path}: levels can be added to a rate-distortion model only")
     m, _ = load_rd(path)
     steps = steps_for_bytes(m, options.need_faces("spacing levels", m.config.size), list(level_bytes))
-    first = len(m.steps) + 1
+    first = len(m.step_sizes) + 1
     grown = grow(path, list(steps))
     added = ", ".join(f"{lv}: step {s:g}" for lv, s in enumerate(steps, start=first))
     row = (f"; added after shipping: {added} (mean {_sizes(level_bytes)} B on {options.faces_words}, encoder only; "

@@ -247,13 +247,13 @@ def test_detail_training_fine_tunes_a_detail_model_from_its_own_weights(tmp_path
     for name, w in start.detail.state_dict().items():
         assert torch.equal(obj.net.state_dict()[name], w), name
     assert obj.lambdas.tolist() == pytest.approx(list(start.lambdas)) and obj.steps_done == WARMUP
-    assert obj.base.steps == start.base.steps
+    assert obj.base.step_sizes == start.base.step_sizes
     cfg = dict(dataset="celeba", out=str(tmp_path / "ft"), dry_run=True, objective="detail", ngf=4, nz=8, size=16)
     cfg.update(batch_size=8, device="cpu", progress=False, sample_every=2, checkpoint_every=2, valid_every=2)
     result = train(TrainConfig(**cfg, valid_images=8, init_from=str(start_file), steps=2))
     tuned, card = load_detail(result.model_path)
     assert card["init_from"] == str(start_file) and tuned.lambdas == pytest.approx(start.lambdas)
-    assert tuned.detail.config == start.detail.config and tuned.base.steps == start.base.steps
+    assert tuned.detail.config == start.detail.config and tuned.base.step_sizes == start.base.step_sizes
     moved = [n for n, w in tuned.detail.state_dict().items() if not torch.equal(w, start.detail.state_dict()[n])]
     assert moved  # trained from there
 
@@ -391,7 +391,7 @@ def test_a_detail_model_that_names_its_base_is_the_same_model_in_a_smaller_file(
     saved = share_base(path, "base")
     after, _ = load_detail(path)
     assert saved > 0 and path.stat().st_size == len(data) - saved
-    assert after.fingerprint() == before.fingerprint() and after.base.steps == before.base.steps
+    assert after.fingerprint() == before.fingerprint() and after.base.step_sizes == before.base.step_sizes
     assert torch.equal(decode_tensor(r.data, str(path)), r.decoded)
     (again,) = encode_batch([face], EncodeOptions(model=str(path), quality=5, steps=2))
     assert again.data == r.data

@@ -199,7 +199,7 @@ def test_levels_spaced_by_bytes_code_to_about_those_bytes(tiny_rd_file) -> None:
     x = torch.rand(16, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
     steps = steps_for_bytes(m, x, [15.0, 16.0, 18.0])
     assert steps[0] > steps[1] > steps[2]  # more bytes, finer steps
-    m.steps = steps
+    m.step_sizes = steps
     m.build_tables()
     with torch.no_grad():
         y = m.encoder(x)
@@ -310,7 +310,7 @@ def test_levels_added_to_a_model_keep_its_old_files_decoding(tiny_rd_file, tmp_p
     (old,) = encode_batch([src], EncodeOptions(model=model, quality=3, steps=2, loss="mse"))
     weights = {k: v for k, v in read_model_file(model)[1].items() if not k.startswith("tables.")}
     grown = add_levels(model, [3.0])
-    assert len(grown.steps) == 9 and grown.steps[-1] == 3.0 and grown.fingerprint() != old_fp
+    assert len(grown.step_sizes) == 9 and grown.step_sizes[-1] == 3.0 and grown.fingerprint() != old_fp
     assert grown.fingerprints() == [grown.fingerprint(), old_fp]
     after = read_model_file(model)[1]
     assert all(torch.equal(after[k], v) for k, v in weights.items())  # the weights untouched, bit for bit

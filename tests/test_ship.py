@@ -63,16 +63,18 @@ def test_a_gan_run_ships_with_its_grid_and_a_card_naming_its_fingerprint(runs, t
 def test_an_rd_run_ships_with_levels_spaced_to_the_sizes_asked(runs, tmp_path) -> None:
     m0, _ = load_rd(runs / "rd" / "model.safetensors")
     x = _faces(16)
-    sizes = [m0.ideal_bytes(m0.prior.rounded(m0.encoder(x), s), s).mean().item() for s in (m0.steps[0], 0.05)]
+    sizes = [m0.ideal_bytes(m0.prior.rounded(m0.encoder(x), s), s).mean().item() for s in (m0.step_sizes[0], 0.05)]
     targets = (round(min(sizes) + 2), round(max(sizes) - 2))
     out = ship(runs / "rd", "tiny-rd", _options(tmp_path, level_bytes=targets))
     m, _ = load_rd(out)
     assert m.level_count == 2 and family.level_count(out) == 2
-    got = [m.ideal_bytes(m.prior.rounded(m.encoder(x), s), s).mean().item() for s in m.steps]
+    got = [m.ideal_bytes(m.prior.rounded(m.encoder(x), s), s).mean().item() for s in m.step_sizes]
     assert got == pytest.approx(list(targets), rel=0.1)  # steps rounded to three figures
     rows = _card_rows(out)
     assert f"fingerprint {m.fingerprint().hex()}" in rows["weights"]
-    assert rows["quality levels"].startswith(f"1: step {m.steps[0]:g}, 2: step {m.steps[1]:g} (spaced to mean")
+    assert rows["quality levels"].startswith(
+        f"1: step {m.step_sizes[0]:g}, 2: step {m.step_sizes[1]:g} (spaced to mean"
+    )
     assert "--resume" in rows["continue training"] and out.with_name("tiny-rd_curve.png").is_file()
 
 

@@ -113,7 +113,7 @@ class RateDistortion:
     def decode(self, c: CodedContainer, g: Generator | CodingModel, name: str) -> torch.Tensor:
         """A version-2 file's image, uint8 (C, H, W)."""
         if not isinstance(g, CodingModel) or not g.has_level(c.level):
-            raise ContainerError(f"{name} cannot decode this version-2 file (quality {c.level})")
+            raise ContainerError(f"{name} cannot decode this version-2 file (level {c.level})")
         try:
             code = g.unpack(c.payload, c.level)
         except CodingError as exc:

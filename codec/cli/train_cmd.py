@@ -169,7 +169,7 @@ class MixSource(click.ParamType):
     type=(Finite(min=0, min_open=True), Finite(min=0, min_open=True)),
     default=(0.5, 2.0),
     show_default=True,
-    help="rd: quantisation steps drawn per image (log-uniform) so that one model serves every quality level.",
+    help="rd: quantisation steps drawn per image (log-uniform) so that one model serves every level.",
 )
 @click.option(
     "--detail-lambdas",

@@ -88,7 +88,7 @@ class DetailObjective:
             raise ValueError(f"--init-from {init_from} is a {base.config} model; pass its --nz and --width")
         self.base: RDModel = base.to(device)
         self.lineage = {"init_from": str(init_from), "init_images_seen": card.get("images_seen", "?")}
-        n = len(base.steps)  # default: four of its levels from a third of the way up to the top
+        n = len(base.step_sizes)  # default: four of its levels from a third of the way up to the top
         self.global_levels = global_levels or tuple(sorted({round(v) for v in np.linspace(max(1, n // 3), n, 4)}))
         self.context_only = False
         if tuned is not None:  # fine-tuning: its own detail networks and rate weights, no warm-up

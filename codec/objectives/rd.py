@@ -4,7 +4,7 @@
     x̂ = G(round(y)) (straight-through);  loss = D(x̂, x) + β·R/pixels + a·adversarial
 
 - Δ, the quantisation step, is drawn per image log-uniformly from `step_range` so one model
-  serves every quality level (levels are steps; see codec.rdmodel).
+  serves every level (levels are steps; see codec.rdmodel).
 - β is not a fixed setting: it starts where rate and distortion weigh alike and is steered
   so that the mean rate at Δ = 1 stays at `target_bytes` (multiplicative update each step),
   measured on the rounded latents as coding will see them (noise overstates the rate of
