@@ -105,6 +105,7 @@ def test_pick_pairs_takes_the_best_psnr_within_each_size_once_in_byte_order() ->
                                                            ((2, 2), 300.0, 30.0)]  # fmt: skip
 
 
+@pytest.mark.slow  # two tiny detail runs shipped: 2.6 s
 def test_a_detail_run_ships_its_picked_levels_doubled_once(runs, tmp_path) -> None:
     m, _ = load_detail(runs / "detail" / "model.safetensors")
     table = pair_table(densify(m), _faces(16))
