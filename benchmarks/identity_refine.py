@@ -26,8 +26,8 @@ from codec import verify
 from codec.bench import BenchConfig, Scorer, verification
 from codec.data import load_dataset
 from codec.images import uint8_to_pil
-from codec.ladder import base_model
 from codec.pipeline import EncodeOptions, decode_tensor, encode_batch, load_model
+from codec.zoo import resolve
 
 #: The training distortion the identity term is added to.
 BASE = "ms-ssim=1,mse=3"
@@ -68,7 +68,7 @@ def main() -> None:
     ap.add_argument("--out", default="runs/identity-refine", help="cache folder (crops, pool descriptors)")
     args = ap.parse_args()
     cfg = BenchConfig(dataset="celeba", data_root=args.data_root, split="valid", limit=args.images, out=args.out)
-    mcfg = load_model(base_model(args.model))[0].config
+    mcfg = load_model(resolve(args.model).base)[0].config
     s = load_dataset("celeba", args.data_root, "valid", size=mcfg.size, crop=mcfg.crop, limit=args.images,
                      cache_dir=Path(args.out) / "cache")  # fmt: skip
     images = s.images.transpose(0, 2, 3, 1).copy()

@@ -113,14 +113,15 @@ def main() -> None:
     args = ap.parse_args()
     from codec import faces
     from codec.errors import PercodecError
-    from codec.ladder import base_model, framing_of
+    from codec.ladder import framing_of
     from codec.photos import photo_files, prepare_photos
+    from codec.zoo import resolve
 
     try:
         files = [f for f in photo_files(args.data_root, "test") if label(f.name) is not None][: args.images]
     except PercodecError as exc:
         raise SystemExit(f"subgroups: {exc}") from None
-    framing = framing_of(base_model(args.model))
+    framing = framing_of(resolve(args.model).base)
     cache = Path(args.cache) / f"subgroups-{Path(args.data_root).name}"
     crops, names, skipped = prepare_photos(files, framing, 64, cache, 2, progress=True)
     labels = [label(n) for n in names]

@@ -97,8 +97,9 @@ def _framed_folder(cfg: BenchConfig, size: int, nc: int, crop: float) -> tuple[l
     from codec.data import folder_files
     from codec.errors import ImageError
     from codec.images import float_to_uint8
-    from codec.ladder import base_model, framing_of
+    from codec.ladder import framing_of
     from codec.pipeline import EncodeOptions, frame
+    from codec.zoo import resolve
 
     if cfg.dataset == "samples":
         root = Path(cfg.data_root) if cfg.data_root else Path(str(resources.files("codec.samples")))
@@ -106,7 +107,7 @@ def _framed_folder(cfg: BenchConfig, size: int, nc: int, crop: float) -> tuple[l
     else:
         root = Path(cfg.data_root or ".")
     names, images, faces, skipped = [], [], 0, []
-    framing = framing_of(base_model(cfg.model)) if nc == 3 else None
+    framing = framing_of(resolve(cfg.model).base) if nc == 3 else None
     for path in folder_files(root)[: cfg.limit]:
         try:
             f = frame(path, framing, size, nc, crop, EncodeOptions(model=cfg.model))
@@ -287,9 +288,9 @@ def check(cfg: BenchConfig) -> None:
         raise ValueError(f"--reference-model {cfg.reference} must be a GAN-only model")
     if cfg.dataset in ("celeba", "mnist"):  # a dataset of fixed channels: the model must code as many
         from codec.data import DEFAULTS
-        from codec.ladder import base_model
+        from codec.zoo import resolve
 
-        want, has = DEFAULTS[cfg.dataset].nc, load_model(base_model(cfg.model))[0].config.nc
+        want, has = DEFAULTS[cfg.dataset].nc, load_model(resolve(cfg.model).base)[0].config.nc
         if want != has:
             raise ValueError(f"--dataset {cfg.dataset} has {want}-channel images and --model {cfg.model} codes {has}: "
                              f"pick a model for {'grey' if want == 1 else 'colour'} images")  # fmt: skip
@@ -334,14 +335,14 @@ class _BenchRun:
     """One bench run's state: the images (this rank's share), the cache, the rows so far."""
 
     def __init__(self, cfg: BenchConfig, progress: bool) -> None:
-        from codec.ladder import base_model, ladder_for
-        from codec.zoo import find_shipped, load_model
+        from codec.ladder import ladder_for
+        from codec.zoo import find_shipped, load_model, resolve
 
         self.cfg = cfg
         shard = Shard.from_env()
         self.rank, self.world = shard.rank, shard.world
         self.ladder = ladder_for(cfg.model)
-        self.g, fp = load_model(base_model(cfg.model))
+        self.g, fp = load_model(resolve(cfg.model).base)
         # what the cached rows were coded with: every rung model's fingerprint and level
         rungs = [(load_model(r.model)[1].hex(), r.level) for r in self.ladder.rungs] if self.ladder else []
         self.model_key = _key("ladder", rungs, self.ladder.default) if self.ladder else fp.hex()
@@ -721,10 +722,9 @@ def quality_table(summary: list[dict]) -> str:
 
 def protocol_for(cfg: BenchConfig) -> verify.Protocol | None:
     """The cross-photo verification protocol of a bench run's faces (None: it cannot run)."""
-    from codec.ladder import base_model
-    from codec.zoo import load_model
+    from codec.zoo import load_model, resolve
 
-    g, _ = load_model(base_model(cfg.model))
+    g, _ = load_model(resolve(cfg.model).base)
     names, images = load_images(cfg, g.config.size, g.config.nc, g.config.crop)
     return verification(cfg, names, images, g.config.crop)
 
@@ -827,10 +827,9 @@ def bd_rate_line(rates: dict[str, dict[str, float]], windowed: dict[str, dict[st
 def different_people_line(cfg: BenchConfig) -> str:
     """The same-person column's sanity line: how often two *different* test faces pass."""
     from codec import faces
-    from codec.ladder import base_model
-    from codec.zoo import load_model
+    from codec.zoo import load_model, resolve
 
-    g, _ = load_model(base_model(cfg.model))
+    g, _ = load_model(resolve(cfg.model).base)
     if g.config.nc != 3 or not faces.available():
         return ""
     _, images = load_images(cfg, g.config.size, g.config.nc, g.config.crop)

@@ -147,13 +147,6 @@ def ladder_for(model: str | Path) -> Ladder | None:
     return Ladder(str(model), tuple(Rung(str(model), lv) for lv in range(1, n + 1)), min(DEFAULT_LEVEL, n))
 
 
-def base_model(model: str | Path) -> str:
-    """The model that stands for `model`'s size, channels and framing: a ladder's first
-    rung's (every rung shares them), else `model` itself."""
-    ladder = ladder_for(model)
-    return ladder.rungs[0].model if ladder else str(model)
-
-
 def shipped_ladders() -> list[Ladder]:
     """Every ladder shipped with the package (models/*.ladder.json)."""
     return [read_ladder(p) for name in shipped_models() if (p := ladder_file(name)) is not None]
@@ -162,7 +155,7 @@ def shipped_ladders() -> list[Ladder]:
 def framing_of(model: str | Path) -> np.ndarray | None:
     """The framing `model` finds faces with (`codec.align`): its own file's; else, for a model
     that is a rung of a shipped scale (the detail models ship without one), the scale's, as
-    every rung of a scale frames its faces alike (`base_model`); None: it codes centre crops."""
+    every rung of a scale frames its faces alike (`zoo.resolve(model).base`); None: it codes centre crops."""
     from codec import align
 
     path = resolve_model(model)

@@ -1,7 +1,7 @@
 """encode(image) -> bytes and decode(bytes) -> image: what is common to every backend.
 
 image -> images.read_input -> frame (face found and aligned, or centre crop) -> [-1,1] tensor
-      -> backends.for_model(model).coder -> batch of EncodeResults (file bytes, decoded image)
+      -> zoo.resolve(model) -> backends.for_model(resolved).coder -> batch of EncodeResults (file bytes, decoded image)
 bytes -> container.from_bytes -> backends.for_file(c).decode with zoo.model_for(c) -> image
 
 The backends (codec.backends.rd, codec.backends.gan) know their method; the zoo
@@ -39,7 +39,7 @@ from codec.devices import pick_device
 from codec.errors import ImageError, PercodecError
 from codec.images import fit_to_model, input_name, read_input, to_tensor, uint8_to_pil
 from codec.isolate import Detector
-from codec.ladder import base_model, framing_of
+from codec.ladder import framing_of
 from codec.shard import Shard
 from codec.zoo import answers_to, find_shipped, load_model, model_for
 
@@ -119,13 +119,13 @@ def encode_iter(
         raise TypeError(f"images must be a sequence of images, got one {type(images).__name__}: use encode() for one")
     o = options or EncodeOptions()
     device = pick_device(o.device, Shard.from_env().local_rank)  # under torchrun: this process's GPU
-    backend = backends.for_model(str(o.model))
-    base = base_model(o.model)
-    g, fp = zoo.load_model(base, device)
+    model = zoo.resolve(o.model)  # once: the scale, its base model and backend travel from here
+    backend = backends.for_model(model)
+    g, fp = zoo.load_model(model.base, device)
     progress = _Progress(on_progress)
-    code = backend.coder(g, fp, o, device, progress.tick, min(o.batch_size, len(images)))
+    code = backend.coder(g, fp, o, model, device, progress.tick, min(o.batch_size, len(images)))
     cfg = g.config
-    framing = framing_of(base) if cfg.nc == 3 else None
+    framing = framing_of(model.base) if cfg.nc == 3 else None
     if framing is None and (o.require_face or o.face != 1):
         flag = "--require-face" if o.require_face else "--face"
         raise ValueError(f"{flag} needs a model that finds faces: {o.model} has no framing and codes centre crops")
@@ -196,7 +196,8 @@ def reusable(data: bytes, options: EncodeOptions) -> str | None:
         c = container.from_bytes(data)
     except ContainerError as exc:
         return f"is not a valid .pgz file ({exc})"
-    return backends.for_model(str(options.model)).reusable(c, data, options)
+    model = zoo.resolve(options.model)
+    return backends.for_model(model).reusable(c, data, options, model)
 
 
 def encode(image: ImageLike, **options: object) -> bytes:

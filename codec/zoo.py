@@ -1,13 +1,15 @@
 """The model zoo: the one place that turns a --model (a shipped name, a .safetensors or a
 .ladder.json path) or a file's fingerprint into loaded networks, cached per process.
 
-Which *backend* codes with a model is `codec.backends.for_model`; quality ladders are
+`resolve` resolves a --model once (its scale, base model and backend), for the pipeline;
+which *backend* codes with it is `codec.backends.for_model`; quality ladders are
 `codec.ladder`; model families and their file formats are `codec.family`.
 """
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -16,7 +18,7 @@ from codec import family
 from codec.container import CodedContainer, Container, ContainerError
 from codec.family import CodingModel
 from codec.generator import Generator, fingerprint, resolve_model, shipped_models
-from codec.ladder import ladder_for
+from codec.ladder import Ladder, ladder_file, ladder_for
 
 #: A loaded model: a GAN-only generator or a rate-distortion family's model.
 Model = Generator | CodingModel
@@ -100,3 +102,24 @@ def manifest() -> dict[str, dict]:
 
     path = Path(str(resources.files("codec.models"))) / "manifest.json"
     return json.loads(path.read_text())["models"] if path.is_file() else {}
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A --model resolved once, as it travels through an encode: what it names, its quality
+    scale and the backend that codes with it."""
+
+    given: str  # as the caller named it
+    ladder: Ladder | None  # its qualities: a scale's rungs or a model's own levels (None: GAN-only)
+    scale: bool  # it names a scale (.ladder.json or a shipped scale), not a single model
+    base: str  # the model standing for size, channels and framing: a scale's first rung, else itself
+    backend: str  # codec.backends: "rd" or "gan"
+
+
+def resolve(model: str | Path) -> Resolved:
+    """Resolve `--model` (a shipped name, a model file or a .ladder.json) once."""
+    ladder = ladder_for(model)
+    scale = ladder_file(model) is not None
+    base = ladder.rungs[0].model if ladder else str(model)
+    backend = "rd" if ladder is not None else family.of_file(resolve_model(model)).backend
+    return Resolved(str(model), ladder, scale, base, backend)

@@ -5,7 +5,7 @@ existing file can stand (--skip-existing), decodes and describes its files.
 - `rd.RateDistortion`: rate-distortion models and their quality ladders (the default);
 - `gan.GanOnly`: GAN-only generators searched by inversion (the reference method).
 
-`for_model` picks the backend a --model codes with, `for_file` the one a file needs. To add
+`for_model` picks the backend a resolved --model (`zoo.resolve`) codes with, `for_file` the one a file needs. To add
 a method: a module here with a class of these methods, and a line in each picker.
 """
 
@@ -17,6 +17,7 @@ import torch
 
 from codec.coding import BatchCoder, EncodeOptions, Tick
 from codec.container import CodedContainer, Container
+from codec.zoo import Resolved
 
 
 class Codec(Protocol):
@@ -25,14 +26,16 @@ class Codec(Protocol):
     container: type  # the file version it writes and reads
 
     def coder(
-        self, base: torch.nn.Module, fp: bytes, o: EncodeOptions, device: torch.device, tick: Tick, batch: int
-    ) -> BatchCoder:
+        self, base: torch.nn.Module, fp: bytes, o: EncodeOptions, model: Resolved, device: torch.device, tick: Tick,
+        batch: int,
+    ) -> BatchCoder:  # fmt: skip
         """Check `o` (options it does not take are errors when given) and return the
-        function coding a batch (B, C, H, W) in [-1, 1] into EncodeResults."""
+        function coding a batch (B, C, H, W) in [-1, 1] into EncodeResults with `model`
+        (`base`: its loaded base model, `fp` that model's fingerprint)."""
         ...
 
-    def reusable(self, c: Container | CodedContainer, data: bytes, o: EncodeOptions) -> str | None:
-        """Why an existing file cannot stand for coding with `o`; None when it can."""
+    def reusable(self, c: Container | CodedContainer, data: bytes, o: EncodeOptions, model: Resolved) -> str | None:
+        """Why an existing file cannot stand for coding with `o` and `model`; None when it can."""
         ...
 
     def decode(self, c: Container | CodedContainer, model: torch.nn.Module, name: str) -> torch.Tensor:
@@ -44,13 +47,12 @@ class Codec(Protocol):
         ...
 
 
-def for_model(model: str) -> Codec:
-    """The backend that codes with --model: rate-distortion for a ladder or an RD model."""
+def for_model(model: Resolved) -> Codec:
+    """The backend that codes with a resolved --model (its family's)."""
     from codec.backends.gan import GanOnly
     from codec.backends.rd import RateDistortion
-    from codec.ladder import ladder_for
 
-    return RateDistortion() if ladder_for(model) is not None else GanOnly()
+    return RateDistortion() if model.backend == "rd" else GanOnly()
 
 
 def for_file(c: Container | CodedContainer) -> Codec:

@@ -16,6 +16,7 @@ from codec.images import float_to_uint8
 from codec.inversion import SearchConfig, invert
 from codec.metrics import bpp, psnr, ssim
 from codec.quantize import MAX_BITS, MIN_BITS, dequantize, payload_size
+from codec.zoo import Resolved
 
 #: A GAN-only search holds restarts x batch size latents with their generator activations:
 #: peak memory 1.3-2.5 MB per latent for celeba64-gan (watson-dft, ms-ssim, ssim; 256
@@ -49,7 +50,7 @@ class GanOnly:
     container = Container
 
     def coder(
-        self, g: Generator, fp: bytes, o: EncodeOptions, device: torch.device, tick: Tick, batch: int
+        self, g: Generator, fp: bytes, o: EncodeOptions, model: Resolved, device: torch.device, tick: Tick, batch: int
     ) -> BatchCoder:
         """Check the options for a GAN-only model (`batch` images at most searched at once)
         and return: batch (B, C, H, W) -> results."""
@@ -65,7 +66,7 @@ class GanOnly:
             )
         # eval(): deterministic by default; the search passes Watson's grid shifts explicitly.
         loss = o.loss or DEFAULT_LOSS
-        loss_fn = search_loss(loss, cfg.nc, o.loss_params, o.model, device)
+        loss_fn = search_loss(loss, cfg.nc, o.loss_params, model.base, device)
         search = SearchConfig(
             steps=o.steps if o.steps is not None else SearchConfig.steps,
             restarts=o.restarts or SearchConfig.restarts,
@@ -73,7 +74,7 @@ class GanOnly:
             prior=o.prior,
             seed=o.seed if o.seed is not None else 0,
         )
-        decoder, _ = zoo.load_model(o.model, "cpu")  # decode() runs on CPU: report exactly its output
+        decoder, _ = zoo.load_model(model.base, "cpu")  # decode() runs on CPU: report exactly its output
 
         def code(x: torch.Tensor, first: int) -> list[EncodeResult]:
             res = invert(g, x.to(device), loss_fn, bits, search, steps_of(tick, len(x)))
@@ -100,10 +101,10 @@ class GanOnly:
 
         return code
 
-    def reusable(self, c: Container | CodedContainer, data: bytes, o: EncodeOptions) -> str | None:
+    def reusable(self, c: Container | CodedContainer, data: bytes, o: EncodeOptions, model: Resolved) -> str | None:
         """Why an existing file cannot stand for coding with `o` (None: it can)."""
-        g, _ = zoo.load_model(o.model)
-        if not zoo.answers_to(o.model, c.fingerprint):
+        g, _ = zoo.load_model(model.base)
+        if not zoo.answers_to(model.base, c.fingerprint):
             return "was made with another model"
         if isinstance(c, CodedContainer):
             return "is a version-2 file; this model writes version 1"

@@ -18,8 +18,9 @@ from codec.entropy import CodingError
 from codec.family import CodingModel
 from codec.generator import Generator
 from codec.images import float_to_uint8
-from codec.ladder import Ladder, Rung, ladder_file, ladder_for, shipped_ladders
+from codec.ladder import Ladder, Rung, shipped_ladders
 from codec.metrics import psnr, ssim
+from codec.zoo import Resolved
 
 #: Under a byte cap the refinement may let a file grow to the cap less this many bytes (the
 #: coder's real payload runs a little over the ideal code length the search sees). On 200
@@ -36,8 +37,9 @@ class RateDistortion:
     container = CodedContainer
 
     def coder(
-        self, base: CodingModel, fp: bytes, o: EncodeOptions, device: torch.device, tick: Tick, batch: int
-    ) -> BatchCoder:
+        self, base: CodingModel, fp: bytes, o: EncodeOptions, model: Resolved, device: torch.device, tick: Tick,
+        batch: int,
+    ) -> BatchCoder:  # fmt: skip
         """Encoder start + rate-aware refinement + entropy coding (see inversion.refine).
 
         The quality is --quality, or else the highest quality whose encoder-only file fits
@@ -48,7 +50,7 @@ class RateDistortion:
         for given, name in ((o.bits, "--bits"), (o.restarts, "--restarts"), (o.seed, "--seed")):
             if given is not None:
                 raise ValueError(f"{name} applies to GAN-only models; a rate-distortion model takes --quality")
-        ladder = ladder_for(o.model)
+        ladder = model.ladder
         if o.quality is not None:
             ladder.rung(o.quality)  # range check before any work
         models, decoders = _rung_models(ladder, base, device)
@@ -56,7 +58,7 @@ class RateDistortion:
         loss_fn = search_loss(loss, base.config.nc, o.loss_params, ladder.rungs[0].model, device)
         steps = RD_STEPS if o.steps is None else o.steps
         candidates, max_bytes = _rate_setting(o, ladder)
-        if o.quality is None and ladder_file(o.model) is None:
+        if o.quality is None and not model.scale:
             # a model's own levels are numbered as they were added, not by size (celeba64's
             # 9-11 are coarser than its 1-8): its cap search tries the most bytes first
             order = base.byte_order()
@@ -94,10 +96,10 @@ class RateDistortion:
 
         return code
 
-    def reusable(self, c: Container | CodedContainer, data: bytes, o: EncodeOptions) -> str | None:
+    def reusable(self, c: Container | CodedContainer, data: bytes, o: EncodeOptions, model: Resolved) -> str | None:
         """Why an existing file cannot stand for coding with `o` (None: it can): the model
         (a rung of the ladder) and the rate setting must match."""
-        ladder = ladder_for(o.model)
+        ladder = model.ladder
         rungs = [name for name in ladder.models() if zoo.answers_to(name, c.fingerprint)]
         if not rungs:
             return "was made with another model"
