@@ -265,7 +265,7 @@ def test_every_family_gets_its_own_colour() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from codec.bench import _family_lines
+    from codec.bench.plots import _family_lines
 
     summary = [{"family": f"codec{i:02d}", "bpp": b, "psnr": 20.0 + i + b} for i in range(12) for b in (0.5, 1.0)]
     fig, ax = plt.subplots()

@@ -1,0 +1,71 @@
+"""Writing a bench's outputs: records, summaries, tables and figures into OUT."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from codec.bench.config import METRICS, BenchConfig, protocol_for, write_result
+from codec.bench.plots import plot_grid, plot_rd, plot_verify
+from codec.bench.tables import (
+    BD_WINDOW,
+    bd_rate_line,
+    bd_rates,
+    different_people_line,
+    originals_row,
+    quality_table,
+    summarize,
+    table,
+    verification_table,
+)
+
+
+def write_outputs(cfg: BenchConfig, records: list[dict]) -> tuple[dict[str, Path], list[dict]]:
+    """results.json, per_image.csv, results.md, rd.png, grid.png and (with identity labels)
+    verify.png under cfg.out; returns their paths and the summary rows."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    protocol = protocol_for(cfg)
+    summary = summarize(records, protocol)
+    paths = {
+        "json": out / "results.json",
+        "csv": out / "per_image.csv",
+        "md": out / "results.md",
+        "rd": out / "rd.png",
+        "grid": out / "grid.png",
+    }
+    head = {"originals": originals_row(protocol)} if protocol is not None and protocol.has_pairs else {}
+    rates, windowed = bd_rates(summary), bd_rates(summary, BD_WINDOW)
+    result = {"config": asdict(cfg), **head, "bd_rate": rates, "bd_rate_window": windowed, "summary": summary}
+    write_result(paths["json"], json.dumps(result, indent=1, default=str))
+    keys = ["image", "codec", "family", "setting", *METRICS, "reached"]
+    rows = io.StringIO(newline="")
+    w = csv.DictWriter(rows, fieldnames=keys, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(sorted(records, key=lambda r: (r["codec"], r["image"])))
+    write_result(paths["csv"], rows.getvalue())
+    n = summary[0]["n"] if summary else 0
+    cross = f"\nCross-photo verification:\n\n{verification_table(summary, protocol)}" if head else ""
+    write_result(
+        paths["md"],
+        f"{n} images, dataset {cfg.dataset} ({cfg.split}), model {cfg.model}, "
+        f"{cfg.steps if cfg.steps is not None else 'default'} steps\n\n"
+        + table(summary, markdown=True)
+        + "\n"
+        + different_people_line(cfg)
+        + bd_rate_line(rates, windowed)
+        + cross
+        + (f"\nEvery quality beside eigenface at its bytes:\n\n{q}" if (q := quality_table(summary)) else ""),
+    )
+    plot_rd(summary, paths["rd"])
+    plot_grid(cfg, records, paths["grid"])
+    if head:
+        paths["verify"] = out / "verify.png"
+        plot_verify(summary, head["originals"], paths["verify"])
+    return paths, summary
+
+
+#: The file sizes (bytes) over which the windowed BD-rate is taken (issue #23's range).

@@ -1,0 +1,227 @@
+"""Bench summaries: per-codec means, the tables (text and markdown), BD-rates and the verification table."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from codec import verify
+from codec.bench.config import METRICS, BenchConfig, load_images
+
+
+def summarize(records: list[dict], protocol: verify.Protocol | None = None) -> list[dict]:
+    """Per codec, in the order `run` made the rows: means and 95% confidence half-widths
+    (normal approximation) of METRICS; with a verification `protocol`, each row's
+    cross-photo accept rates (codec.verify.rates) too."""
+    by: dict[str, list[dict]] = {}
+    for r in records:
+        by.setdefault(r["codec"], []).append(r)
+    out = []
+    for name, rs in by.items():
+        row: dict = {
+            "codec": name,
+            "family": rs[0]["family"],
+            "setting": rs[0]["setting"],
+            "n": len(rs),
+            "sweep": bool(rs[0].get("sweep")),
+        }
+        for m in METRICS:
+            v = np.array([r.get(m, math.nan) for r in rs], dtype=float)
+            finite = v[np.isfinite(v)]
+            row[m] = float(finite.mean()) if len(finite) else (math.nan if m == "same_person" else math.inf)
+            row[m + "_ci"] = float(1.96 * finite.std(ddof=1) / math.sqrt(len(finite))) if len(finite) > 1 else 0.0
+        if "reached" in rs[0]:
+            row["reached"] = sum(bool(r["reached"]) for r in rs)
+        if protocol is not None and protocol.has_pairs and any("desc" in r for r in rs):
+            row.update(verify.rates(protocol, _descriptors(protocol, rs)))
+        out.append(row)
+    return out
+
+
+def _descriptors(protocol: verify.Protocol, rs: list[dict]) -> np.ndarray:
+    """A row's decoded descriptors in the protocol's face order (NaN where not scored)."""
+    at = {n: i for i, n in enumerate(protocol.names)}
+    desc = np.full((len(protocol.names), 128), np.nan)
+    for r in rs:
+        if "desc" in r and r["image"] in at:
+            desc[at[r["image"]]] = verify.unpack(r["desc"])
+    return desc
+
+
+def originals_row(protocol: verify.Protocol) -> dict:
+    """The ceiling: the originals' own cross-photo accept rates."""
+    return {
+        "codec": "originals",
+        "family": "originals",
+        "n": len(protocol.names),
+        **verify.rates(protocol, protocol.originals),
+    }
+
+
+def verification_table(summary: list[dict], protocol: verify.Protocol) -> str:
+    """Markdown: every main row's cross-photo accept rates at the originals' 1% and 0.1%
+    false-accept thresholds, with 95% bootstrap intervals and the ratio to the originals."""
+    top = originals_row(protocol)
+    heads = ["codec", "bytes", "accepted at 1% FA", "x originals", "accepted at 0.1% FA", "x originals",
+             "decoded false accepts at 1% FA", "same photo"]  # fmt: skip
+    out = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    for r in [top] + [r for r in summary if "tar_1" in r and not r["sweep"]]:
+        cells = [r["codec"], f"{r['bytes']:.1f}" if "bytes" in r else "-"]
+        for tag in ("1", "01"):
+            cells += [f"{100 * r[f'tar_{tag}']:.1f}% [{100 * r[f'tar_{tag}_lo']:.1f}, {100 * r[f'tar_{tag}_hi']:.1f}]",
+                      f"{r[f'tar_{tag}'] / top[f'tar_{tag}']:.2f}x"]  # fmt: skip
+        same = r.get("same_person", math.nan)
+        cells += [f"{100 * r['far_1']:.1f}%", "-" if math.isnan(same) else f"{100 * same:.0f}%"]
+        out.append("| " + " | ".join(cells) + " |")
+    pairs = int(top["pairs"])
+    return (
+        f"{pairs} genuine pairs (each coded face against every other photo of the same person in the "
+        f"split), {verify.IMPOSTORS} impostor photos per face; thresholds where the originals' impostor pairs "
+        f"are accepted 1% (distance {protocol.thresholds[0]:.3f}) and 0.1% ({protocol.thresholds[1]:.3f}) of "
+        "the time; dlib's descriptors.\n\n" + "\n".join(out) + "\n"
+    )
+
+
+def table(summary: list[dict], markdown: bool = False) -> str:
+    """The main rows (no sweep points) as a text or Markdown table."""
+    heads = [
+        "codec",
+        "bytes",
+        "bpp",
+        "ratio",
+        "PSNR dB",
+        "MSE",
+        "SSIM",
+        "MS-SSIM",
+        "Watson-DFT",
+        "same person",
+        "cross-photo",
+        "enc ms",
+        "dec ms",
+        "reached",
+    ]
+    lines = []
+    for r in (r for r in summary if not r["sweep"]):
+        lines.append(
+            [
+                r["codec"],
+                f"{r['bytes']:.1f}",
+                f"{r['bpp']:.3f}",
+                f"{r['ratio']:.1f}",
+                f"{r['psnr']:.2f} ± {r['psnr_ci']:.2f}",
+                f"{r['mse']:.1f}",
+                f"{r['ssim']:.4f} ± {r['ssim_ci']:.4f}",
+                f"{r['ms_ssim']:.4f}",
+                f"{r['watson_dft']:.1f}",
+                "" if math.isnan(r["same_person"]) else f"{100 * r['same_person']:.0f}%",
+                f"{100 * r['tar_1']:.0f}%" if "tar_1" in r else "",
+                f"{r['enc_ms']:.1f}",
+                f"{r['dec_ms']:.2f}",
+                f"{r['reached']}/{r['n']}" if "reached" in r else "",
+            ]
+        )
+    if markdown:
+        out = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+        return "\n".join(out + ["| " + " | ".join(cells) + " |" for cells in lines])
+    widths = (
+        [max(len(h), *(len(cells[i]) for cells in lines)) for i, h in enumerate(heads)]
+        if lines
+        else [len(h) for h in heads]
+    )
+    fmt = "  ".join(f"{{:{'<' if i == 0 else '>'}{w}}}" for i, w in enumerate(widths))
+    return "\n".join(
+        [fmt.format(*heads), fmt.format(*["-" * w for w in widths])] + [fmt.format(*cells) for cells in lines]
+    )
+
+
+def quality_table(summary: list[dict]) -> str:
+    """Markdown: each swept quality of a rate-distortion model beside eigenface bisected to
+    that quality's bytes (the rate-distortion plot's two curves, as numbers); '' if none."""
+    rows = {r["codec"]: r for r in summary}
+
+    def eigen(r: dict) -> dict | None:
+        is_quality = r["family"].endswith("-rd") and r["codec"].endswith(f" q={r['setting']}")
+        return rows.get(f"eigenface @ q={r['setting']} bytes") if is_quality else None
+
+    pairs = [(r, e) for r in summary if r["family"].startswith("percodec") and (e := eigen(r)) is not None]
+    if not pairs:
+        return ""
+
+    def cells(r: dict) -> str:
+        same = "" if math.isnan(r["same_person"]) else f" / {100 * r['same_person']:.0f}%"
+        return f"{r['bytes']:.1f} | {r['psnr']:.2f} / {r['ssim']:.3f}{same}"
+
+    out = [
+        "| quality | percodec bytes | PSNR / SSIM / same | eigenface bytes | PSNR / SSIM / same "
+        "| percodec - eigenface |",
+        "|---|---|---|---|---|---|",
+    ]
+    for p, e in pairs:
+        lead = f"{p['psnr'] - e['psnr']:+.2f} dB, {p['ssim'] - e['ssim']:+.3f}"
+        out.append(f"| {p['setting']} | {cells(p)} | {cells(e)} | {lead} |")
+    return "\n".join(out) + "\n"
+
+
+BD_WINDOW = (200.0, 1000.0)
+
+
+def bd_rates(summary: list[dict], window: tuple[float, float] | None = None) -> dict[str, dict[str, float]]:
+    """Per classic codec with a curve (webp, avif, jpeg: fixed and swept settings), the
+    Bjøntegaard delta rate of percodec's quality curve (its first loss's rate-distortion
+    rows) against it, in percent at equal PSNR and at equal SSIM, over the range both
+    reach (codec.metrics.bd_rate; negative: percodec needs fewer bytes). With `window`
+    (lo, hi) only the points of both curves whose mean size lies within it count."""
+    from codec.metrics import bd_rate
+
+    lo, hi = window or (0.0, math.inf)
+
+    def curve(family: str) -> list[dict]:
+        rows = (r for r in summary if r["family"] == family and lo <= r["bytes"] <= hi)
+        return sorted(rows, key=lambda r: r["bytes"])
+
+    ours = next((curve(r["family"]) for r in summary if r["family"].startswith("percodec-")
+                 and r["family"].endswith("-rd")), [])  # fmt: skip
+    out: dict[str, dict[str, float]] = {}
+    for family in ("webp", "avif", "jpeg"):
+        theirs = curve(family)
+        if len(ours) < 2 or len(theirs) < 2:
+            continue
+        out[family] = {
+            m: bd_rate(
+                [r["bytes"] for r in theirs], [r[m] for r in theirs], [r["bytes"] for r in ours], [r[m] for r in ours]
+            )  # fmt: skip
+            for m in ("psnr", "ssim")
+        }
+    return out
+
+
+def bd_rate_line(rates: dict[str, dict[str, float]], windowed: dict[str, dict[str, float]] | None = None) -> str:
+    """results.md's BD-rate sentences: over the common range, and within BD_WINDOW."""
+    if not rates:
+        return ""
+
+    def parts(r: dict[str, dict[str, float]]) -> str:
+        return "; ".join(f"{fam} {v['psnr']:+.1f}% (PSNR), {v['ssim']:+.1f}% (SSIM)" for fam, v in r.items())
+
+    lo, hi = BD_WINDOW
+    within = f"\nThe same over the points of {lo:g}-{hi:g} B only: {parts(windowed)}\n" if windowed else ""
+    return (
+        "\nBD-rate of percodec's quality curve against each classic codec's (bytes it needs more, "
+        "negative = fewer, at equal quality over the range both reach): " + parts(rates) + "\n" + within
+    )
+
+
+def different_people_line(cfg: BenchConfig) -> str:
+    """The same-person column's sanity line: how often two *different* test faces pass."""
+    from codec import faces
+    from codec.zoo import load_model, resolve
+
+    g, _ = load_model(resolve(cfg.model).base)
+    if g.config.nc != 3 or not faces.available():
+        return ""
+    _, images = load_images(cfg, g.config.size, g.config.nc, g.config.crop)
+    if len(images) < 2:
+        return ""
+    rate = faces.different_people_rate(images)
+    return f"\nSame person, sanity line: two different faces of this set pass {100 * rate:.0f}% of the time.\n"
