@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, features
 
 
-class Codec(Protocol):
+class Baseline(Protocol):
     """name: a row label; setting: the knob swept for rate-distortion curves."""
 
     name: str

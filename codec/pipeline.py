@@ -23,7 +23,6 @@ from PIL import Image
 
 from codec import align, backends, container, zoo
 from codec.backends.gan import bits_for_budget
-from codec.coding import EncodeOptions, EncodeResult, ImageLike, search_loss
 from codec.container import ContainerError
 from codec.defaults import (
     DEFAULT_BITS,
@@ -36,6 +35,7 @@ from codec.defaults import (
     check_int,
 )
 from codec.devices import pick_device
+from codec.encoding import EncodeOptions, EncodeResult, ImageLike, search_loss
 from codec.errors import ImageError, PercodecError
 from codec.images import fit_to_model, input_name, read_input, to_tensor, uint8_to_pil
 from codec.isolate import Detector

@@ -5,8 +5,9 @@ existing file can stand (--skip-existing), decodes and describes its files.
 - `rd.RateDistortion`: rate-distortion models and their quality ladders (the default);
 - `gan.GanOnly`: GAN-only generators searched by inversion (the reference method).
 
-`for_model` picks the backend a resolved --model (`zoo.resolve`) codes with, `for_file` the one a file needs. To add
-a method: a module here with a class of these methods, and a line in each picker.
+`for_model` picks the backend a resolved --model (`zoo.resolve`) codes with, `for_file` the
+one a file needs. To add a method: a module here with a class of these methods, and a line
+in each picker.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ from typing import Protocol
 
 import torch
 
-from codec.coding import BatchCoder, EncodeOptions, Tick
 from codec.container import CodedContainer, Container
+from codec.encoding import BatchCoder, EncodeOptions, Tick
 from codec.zoo import Resolved
 
 
-class Codec(Protocol):
+class Backend(Protocol):
     """What a backend does (see the module's docstring)."""
 
     container: type  # the file version it writes and reads
@@ -47,7 +48,7 @@ class Codec(Protocol):
         ...
 
 
-def for_model(model: Resolved) -> Codec:
+def for_model(model: Resolved) -> Backend:
     """The backend that codes with a resolved --model (its family's)."""
     from codec.backends.gan import GanOnly
     from codec.backends.rd import RateDistortion
@@ -55,7 +56,7 @@ def for_model(model: Resolved) -> Codec:
     return RateDistortion() if model.backend == "rd" else GanOnly()
 
 
-def for_file(c: Container | CodedContainer) -> Codec:
+def for_file(c: Container | CodedContainer) -> Backend:
     """The backend whose files have `c`'s container version."""
     from codec.backends.gan import GanOnly
     from codec.backends.rd import RateDistortion

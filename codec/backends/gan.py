@@ -7,9 +7,9 @@ from __future__ import annotations
 import torch
 
 from codec import container, zoo
-from codec.coding import BatchCoder, EncodeOptions, EncodeResult, Tick, search_loss, steps_of
 from codec.container import FINGERPRINT_BYTES, OVERHEAD_BYTES, CodedContainer, Container, ContainerError
 from codec.defaults import DEFAULT_BITS, DEFAULT_LOSS
+from codec.encoding import BatchCoder, EncodeOptions, EncodeResult, Tick, search_loss, steps_of
 from codec.family import CodingModel
 from codec.generator import Generator
 from codec.images import float_to_uint8
@@ -45,7 +45,7 @@ def gan_bits(nz: int, o: EncodeOptions) -> int:
 
 
 class GanOnly:
-    """The `codec.backends.Codec` of GAN-only models (`Generator`), version-1 files."""
+    """The `codec.backends.Backend` of GAN-only models (`Generator`), version-1 files."""
 
     container = Container
 

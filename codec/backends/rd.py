@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 from codec import container, zoo
-from codec.coding import BatchCoder, EncodeOptions, EncodeResult, Tick, search_loss, steps_of
 from codec.container import FINGERPRINT_BYTES, OVERHEAD_V2, CodedContainer, Container, ContainerError
 from codec.defaults import DEFAULT_MAX_BYTES, RD_LOSS, RD_STEPS
+from codec.encoding import BatchCoder, EncodeOptions, EncodeResult, Tick, search_loss, steps_of
 from codec.entropy import CodingError
 from codec.family import CodingModel
 from codec.generator import Generator
@@ -31,7 +31,7 @@ CAP_SLACK_BYTES = 3
 
 
 class RateDistortion:
-    """The `codec.backends.Codec` of rate-distortion families' models (`CodingModel`) and their ladders,
+    """The `codec.backends.Backend` of rate-distortion families' models (`CodingModel`) and their ladders,
     version-2 files."""
 
     container = CodedContainer

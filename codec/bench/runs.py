@@ -237,7 +237,7 @@ class _BenchRun:
         return {"image": name, "codec": codec, "family": family, "setting": setting, **scores,
                 "enc_ms": enc_ms, "dec_ms": dec_ms, **extra}  # fmt: skip
 
-    def classic(self, codec: B.Codec, extra: dict | None = None) -> Callable[[int], dict]:
+    def classic(self, codec: B.Baseline, extra: dict | None = None) -> Callable[[int], dict]:
         """An image's record for a classic codec at a fixed setting."""
 
         def compute(i: int) -> dict:
@@ -327,7 +327,7 @@ class _BenchRun:
         return {r["image"]: int(r["bytes"]) for r in recs}
 
     def matched(
-        self, name: str, family: str, make: Callable[[int], B.Codec], lo: int = 0, level: int | str | None = None
+        self, name: str, family: str, make: Callable[[int], B.Baseline], lo: int = 0, level: int | str | None = None
     ) -> None:
         """`name` bisected per image to the default percodec row's bytes, or to those of
         the swept quality `level` (a sweep row, for the plot) or of a --max-bytes row."""
@@ -373,7 +373,7 @@ class _BenchRun:
     def fixed_rows(self) -> None:
         """The classic codecs at fixed settings (and, for the plot, a sweep of them)."""
         nc = self.nc
-        fixed: list[B.Codec] = [
+        fixed: list[B.Baseline] = [
             B.jpeg(10, nc),
             B.jpeg(1, nc),
             B.webp(0, nc),
@@ -386,7 +386,7 @@ class _BenchRun:
         ]
         if B.has_avif():
             fixed.append(B.avif(0, nc))
-        sweep: list[B.Codec] = []
+        sweep: list[B.Baseline] = []
         if self.cfg.sweep:
             # curves to past 1 KB, where the quality ladder ends
             sweep += [B.jpeg(q, nc) for q in (5, 20, 30, 50, 70)] + [B.webp(q, nc) for q in (5, 20, 40, 50, 60, 80)]

@@ -1,4 +1,5 @@
-"""What every backend shares: the options of an encode, its results, and the search's loss."""
+"""What an encode takes and gives, shared by every backend: its options (`EncodeOptions`), its
+results (`EncodeResult`), the batch coder's type, and the search's loss."""
 
 from __future__ import annotations
 
