@@ -198,6 +198,8 @@ def test_eigenface_codec_takes_the_finest_steps_a_bisection_tries() -> None:
 
 
 def test_the_quality_table_pairs_each_quality_with_eigenface_at_its_bytes() -> None:
+    """Rows are paired by what they are (the setting an eigenface row was bisected to), not by
+    their labels."""
     def row(codec: str, family: str, setting: object, psnr: float, ssim: float, same: float) -> dict:
         return {"codec": codec, "family": family, "setting": setting, "bytes": 60.0, "psnr": psnr, "ssim": ssim,
                 "same_person": same}  # fmt: skip
@@ -206,7 +208,8 @@ def test_the_quality_table_pairs_each_quality_with_eigenface_at_its_bytes() -> N
         row("percodec mse default", "percodec-mse-rd-default", "default", 25.0, 0.8, 0.9),
         row("percodec mse q=1", "percodec-mse-rd", 1, 22.5, 0.75, 0.875),
         row("percodec mse q=2", "percodec-mse-rd", 2, 23.0, 0.76, 0.9),  # no eigenface row: left out
-        row("eigenface @ q=1 bytes", "eigenface-matched", 1.5, 22.25, 0.70, 0.75),
+        {**row("eigenface @ q=1 bytes", "eigenface-matched", 1.5, 22.25, 0.70, 0.75), "matched_to": 1},
+        {**row("eigenface @ percodec bytes", "eigenface-matched", 1.2, 24.0, 0.7, 0.5), "matched_to": "default"},
     ]
     lines = quality_table(summary).splitlines()
     assert len(lines) == 3 and lines[2].startswith("| 1 | 60.0 | 22.50 / 0.750 / 88% | 60.0 | 22.25 / 0.700 / 75%")

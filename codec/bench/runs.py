@@ -343,7 +343,8 @@ class _BenchRun:
             t = time.perf_counter()
             dec = make(q).decode(data)
             dec_ms = (time.perf_counter() - t) * 1000
-            extra = {"reached": reached, "budget": target[self.names[i]], **({"sweep": True} if sweep else {})}
+            extra = {"reached": reached, "budget": target[self.names[i]], "matched_to": "default" if level is None
+                     else level, **({"sweep": True} if sweep else {})}  # fmt: skip
             return self.record(i, f"{name} @ {where}", family + "-matched", q, dec, len(data), enc, dec_ms, **extra)
 
         # A cached row counts only if it was bisected to today's budget: a percodec row

@@ -33,6 +33,7 @@ def summarize(records: list[dict], protocol: verify.Protocol | None = None) -> l
             row[m + "_ci"] = float(1.96 * finite.std(ddof=1) / math.sqrt(len(finite))) if len(finite) > 1 else 0.0
         if "reached" in rs[0]:
             row["reached"] = sum(bool(r["reached"]) for r in rs)
+            row["matched_to"] = rs[0].get("matched_to")  # the percodec row's setting it was bisected to
         if protocol is not None and protocol.has_pairs and any("desc" in r for r in rs):
             row.update(verify.rates(protocol, _descriptors(protocol, rs)))
         out.append(row)
@@ -138,11 +139,11 @@ def table(summary: list[dict], markdown: bool = False) -> str:
 def quality_table(summary: list[dict]) -> str:
     """Markdown: each swept quality of a rate-distortion model beside eigenface bisected to
     that quality's bytes (the rate-distortion plot's two curves, as numbers); '' if none."""
-    rows = {r["codec"]: r for r in summary}
+    matched = {r["matched_to"]: r for r in summary if r["family"] == "eigenface-matched" and r.get("matched_to")}
 
-    def eigen(r: dict) -> dict | None:
-        is_quality = r["family"].endswith("-rd") and r["codec"].endswith(f" q={r['setting']}")
-        return rows.get(f"eigenface @ q={r['setting']} bytes") if is_quality else None
+    def eigen(r: dict) -> dict | None:  # a quality row (its setting a number, not a cap) and its match
+        is_quality = r["family"].endswith("-rd") and type(r["setting"]) is int
+        return matched.get(r["setting"]) if is_quality else None
 
     pairs = [(r, e) for r in summary if r["family"].startswith("percodec") and (e := eigen(r)) is not None]
     if not pairs:
