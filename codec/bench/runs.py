@@ -22,6 +22,7 @@ from codec.bench.config import EIGENFACE_LO, BenchConfig, _key, eigenbasis, load
 from codec.errors import WriteError
 from codec.family import CodingModel
 from codec.losses.watson import WatsonDistance
+from codec.lpips import MIN_SIDE
 from codec.shard import Shard
 
 
@@ -29,9 +30,11 @@ class Scorer:
     """Per-image metrics of a decoded 8-bit image against its original."""
 
     def __init__(self, channels: int = 3) -> None:
-        from codec import faces
+        from codec import faces, lpips
 
         self.watson = WatsonDistance("dft").eval()
+        # LPIPS (AlexNet, v0.1) where its weights have been fetched (`make lpips`); colour only.
+        self.lpips = lpips.load() if channels == 3 and lpips.available() else None
         # Same person: dlib's descriptor within 0.6 of the original's (colour faces only).
         self.same_person = faces.SamePerson() if channels == 3 and faces.available() else None
 
@@ -51,6 +54,11 @@ class Scorer:
             "ssim": metrics.ssim(b, a).item(),
             "ms_ssim": metrics.ms_ssim(b, a).item(),
             "watson_dft": wd,
+            **(
+                {"lpips": self.lpips(b.float() / 127.5 - 1, a.float() / 127.5 - 1).item()}
+                if self.lpips and min(h, w) >= MIN_SIDE
+                else {}
+            ),  # fmt: skip
             **(self._person(orig, dec) if self.same_person else {}),
         }
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from codec import verify
-from codec.bench.config import METRICS, BenchConfig, load_images
+from codec.bench.config import METRICS, OPTIONAL_METRICS, BenchConfig, load_images
 
 
 def summarize(records: list[dict], protocol: verify.Protocol | None = None) -> list[dict]:
@@ -29,7 +29,7 @@ def summarize(records: list[dict], protocol: verify.Protocol | None = None) -> l
         for m in METRICS:
             v = np.array([r.get(m, math.nan) for r in rs], dtype=float)
             finite = v[np.isfinite(v)]
-            row[m] = float(finite.mean()) if len(finite) else (math.nan if m == "same_person" else math.inf)
+            row[m] = float(finite.mean()) if len(finite) else (math.nan if m in OPTIONAL_METRICS else math.inf)
             row[m + "_ci"] = float(1.96 * finite.std(ddof=1) / math.sqrt(len(finite))) if len(finite) > 1 else 0.0
         if "reached" in rs[0]:
             row["reached"] = sum(bool(r["reached"]) for r in rs)
