@@ -6,8 +6,8 @@ trains it (`train-generator --objective`). Whatever must know a file's family as
 nothing else tests kind strings. A rate-distortion family's model is a `CodingModel`: what
 the rate-distortion backend codes with, whatever its latents.
 
-Adding a family of an existing design: a module with its model class, its loader and level
-count, a ship step (codec.ship), and a line in `FAMILIES`.
+Adding a family: a module with its model class, its loader and level count, a ship step
+(`codec.ship` holds the shipped families' and the helpers), and a line in `FAMILIES`.
 """
 
 from __future__ import annotations
