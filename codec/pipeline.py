@@ -121,6 +121,7 @@ def encode_iter(
     device = pick_device(o.device, Shard.from_env().local_rank)  # under torchrun: this process's GPU
     model = zoo.resolve(o.model)  # once: the scale, its base model and backend travel from here
     backend = backends.for_model(model)
+    backends.refuse_others(backend, o)
     g, fp = zoo.load_model(model.base, device)
     progress = _Progress(on_progress)
     code = backend.coder(g, fp, o, model, device, progress.tick, min(o.batch_size, len(images)))

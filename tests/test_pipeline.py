@@ -177,3 +177,15 @@ def test_the_package_exports_its_public_surface() -> None:
         assert getattr(codec, name) is not None, name
     assert codec.EncodeResult is pipeline.EncodeResult and codec.ImageError is errors.ImageError
     assert issubclass(codec.ContainerError, codec.PercodecError)
+
+
+def test_an_option_only_the_other_backend_takes_is_refused_in_the_api_too() -> None:
+    """Each backend declares the options only it takes (backends.refuse_others): the GAN
+    search's learning rate given to a rate-distortion model was silently ignored."""
+    from codec.pipeline import EncodeOptions, encode_batch
+    from tests.conftest import SAMPLES
+
+    with pytest.raises(ValueError, match="--lr applies to GAN-only models; rate-distortion models take --quality"):
+        encode_batch([SAMPLES / "astronaut.png"], EncodeOptions(lr=0.5))
+    with pytest.raises(ValueError, match="--quality applies to rate-distortion models"):
+        encode_batch([SAMPLES / "astronaut.png"], EncodeOptions(model="celeba64-gan", quality=3))

@@ -25,6 +25,9 @@ class Backend(Protocol):
     """What a backend does (see the module's docstring)."""
 
     container: type  # the file version it writes and reads
+    words: str  # the models it codes with, in messages
+    #: EncodeOptions fields only this backend takes (another backend refuses them when set).
+    options: tuple[str, ...]
 
     def coder(
         self, base: torch.nn.Module, fp: bytes, o: EncodeOptions, model: Resolved, device: torch.device, tick: Tick,
@@ -54,6 +57,27 @@ def for_model(model: Resolved) -> Backend:
     from codec.backends.rd import RateDistortion
 
     return RateDistortion() if model.backend == "rd" else GanOnly()
+
+
+def refuse_others(backend: Backend, o: EncodeOptions) -> None:
+    """ValueError for an option set (away from its default) that only another backend takes:
+    it would be silently ignored (`--bits` with a rate-distortion model)."""
+    from dataclasses import fields
+
+    from codec.backends.gan import GanOnly
+    from codec.backends.rd import RateDistortion
+
+    for other in (RateDistortion(), GanOnly()):
+        if type(other) is type(backend):
+            continue
+        for f in fields(o):
+            if f.name in other.options and f.name not in backend.options and getattr(o, f.name) != f.default:
+                flag = "--" + f.name.replace("_", "-")
+                raise ValueError(f"{flag} applies to {other.words}; {backend.words} take {_flags(backend)}")
+
+
+def _flags(backend: Backend) -> str:
+    return " or ".join("--" + name.replace("_", "-") for name in backend.options[:2])
 
 
 def for_file(c: Container | CodedContainer) -> Backend:

@@ -48,14 +48,14 @@ class GanOnly:
     """The `codec.backends.Backend` of GAN-only models (`Generator`), version-1 files."""
 
     container = Container
+    words = "GAN-only models"
+    options = ("bits", "restarts", "seed", "lr", "prior")
 
     def coder(
         self, g: Generator, fp: bytes, o: EncodeOptions, model: Resolved, device: torch.device, tick: Tick, batch: int
     ) -> BatchCoder:
         """Check the options for a GAN-only model (`batch` images at most searched at once)
         and return: batch (B, C, H, W) -> results."""
-        if o.quality is not None:
-            raise ValueError("--quality applies to rate-distortion models; this GAN-only model takes --bits")
         cfg = g.config
         bits = gan_bits(cfg.nz, o)
         rows = (o.restarts or SearchConfig.restarts) * batch

@@ -35,6 +35,8 @@ class RateDistortion:
     version-2 files."""
 
     container = CodedContainer
+    words = "rate-distortion models"
+    options = ("quality",)
 
     def coder(
         self, base: CodingModel, fp: bytes, o: EncodeOptions, model: Resolved, device: torch.device, tick: Tick,
@@ -47,9 +49,6 @@ class RateDistortion:
         budget falls back to the encoder's own latent (which fits it). Each quality is a rung
         of the ladder: a level of one of its models.
         """
-        for given, name in ((o.bits, "--bits"), (o.restarts, "--restarts"), (o.seed, "--seed")):
-            if given is not None:
-                raise ValueError(f"{name} applies to GAN-only models; a rate-distortion model takes --quality")
         ladder = model.ladder
         if o.quality is not None:
             ladder.rung(o.quality)  # range check before any work
