@@ -29,7 +29,7 @@ def main() -> None:
     args = ap.parse_args()
     detail, rd = load_model(args.detail)[0], load_model(args.rd)[0]
     for part in ("encoder", "prior", "generator"):  # the detail model must sit on exactly this RD model
-        a, b = getattr(detail, part).state_dict(), getattr(rd, part).state_dict()
+        a, b = getattr(detail.base, part).state_dict(), getattr(rd, part).state_dict()
         if a.keys() != b.keys() or not all(torch.equal(a[k].float(), b[k].float()) for k in a):
             raise SystemExit(f"{args.detail}'s {part} is not {args.rd}'s")
     gs = tuple(int(v) for v in args.global_levels.split(","))
