@@ -379,6 +379,8 @@ def share_base(path: str | Path, name: str) -> int:
     exactly its base's weights and its global levels' steps. Returns the bytes saved."""
     from codec.errors import ModelError
 
+    if not re.fullmatch(NAME, name):
+        raise ModelError(f"base {name[:80]!r}: a model name (looked up beside the file), not a path")
     path = Path(path)
     m, _ = load_detail(path)
     shared, _ = rdmodel.load_rd(base_file(path, name))

@@ -387,6 +387,8 @@ def test_a_detail_model_that_names_its_base_is_the_same_model_in_a_smaller_file(
     (r,) = encode_batch([face], EncodeOptions(model=str(path), quality=5, steps=2))
     with pytest.raises(ModelError, match="base's weights are not those of other"):
         share_base(path, "other")
+    with pytest.raises(ModelError, match="a model name .*, not a path"):
+        share_base(path, "../base")
     assert path.read_bytes() == data
     saved = share_base(path, "base")
     after, _ = load_detail(path)
