@@ -202,7 +202,7 @@ def _randomised_dft_model(seed: int) -> WatsonDistance:
     return model
 
 
-@pytest.mark.parametrize("chunk", [1, 16])
+@pytest.mark.parametrize("chunk", [1, pytest.param(16, marks=pytest.mark.slow)])  # 16 (4 s): with the slow tests
 def test_fast_watson_dft_matches_the_straightforward_one_with_its_gradient(chunk, monkeypatch) -> None:
     """The fused, hand-differentiated DFT distance against autograd through benchmarks/watson_naive.py."""
     import importlib.util

@@ -43,12 +43,14 @@ def _faces() -> tuple[torch.Tensor, torch.Tensor]:
     return tuple(torch.from_numpy(np.array(p)).permute(2, 0, 1)[None] for p in pair)
 
 
+@pytest.mark.slow  # the reference builds torchvision's whole AlexNet: 1.5 s
 def test_the_heads_are_the_lpips_packages_v0_1_alexnet_heads(reference) -> None:
     w = ours.read_weights(ours.weights_file())
     for i in range(5):
         assert torch.allclose(reference.state_dict()[f"lin{i}.model.1.weight"].flatten(), w[f"heads.{i}"], atol=1e-7)
 
 
+@pytest.mark.slow
 def test_distances_equal_the_lpips_packages(reference) -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.rand(4, 3, 64, 64, generator=g) * 2 - 1

@@ -132,6 +132,7 @@ def test_a_detail_run_ships_its_picked_levels_doubled_once(runs, tmp_path) -> No
     assert tune.model_path.is_file()
 
 
+@pytest.mark.slow  # a tiny detail run and two ships: 2 s
 def test_a_detail_model_shipped_beside_its_base_names_it_instead_of_holding_it(runs, tmp_path) -> None:
     from codec.generator import read_metadata, read_model_file
 
