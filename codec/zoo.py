@@ -123,3 +123,21 @@ def resolve(model: str | Path) -> Resolved:
     base = ladder.rungs[0].model if ladder else str(model)
     backend = "rd" if ladder is not None else family.of_file(resolve_model(model)).backend
     return Resolved(str(model), ladder, scale, base, backend)
+
+
+def catalogue() -> list[dict]:
+    """Every shipped model as `percodec models` lists it: name, family, status and lineage
+    (the manifest), levels, file size, and the shipped scales it is a rung model of."""
+    from codec.ladder import shipped_ladders
+
+    entries, scales = manifest(), shipped_ladders()
+    rows = []
+    for name, path in sorted(shipped_models().items()):
+        entry = entries.get(name, {})
+        rows.append({
+            "name": name, "family": family.of_file(path).name, "status": entry.get("status", "?"),
+            "levels": family.level_count(path), "bytes": path.stat().st_size,
+            "scales": [ladder.name for ladder in scales if name in ladder.models()],
+            "from": entry.get("from"), "base": entry.get("base"),
+        })  # fmt: skip
+    return rows

@@ -260,3 +260,20 @@ def test_the_manifest_says_each_shipped_models_status_and_lineage_truly() -> Non
         start = json.loads(meta.get("card", "{}")).get("init_from")
         assert entry["from"] == (Path(start).stem if start else None), name
         assert json.loads(meta.get("base_model", "null")) == entry.get("base"), name
+
+
+def test_the_models_command_lists_every_shipped_model_with_its_status() -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from codec.cli import main
+
+    r = CliRunner().invoke(main, ["models", "--json"])
+    assert r.exit_code == 0, r.output
+    rows = {m["name"]: m for m in json.loads(r.output)}
+    assert set(rows) == set(shipped_models())
+    assert rows["celeba64-detail3"]["status"] == "scale" and rows["celeba64-detail3"]["scales"] == ["celeba64"]
+    assert rows["celeba64-detail3"]["base"] == "celeba64-id" and rows["celeba64-gan"]["levels"] is None
+    text = CliRunner().invoke(main, ["models"]).output
+    assert "retired" in text and "base celeba64-id" in text

@@ -288,4 +288,4 @@ def finish_batch(sharing: Sharing, rows: list, sources: list[str], run: BatchFla
 
 
 # The commands register themselves on `main` as their modules load.
-from codec.cli import bench_cmd, decode_cmd, encode_cmd, ship_cmd, train_cmd  # noqa: E402,F401 isort: skip
+from codec.cli import bench_cmd, decode_cmd, encode_cmd, models_cmd, ship_cmd, train_cmd  # noqa: E402,F401 isort: skip
