@@ -397,3 +397,17 @@ def test_a_detail_model_that_names_its_base_is_the_same_model_in_a_smaller_file(
     assert torch.equal(decode_tensor(r.data, str(path)), r.decoded)
     (again,) = encode_batch([face], EncodeOptions(model=str(path), quality=5, steps=2))
     assert again.data == r.data
+
+
+def test_a_detail_model_keeps_loading_after_its_named_base_gains_levels(tmp_path) -> None:
+    """Levels added to the base a detail file names (`percodec ship add-levels`) change the
+    base's fingerprint; it still answers to the old one, so the detail model loads unchanged."""
+    from codec.detailmodel import share_base
+    from codec.rdmodel import add_levels
+
+    path = _detail_file(tmp_path / "detail.safetensors")
+    save_rd(_base(), tmp_path / "base.safetensors", {"dataset": "none"})
+    before = load_detail(path)[0].fingerprint()
+    share_base(path, "base")
+    add_levels(tmp_path / "base.safetensors", [0.3])
+    assert load_detail(path)[0].fingerprint() == before
