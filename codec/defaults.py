@@ -47,6 +47,11 @@ MAX_FACE = 1000
 MAX_SIDE = 8192
 
 
+def flag(field: str) -> str:
+    """The command-line flag of an options field: 'max_bytes' -> '--max-bytes'."""
+    return "--" + field.replace("_", "-")
+
+
 def is_int(v: object, lo: float = -math.inf, hi: float = math.inf) -> bool:
     """An int (not a bool: True is no count) in lo..hi."""
     return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi

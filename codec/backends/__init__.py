@@ -64,25 +64,25 @@ def refuse_others(backend: Backend, o: EncodeOptions) -> None:
     it would be silently ignored (`--bits` with a rate-distortion model)."""
     from dataclasses import fields
 
-    from codec.backends.gan import GanOnly
-    from codec.backends.rd import RateDistortion
+    from codec.defaults import flag
 
-    for other in (RateDistortion(), GanOnly()):
+    for other in _backends():
         if type(other) is type(backend):
             continue
         for f in fields(o):
             if f.name in other.options and f.name not in backend.options and getattr(o, f.name) != f.default:
-                flag = "--" + f.name.replace("_", "-")
-                raise ValueError(f"{flag} applies to {other.words}; {backend.words} take {_flags(backend)}")
+                takes = " or ".join(flag(name) for name in backend.options[:2])
+                raise ValueError(f"{flag(f.name)} applies to {other.words}; {backend.words} take {takes}")
 
 
-def _flags(backend: Backend) -> str:
-    return " or ".join("--" + name.replace("_", "-") for name in backend.options[:2])
+def _backends() -> tuple[Backend, ...]:
+    """Every backend, once."""
+    from codec.backends.gan import GanOnly
+    from codec.backends.rd import RateDistortion
+
+    return RateDistortion(), GanOnly()
 
 
 def for_file(c: Container | CodedContainer) -> Backend:
     """The backend whose files have `c`'s container version."""
-    from codec.backends.gan import GanOnly
-    from codec.backends.rd import RateDistortion
-
-    return next(b for b in (RateDistortion(), GanOnly()) if isinstance(c, b.container))
+    return next(b for b in _backends() if isinstance(c, b.container))

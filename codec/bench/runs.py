@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from codec import baselines as B
-from codec import metrics, verify
+from codec import lpips, metrics, verify
 from codec.bench.config import EIGENFACE_LO, BenchConfig, _key, eigenbasis, load_images
 from codec.errors import WriteError
 from codec.family import CodingModel
@@ -30,11 +30,11 @@ class Scorer:
     """Per-image metrics of a decoded 8-bit image against its original."""
 
     def __init__(self, channels: int = 3) -> None:
-        from codec import faces, lpips
+        from codec import faces
 
         self.watson = WatsonDistance("dft").eval()
         # LPIPS (AlexNet, v0.1) where its weights have been fetched (`make lpips`); colour only.
-        self.lpips = lpips.load() if channels == 3 and lpips.available() else None
+        self.lpips = channels == 3 and lpips.available()
         # Same person: dlib's descriptor within 0.6 of the original's (colour faces only).
         self.same_person = faces.SamePerson() if channels == 3 and faces.available() else None
 
@@ -54,11 +54,7 @@ class Scorer:
             "ssim": metrics.ssim(b, a).item(),
             "ms_ssim": metrics.ms_ssim(b, a).item(),
             "watson_dft": wd,
-            **(
-                {"lpips": self.lpips(b.float() / 127.5 - 1, a.float() / 127.5 - 1).item()}
-                if self.lpips and min(h, w) >= MIN_SIDE
-                else {}
-            ),  # fmt: skip
+            **({"lpips": lpips.distance(b, a).item()} if self.lpips and min(h, w) >= MIN_SIDE else {}),  # fmt: skip
             **(self._person(orig, dec) if self.same_person else {}),
         }
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from codec.defaults import flag
+
 if TYPE_CHECKING:
     import torch
 
@@ -107,5 +109,4 @@ def refuse_others(name: str, given: list[str]) -> None:
     for option in given:
         owners = takers(option)
         if owners and name not in owners:
-            flag = "--" + option.replace("_", "-")
-            raise ValueError(f"{flag} applies to --objective {' or '.join(owners)}, not {name}")
+            raise ValueError(f"{flag(option)} applies to --objective {' or '.join(owners)}, not {name}")
