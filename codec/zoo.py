@@ -50,6 +50,13 @@ def _loaded(model: str | Path, device: str | torch.device = "cpu") -> tuple[Mode
     return _load(str(path), path.stat().st_mtime, str(device))
 
 
+@functools.cache
+def _fingerprints(path: str, mtime: float) -> tuple[bytes, ...]:
+    # Kept apart from the model cache: looking a file's fingerprint up among every shipped
+    # model must not evict the loaded models, nor load each model again on each look-up.
+    return _load(path, mtime, "cpu")[1]
+
+
 def _answers(fps: tuple[bytes, ...], prefix: bytes) -> bool:
     return any(fp[: len(prefix)] == prefix for fp in fps)
 
@@ -57,7 +64,8 @@ def _answers(fps: tuple[bytes, ...], prefix: bytes) -> bool:
 def answers_to(model: str | Path, prefix: bytes) -> bool:
     """Whether a model's fingerprint starts with `prefix` (a file header's), or one it had
     before levels were added to it (rdmodel.add_levels) does."""
-    return _answers(_loaded(model)[1], prefix)
+    path = resolve_model(model)
+    return _answers(_fingerprints(str(path), path.stat().st_mtime), prefix)
 
 
 def find_shipped(fp: bytes) -> str | None:

@@ -96,7 +96,7 @@ def test_where_hog_finds_no_face_the_cnn_detector_looks_again(monkeypatch) -> No
 
 
 def test_no_face_is_a_note_or_an_error(tmp_path) -> None:
-    noise = Image.fromarray(np.random.default_rng(1).integers(0, 256, (300, 400, 3), dtype=np.uint8))
+    noise = Image.fromarray(np.random.default_rng(1).integers(0, 256, (150, 200, 3), dtype=np.uint8))
     noise.save(tmp_path / "noise.png")
     out = CliRunner().invoke(main, ["encode", str(tmp_path / "noise.png"), str(tmp_path / "n.pgz"), "--steps", "2"])
     assert out.exit_code == 0 and "no face found" in out.output

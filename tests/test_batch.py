@@ -71,7 +71,8 @@ def test_keep_going_writes_every_good_face_and_names_the_bad_ones(tmp_path, tiny
 
 
 @needs_script
-@pytest.mark.parametrize("sig", [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)])
+@pytest.mark.slow  # 7 s each: a process started, stopped and started again
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupted_run_keeps_finished_files_and_skip_existing_completes_it(
     sig, tmp_path, tiny_generator, tiny_model_file
 ) -> None:

@@ -65,6 +65,7 @@ def test_an_unsupported_op_is_refused_when_the_model_loads(tmp_path) -> None:
 
 
 @needs_judge
+@pytest.mark.slow  # 5 s: node and TensorFlow.js
 @pytest.mark.skipif(shutil.which("node") is None or not (TFJS / "node_modules" / "@tensorflow" / "tfjs").is_dir(),
                     reason="node with @tensorflow/tfjs (make judge) is needed for the oracle")  # fmt: skip
 def test_the_judge_equals_tensorflow_js_on_real_faces(tmp_path) -> None:

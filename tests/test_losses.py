@@ -202,7 +202,7 @@ def _randomised_dft_model(seed: int) -> WatsonDistance:
     return model
 
 
-@pytest.mark.parametrize("chunk", [1, pytest.param(16, marks=pytest.mark.slow)])  # 16 (4 s): with the slow tests
+@pytest.mark.parametrize("chunk", [16, pytest.param(1, marks=pytest.mark.slow)])  # 1 (8 s): with the slow tests
 def test_fast_watson_dft_matches_the_straightforward_one_with_its_gradient(chunk, monkeypatch) -> None:
     """The fused, hand-differentiated DFT distance against autograd through benchmarks/watson_naive.py."""
     import importlib.util
@@ -229,7 +229,11 @@ def test_fast_watson_dft_matches_the_straightforward_one_with_its_gradient(chunk
 
 @pytest.mark.parametrize(
     "channels,grey_params,signed,size",
-    [(3, False, True, (20, 12)), (3, True, False, (16, 16)), (1, False, True, (17, 9))],
+    [
+        pytest.param(3, False, True, (20, 12), marks=pytest.mark.slow),  # 5 s
+        pytest.param(3, True, False, (16, 16), marks=pytest.mark.slow),  # 4 s
+        (1, False, True, (17, 9)),
+    ],
 )
 def test_watson_dft_gradient_through_shifts_crops_and_colour(channels, grey_params, signed, size) -> None:
     """The hand-written transpose of colour conversion, grid shift and cropping, by gradcheck."""

@@ -65,6 +65,7 @@ def test_a_prepared_part_is_read_back_not_made_again(folder, tmp_path, monkeypat
                        + " was made"]  # fmt: skip
 
 
+@pytest.mark.slow  # 6 s
 def test_train_generator_trains_on_a_photo_folder(folder, tmp_path) -> None:
     from click.testing import CliRunner
 

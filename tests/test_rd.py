@@ -252,6 +252,7 @@ def test_default_files_never_exceed_the_default_cap(tiny_rd_file, tmp_path, monk
         encode_batch([src], EncodeOptions(model=tiny_rd_file, steps=2, loss="mse", max_bytes=11))
 
 
+@pytest.mark.slow  # 5 s
 def test_bench_rows_of_a_rate_distortion_model(tiny_rd_file, tiny_model_file, tmp_path) -> None:
     from codec.bench import BenchConfig, run, summarize
 
