@@ -149,6 +149,21 @@ def _cell(v: object) -> object:
     return "" if v is None else f"{v:.4f}" if isinstance(v, float) else v
 
 
+def write_part(path: str | Path, rank: int, rows: Sequence[Row]) -> Path:
+    """One process's rows of an interrupted sharded run (rank 0 merges them only at the
+    end), beside the --report it was to be part of: REPORT's name with .rankN (then -2, -3,
+    ... where an earlier interrupted run left one). The name written."""
+    p = Path(path)
+    for n in range(1, 1000):
+        part = p.with_name(f"{p.stem}.rank{rank}{'' if n == 1 else f'-{n}'}{p.suffix}")
+        try:
+            write_report(part, rows)
+            return part
+        except OutputExistsError:
+            continue
+    raise OutputExistsError(f"{p.parent}: a thousand parts of {p.name} for rank {rank} are there already")
+
+
 def write_report(path: str | Path, rows: Sequence[Row], force: bool = False) -> None:
     """All rows as CSV or JSON (by the name's suffix), written atomically (exclusively
     unless `force`)."""

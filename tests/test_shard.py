@@ -161,3 +161,34 @@ def test_a_sharded_run_killed_half_way_finishes_with_skip_existing(tmp_path) -> 
                           timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     _same_files(tmp_path / "alone", out)
+
+
+def test_an_interrupted_processs_rows_go_to_a_part_beside_the_report_never_over_one(tmp_path) -> None:
+    from codec.batch import Row, write_part
+
+    rows = [Row("a.png", "a.pgz", 90, 0.18, 25.0, 0.8, 12, 0.1)]
+    first = write_part(tmp_path / "r.csv", 1, rows)
+    second = write_part(tmp_path / "r.csv", 1, rows[:0])
+    assert (first.name, second.name) == ("r.rank1.csv", "r.rank1-2.csv")
+    assert [r["input"] for r in csv.DictReader(open(first))] == ["a.png"] and second.read_text().count("\n") == 1
+
+
+@pytest.mark.slow
+def test_a_sharded_run_stopped_leaves_each_processs_rows_beside_the_report(tmp_path) -> None:
+    faces = _faces(tmp_path / "faces", 24)
+    out, report = tmp_path / "out", tmp_path / "r.csv"
+    cmd = [*TORCHRUN, "--standalone", "--nproc-per-node", "2", *CLI, "encode", str(faces), "-o", str(out),
+           "--batch-size", "1", "--steps", "0", "--report", str(report)]  # fmt: skip
+    run = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and run.poll() is None and len(list(out.glob("*.pgz"))) < 4:
+        time.sleep(0.05)
+    run.send_signal(signal.SIGTERM)  # to torchrun, which stops its processes
+    err = run.communicate(timeout=120)[1]
+    assert run.returncode != 0 and not report.exists()
+    parts = sorted(tmp_path.glob("r.rank*.csv"))
+    assert [p.name for p in parts] == ["r.rank0.csv", "r.rank1.csv"], err[-3000:]
+    rows = [r for p in parts for r in csv.DictReader(open(p))]
+    named, made = {Path(r["output"]).name for r in rows}, {p.name for p in out.glob("*.pgz")}
+    assert named <= made and len(named) >= len(made) - 2  # a process may be stopped between a file and its row
+    assert "this process's rows in" in err

@@ -133,26 +133,32 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
 
 
 @contextlib.contextmanager
-def batch_run(report: str | None, rows: list, todo: int, verb: str, hint: str, force: bool) -> Iterator[None]:
+def batch_run(
+    report: str | None, rows: list, todo: int, verb: str, hint: str, force: bool, shard: Any = None
+) -> Iterator[None]:
     """SIGTERM acts as Ctrl-C; either ends the run with exit 130 and a count of what was
-    kept. The --report file is written however the run ends."""
-    from codec.batch import write_report
+    kept. The --report file is written however the run ends; in a sharded run (`shard`,
+    whose rank 0 merges the report at the end) only if interrupted, as this process's part
+    (`codec.batch.write_part`)."""
+    from codec.batch import write_part, write_report
 
     def terminate(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
+    sharded = shard is not None and shard.sharded
     old = signal.signal(signal.SIGTERM, terminate)
     old_int = signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
     try:
         yield
     except KeyboardInterrupt:
         done = sum(1 for r in rows if not r.error)
-        click.echo(f"percodec: interrupted: {done} of {todo} {verb}, finished files kept{hint}", err=True)
+        kept = f"; this process's rows in {write_part(report, shard.rank, rows)}" if sharded and report else ""
+        click.echo(f"percodec: interrupted: {done} of {todo} {verb}, finished files kept{hint}{kept}", err=True)
         sys.exit(130)
     finally:
         signal.signal(signal.SIGTERM, old)
         signal.signal(signal.SIGINT, old_int)
-        if report is not None:
+        if report is not None and not sharded:
             write_report(report, rows, force=force)
 
 

@@ -101,7 +101,7 @@ def decode(
     rows: list[Row] = []
     t0 = time.perf_counter()
     mine = (i for batch in sharing.batches(len(sources), DECODE_BATCH) for i in batch)  # claimed as they go
-    with batch_run(None if sharing.shard.sharded else report, rows, len(sources), "decoded", "", force):
+    with batch_run(report, rows, len(sources), "decoded", "", force, sharing.shard):
         for i in mine:
             src, dst = sources[i], targets[i]
             try:

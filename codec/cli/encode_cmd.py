@@ -269,9 +269,9 @@ def _encode_files(
     t0 = time.perf_counter()
     loaded = [read_stdin() if s == "-" else s for s in sources]
     ticks = bar.update if bar is not None and not sharded else None  # alone: fractions of a batch too
-    report = None if sharded else run.report  # a sharded run's report is merged by rank 0 at the end
     batches = sharing.batches(len(sources), options.batch_size)
-    with batch_run(report, rows, len(sources), "encoded", "; rerun with --skip-existing to finish", run.force):
+    hint = "; rerun with --skip-existing to finish"
+    with batch_run(run.report, rows, len(sources), "encoded", hint, run.force, sharing.shard):
         for i, r in encode_iter(loaded, options, ticks, run.keep_going, finder, batches):
             sharing.finished(bar if sharded else None)
             src, dst = sources[i], targets[i]
