@@ -2,7 +2,8 @@
 hold a restructuring to byte-identical output.
 
 Encodes N faces of a split (model-sized crops, so no face finding) at each setting, and
-records every file's SHA-256 and the SHA-256 of the image `decode` makes of it. Run it on
+records every file's SHA-256, the SHA-256 of the image `decode` makes of it, its size and
+PSNR (where files differ, the comparison says whether they are as good). Run it on
 the code before and after a change, then compare:
 
     PERCODEC_TREE=/path/to/old/checkout python benchmarks/same_files.py --data-root ../shared/datasets \\
@@ -39,8 +40,8 @@ SETTINGS: dict[str, tuple[dict, int | None]] = {
 }
 
 
-def digest(data_root: str, images: int, settings: list[str]) -> dict[str, list[list[str]]]:
-    """Setting -> [file SHA-256, decoded image SHA-256] per face."""
+def digest(data_root: str, images: int, settings: list[str]) -> dict[str, list[list]]:
+    """Setting -> [file SHA-256, decoded image SHA-256, bytes, PSNR] per face."""
     import numpy as np
     from PIL import Image
 
@@ -55,11 +56,16 @@ def digest(data_root: str, images: int, settings: list[str]) -> dict[str, list[l
         rows, sizes = [], []
         for r in encode_batch(faces[:most], EncodeOptions(**options)):
             image = decode_tensor(r.data).numpy()
-            rows.append([hashlib.sha256(r.data).hexdigest(), hashlib.sha256(np.ascontiguousarray(image)).hexdigest()])
+            rows.append([hashlib.sha256(r.data).hexdigest(), hashlib.sha256(np.ascontiguousarray(image)).hexdigest(),
+                         len(r.data), r.psnr])  # fmt: skip
             sizes.append(len(r.data))
         out[name] = rows
         print(f"{name}: {len(rows)} files, {np.mean(sizes):.1f} bytes on average", file=sys.stderr, flush=True)
     return out
+
+
+def _mean(rows: list[list], k: int) -> float:
+    return sum(r[k] for r in rows) / len(rows)
 
 
 def compare(a: dict, b: dict) -> int:
@@ -71,6 +77,9 @@ def compare(a: dict, b: dict) -> int:
         images = sum(p[1] != q[1] for p, q in zip(x, y, strict=False))
         bad += files + images
         print(f"{name}: {min(len(x), len(y))} faces, {files} files differ, {images} decoded images differ")
+        if files and all(len(r) == 4 for r in x + y):  # where files differ: are they as good?
+            print(f"  bytes {_mean(x, 2):.1f} -> {_mean(y, 2):.1f}, PSNR {_mean(x, 3):.3f} -> {_mean(y, 3):.3f} dB "
+                  f"(most bytes {max(r[2] for r in x)} -> {max(r[2] for r in y)})")  # fmt: skip
     return bad
 
 

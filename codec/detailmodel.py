@@ -227,8 +227,14 @@ class DetailModel(torch.nn.Module):
         alone = OVERHEAD_V2 + table.bits(sym).numpy() / 8
         if alone.min() > cap:
             return [], alone
-        s = _Search(self, x, [level] * len(x), cache["y"])
-        return _LazyCodes(s), OVERHEAD_V2 + s.start_bits().numpy() / 8 * 0.97
+        # the work that depends only on the global level is shared by its levels (a cap
+        # search tries several levels of one global level in turn)
+        g = self.pair(level)[0]
+        if ("start", g) not in cache:
+            cache["start", g] = _Start(self, x, g, cache["y"])
+        start = cache["start", g]
+        s = _Search(self, x, [level] * len(x), cache["y"], start.analysed)
+        return _LazyCodes(s), OVERHEAD_V2 + start.bits(s.gain).numpy() / 8 * 0.97
 
     def fingerprints(self) -> list[bytes]:
         """Every fingerprint this model answers to: its own (levels are never added to one)."""
@@ -410,10 +416,46 @@ def share_base(path: str | Path, name: str) -> int:
     return before - path.stat().st_size
 
 
+def _analysed(m: DetailModel, x: torch.Tensor, z: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+    """The detail encoder's output for images x and their global latent rounded at `step`
+    (B, 1), before a detail level's gain."""
+    rd = m.base
+    f = features(rd.generator, rd.prior.rounded(z, step))
+    return m.detail.analysis(torch.cat([x, render(rd.generator, f)], 1))
+
+
+class _Start:
+    """What a batch's levels of one global level share before any refinement: the detail
+    encoder's output and the rounded global latent's features and rate, computed once."""
+
+    @torch.no_grad()
+    def __init__(self, model: DetailModel, x: torch.Tensor, global_level: int, z: torch.Tensor) -> None:
+        rd = model.base
+        self.m = model
+        self.step = torch.tensor([[rd.step_of(global_level)]] * len(x), device=x.device)
+        self.analysed = _analysed(model, x, z, self.step)
+        z_hat = rd.prior.round_ste(z, self.step)  # as the search's own rate has it
+        self.f, self.global_bits = features(rd.generator, z_hat), rd.prior.bits(z_hat, self.step)
+
+    @torch.no_grad()
+    def bits(self, gain: torch.Tensor) -> torch.Tensor:
+        """Each image's rate at the start at a detail level's `gain`: `_Search._rate_and_image`'s
+        at the encoders' latents, without drawing the image."""
+        mu, sigma = self.m.detail.predict(self.f, gain)
+        return (self.global_bits + bits(round_around(self.analysed * gain, mu), mu, sigma)).cpu()
+
+
 class _Search:
     """The encode-time search of one batch: both latents, from the encoders' start."""
 
-    def __init__(self, model: DetailModel, x: torch.Tensor, levels: Sequence[int], z: torch.Tensor | None = None):
+    def __init__(
+        self,
+        model: DetailModel,
+        x: torch.Tensor,
+        levels: Sequence[int],
+        z: torch.Tensor | None = None,
+        analysed: torch.Tensor | None = None,
+    ) -> None:
         m, rd, dev = model, model.base, x.device
         pairs = [m.pair(lv) for lv in levels]
         self.m, self.x, self.levels = m, x, list(levels)
@@ -422,8 +464,7 @@ class _Search:
         self.gain = m.detail.gains(torch.tensor([d for _, d in pairs], device=dev))
         with torch.no_grad():
             z = rd.encoder(x) if z is None else z
-            f = features(rd.generator, rd.prior.rounded(z, self.step))
-            y = m.detail.analysis(torch.cat([x, render(rd.generator, f)], 1)) * self.gain
+            y = (_analysed(m, x, z, self.step) if analysed is None else analysed) * self.gain
         self.z, self.y = z, y
 
     def _rate_and_image(self, z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -434,10 +475,6 @@ class _Search:
         y_hat = round_around(y, mu)
         rate = rd.prior.bits(z_hat, self.step) + bits(y_hat, mu, sigma)
         return rate, render(rd.generator, f, m.detail.additions(y_hat / self.gain))
-
-    @torch.no_grad()
-    def start_bits(self) -> torch.Tensor:
-        return self._rate_and_image(self.z, self.y)[0].cpu()
 
     def refine(
         self,

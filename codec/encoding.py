@@ -3,6 +3,9 @@ results (`EncodeResult`), the batch coder's type, and the search's loss."""
 
 from __future__ import annotations
 
+import json
+import os
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +26,8 @@ from codec.defaults import (
     check_float,
     check_int,
 )
+from codec.errors import PercodecError
+from codec.generator import resolve_model
 from codec.inversion import SearchConfig
 from codec.ladder import framing_of
 from codec.losses import make_mix, parse_mix
@@ -121,10 +126,35 @@ def steps_of(tick: Tick, rows: int) -> Callable[[int, int], None]:
     return lambda step, total: tick(rows / total)
 
 
+#: Search losses built in this process, newest last (see `search_loss`).
+_SEARCH_LOSSES: OrderedDict[str, torch.nn.Module] = OrderedDict()
+
+
+def _stamp(value: object) -> int | None:
+    """A file's modification time, where a value names one (a model, a loss's params file)."""
+    if isinstance(value, str | Path):
+        try:
+            return os.stat(resolve_model(value) if isinstance(value, str) else value).st_mtime_ns
+        except (OSError, ValueError, PercodecError):  # not a file: the key has the name itself
+            return None
+    return None
+
+
 def search_loss(spec: str, channels: int, params: dict, model: str | Path, device: torch.device) -> torch.nn.Module:
     """The search's loss (eval mode: deterministic); an identity term is told the model's
-    framing, so that its face chip is cut where the model's crops put the face."""
+    framing, so that its face chip is cut where the model's crops put the face.
+
+    Kept per process and shared by every search that asks for the same (building one copies
+    dlib's network, a tenth of a warm single-face encode): callers must not change it."""
+    key = json.dumps([spec, channels, params, str(model), str(device), [_stamp(v) for v in (model, *params.values())]],
+                     sort_keys=True, default=str)  # fmt: skip
+    if key in _SEARCH_LOSSES:
+        _SEARCH_LOSSES.move_to_end(key)
+        return _SEARCH_LOSSES[key]
     if "identity" in parse_mix(spec) and "framing" not in params:
         framing = framing_of(model)
         params = {**params, **({"framing": framing.tolist()} if framing is not None else {})}
-    return make_mix(spec, channels, **params).to(device).eval()
+    _SEARCH_LOSSES[key] = make_mix(spec, channels, **params).to(device).eval()
+    while len(_SEARCH_LOSSES) > 4:
+        _SEARCH_LOSSES.popitem(last=False)
+    return _SEARCH_LOSSES[key]
