@@ -9,6 +9,7 @@ set per recogniser). Printed: each row's accept rates and their ratio to the ori
 each recogniser, and WebP at its quality closest to each row's mean bytes for scale.
 
     python benchmarks/judge_verify.py --data-root ~/data --split test --images 200 --max-bytes 520
+    python benchmarks/judge_verify.py --data-root ~/data --split valid --images 200 --views 1 --views 4
     python benchmarks/judge_verify.py --data-root ../shared/datasets --split valid --tune   # the judge's input
 """
 
@@ -24,13 +25,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def _coded(faces: np.ndarray, cap: int | None) -> tuple[np.ndarray, float, float]:
-    """Decoded faces (N, H, W, 3) uint8 at the default or a cap, mean bytes and PSNR."""
+def _coded(faces: np.ndarray, cap: int | None, loss: str | None, views: int) -> tuple[np.ndarray, float, float]:
+    """Decoded faces (N, H, W, 3) uint8 at the default or a cap (searched under `loss`, its
+    identity term seeing `views` chips), mean bytes and PSNR."""
     from PIL import Image
 
     from codec.pipeline import EncodeOptions, encode_batch
 
-    res = encode_batch([Image.fromarray(f) for f in faces], EncodeOptions(**({"max_bytes": cap} if cap else {})))
+    opts = EncodeOptions(max_bytes=cap, loss=loss, loss_params={"views": views} if views > 1 else {})
+    res = encode_batch([Image.fromarray(f) for f in faces], opts)
     dec = np.stack([r.decoded.permute(1, 2, 0).numpy() for r in res])
     return dec, float(np.mean([r.num_bytes for r in res])), float(np.mean([r.psnr for r in res]))
 
@@ -61,6 +64,8 @@ def main() -> None:
     ap.add_argument("--split", default="test")
     ap.add_argument("--images", type=int, default=200, help="faces coded (the pool is the whole split)")
     ap.add_argument("--max-bytes", type=int, action="append", default=[])
+    ap.add_argument("--loss", action="append", default=[], help="search loss of a row (default: encode's)")
+    ap.add_argument("--views", type=int, action="append", default=[], help="identity term's chips (default 1)")
     ap.add_argument("--tune", action="store_true", help="only the originals' accept rates, per recogniser")
     args = ap.parse_args()
     from codec import faces as dlib_faces
@@ -86,8 +91,12 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     originals = pool[: len(coded)]
     for cap in [None, *args.max_bytes]:
-        dec, size, psnr = _coded(originals, cap)
-        rows = [(f"percodec {'default' if cap is None else f'--max-bytes {cap}'}", dec, size, psnr)]
+        rows = []
+        for loss in args.loss or [None]:
+            for views in args.views or [1]:
+                dec, size, psnr = _coded(originals, cap, loss, views)
+                how = "".join([f" {loss}" if loss else "", f" views={views}" if views > 1 else ""])
+                rows.append((f"percodec {'default' if cap is None else f'--max-bytes {cap}'}{how}", dec, size, psnr))
         webp, wsize = _webp(originals, size)
         wpsnr = float(np.mean([10 * np.log10(255**2 / np.mean((a.astype(float) - b) ** 2)) for a, b in
                                zip(originals, webp, strict=True)]))  # fmt: skip

@@ -112,6 +112,22 @@ def test_identity_loss_gradient_reaches_the_image_and_eval_mode_repeats() -> Non
     assert len(set(jittered)) == 3  # each call draws its own jitter
 
 
+def test_several_views_average_fixed_chips_the_first_being_the_plain_one() -> None:
+    a, b = _face("astronaut.png"), _face("grace_hopper.png")
+    x = torch.cat([0.5 * a + 0.5 * b, a])
+    target = torch.cat([a, a])
+    one, four = IdentityLoss().eval(), IdentityLoss(views=4).eval()
+    got = four(x, target)
+    assert got.shape == (2,) and torch.equal(four(x, target), got)  # fixed views: the same each call
+    assert got[1].abs() < 1e-5 and got[0] > 0.01  # a face through any view is itself
+    plain = four.descriptors(x, four.fixed[:1].expand(2, 3, 3))  # view 0 is no jitter at all
+    assert torch.allclose(plain, one.descriptors(x), atol=1e-5)
+    assert not torch.allclose(got[0], one(x, target)[0])  # the others are jittered
+    for bad in (0, 17, 2.5):
+        with pytest.raises(ValueError, match="views"):
+            IdentityLoss(views=bad)
+
+
 def test_identity_mixes_with_other_losses_and_takes_grey_images() -> None:
     mix = make_mix("ms-ssim=1,mse=3,identity=0.5", 3).eval()
     a, b = _face("astronaut.png"), _face("grace_hopper.png")
