@@ -269,6 +269,31 @@ def test_bench_rows_of_a_rate_distortion_model(tiny_rd_file, tiny_model_file, tm
     assert rows["webp @ percodec bytes"]["n"] == default["n"]
 
 
+@pytest.mark.slow  # 5 s
+def test_a_smaller_model_is_benched_upscaled_to_the_benchs_side(tiny_rd_file, tmp_path) -> None:
+    from codec.bench import BenchConfig, run, summarize
+    from codec.bench.runs import reconstruct
+
+    torch.manual_seed(1)
+    big = RDModel(tiny_config(nz=8, size=32)).eval()
+    with torch.no_grad():
+        big.prior.matrices[0].add_(2.0)
+    save_rd(big, tmp_path / "big.safetensors", {"dataset": "none"})
+    cfg = BenchConfig(dataset="samples", model=str(tmp_path / "big.safetensors"), losses=("mse",), steps=1,
+                      out=str(tmp_path / "b"), reference=None, upscaled=(str(tiny_rd_file),), max_bytes=(16,),
+                      sweep=False)  # fmt: skip
+    records = run(cfg, progress=False)
+    rows = {r["codec"]: r for r in summarize(records)}
+    up, capped = rows["percodec-rd-upscaled mse default"], rows["percodec-rd-upscaled mse max 16 B"]
+    assert up["n"] == rows["percodec mse default"]["n"] and capped["bytes"] <= 16
+    rec = next(r for r in records if r["codec"] == up["codec"])
+    assert rec["upscaled_from"] == 16  # coded at its own side ...
+    original = np.zeros((32, 32, 3), np.uint8)
+    assert reconstruct(rec, original, cfg.model).shape == (32, 32, 3)  # ... and scored at the bench's
+    with pytest.raises(ValueError, match="not a rate-distortion"):
+        run(BenchConfig(dataset="samples", model=str(tiny_rd_file), upscaled=("celeba64-gan",), out=str(tmp_path)))
+
+
 def test_cli_trains_encodes_shows_and_decodes_with_an_rd_model(tmp_path) -> None:
     from click.testing import CliRunner
     from PIL import Image

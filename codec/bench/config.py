@@ -48,6 +48,9 @@ class BenchConfig:
     restarts: int = 4
     model: str = "celeba64"
     reference: str | None = None  # a GAN-only model whose rows stand beside the main model's
+    # rate-distortion models (scales) of a smaller side: each codes the images shrunk to its side, and
+    # its decoded faces are scored upscaled (bicubic) to the bench's (rows at the default and each --max-bytes)
+    upscaled: tuple[str, ...] = ()
     device: str = "auto"
     seed: int = 0
     out: str = "runs/bench"

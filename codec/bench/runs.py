@@ -135,6 +135,8 @@ def check(cfg: BenchConfig) -> None:
         raise ValueError(f"unknown split {cfg.split!r}: choose one of {', '.join(SPLITS)}")
     if cfg.reference and isinstance(load_model(cfg.reference)[0], CodingModel):
         raise ValueError(f"--reference-model {cfg.reference} must be a GAN-only model")
+    for small in cfg.upscaled:
+        _scale_key(small)  # a rate-distortion model or scale, or a clear error before any work
     if cfg.dataset in ("celeba", "mnist"):  # a dataset of fixed channels: the model must code as many
         from codec.data import DEFAULTS
         from codec.zoo import resolve
@@ -192,9 +194,7 @@ class _BenchRun:
         self.rank, self.world = shard.rank, shard.world
         self.ladder = ladder_for(cfg.model)
         self.g, fp = load_model(resolve(cfg.model).base)
-        # what the cached rows were coded with: every rung model's fingerprint and level
-        rungs = [(load_model(r.model)[1].hex(), r.level) for r in self.ladder.rungs] if self.ladder else []
-        self.model_key = _key("ladder", rungs, self.ladder.default) if self.ladder else fp.hex()
+        self.model_key = _scale_key(cfg.model) if self.ladder else fp.hex()
         c = self.g.config
         self.nc = c.nc
         self.names, self.images = load_images(cfg, c.size, c.nc, c.crop)
@@ -270,8 +270,15 @@ class _BenchRun:
         if cfg.reference:
             ref_fp = load_model(cfg.reference)[1]
             self.percodec(cfg.reference, False, ref_fp.hex(), [(cfg.bits[0], False)], (DEFAULT_LOSS,), "-gan")
+        for small in cfg.upscaled:
+            self.percodec(small, True, _scale_key(small), [("default", False), *caps], cfg.losses[:1],
+                          f"-{Path(small).name.removesuffix('.ladder.json').removesuffix('.safetensors')}-upscaled",
+                          upscale=True)  # fmt: skip
 
-    def percodec(self, model: str, rd: bool, key_of_model: str, settings: list, losses: tuple, tag: str) -> None:
+    def percodec(self, model: str, rd: bool, key_of_model: str, settings: list, losses: tuple, tag: str,
+                 upscale: bool = False) -> None:  # fmt: skip
+        """Rows of `model` at each setting (and loss); `upscale`: a model of a smaller side,
+        coding the images shrunk to it, its decoded faces scored upscaled to the bench's side."""
         cfg = self.cfg
         for setting, is_sweep in settings:
             capped = _cap(setting) is not None  # "max:N", a --max-bytes row
@@ -289,7 +296,7 @@ class _BenchRun:
                 family += "-default" if setting == "default" else ""
                 for start in range(0, len(todo), cfg.batch_size):
                     chunk = todo[start : start + cfg.batch_size]
-                    self.cache.append(key, self.encode_rows(chunk, opts, label, family, setting, is_sweep))
+                    self.cache.append(key, self.encode_rows(chunk, opts, label, family, setting, is_sweep, upscale))
                 self._tick()
                 if not self.budget:
                     self.budget.update({r["image"]: int(r["bytes"]) for r in self.cache.load(key).values()})
@@ -308,22 +315,31 @@ class _BenchRun:
         return EncodeOptions(model=model, loss=loss, steps=steps, device=cfg.device, batch_size=cfg.batch_size, **knob)
 
     def encode_rows(
-        self, chunk: list[int], opts: Any, label: str, family: str, setting: int | str, sweep: bool
-    ) -> list:
+        self, chunk: list[int], opts: Any, label: str, family: str, setting: int | str, sweep: bool,
+        upscale: bool = False,
+    ) -> list:  # fmt: skip
+        from PIL import Image
+
         from codec.images import uint8_to_pil
         from codec.pipeline import decode_tensor, encode_batch
+        from codec.zoo import load_model, resolve
 
+        images = [uint8_to_pil(torch.from_numpy(self.images[i]).permute(2, 0, 1)) for i in chunk]
+        if upscale:  # shrunk as the smaller model's own crops are made (bicubic)
+            side = load_model(resolve(opts.model).base)[0].config.size
+            images = [im.resize((side, side), Image.Resampling.BICUBIC) for im in images]
         t = time.perf_counter()
-        res = encode_batch([uint8_to_pil(torch.from_numpy(self.images[i]).permute(2, 0, 1)) for i in chunk], opts)
+        res = encode_batch(images, opts)
         enc_ms = (time.perf_counter() - t) * 1000 / len(chunk)
         recs = []
         for i, r in zip(chunk, res, strict=True):
             t = time.perf_counter()
-            dec = decode_tensor(r.data, opts.model)
+            dec = decode_tensor(r.data, opts.model).permute(1, 2, 0).numpy()
+            dec = upscaled(dec, self.images[i].shape[0]) if upscale else dec
             dec_ms = (time.perf_counter() - t) * 1000
-            extra = {"data": r.data.hex(), "model": str(opts.model), **({"sweep": True} if sweep else {})}
-            recs.append(self.record(i, label, family, setting, dec.permute(1, 2, 0).numpy(), r.num_bytes, enc_ms,
-                                    dec_ms, **extra))  # fmt: skip
+            extra = {"data": r.data.hex(), "model": str(opts.model), **({"sweep": True} if sweep else {}),
+                     **({"upscaled_from": r.original.shape[-1]} if upscale else {})}  # fmt: skip
+            recs.append(self.record(i, label, family, setting, dec, r.num_bytes, enc_ms, dec_ms, **extra))
         return recs
 
     def level_bytes(self, level: int | str) -> dict[str, int]:
@@ -417,13 +433,34 @@ class _BenchRun:
         return [r for k in self.keys for r in self.cache.load(k).values() if r["image"] in wanted]
 
 
+def upscaled(image: np.ndarray, side: int) -> np.ndarray:
+    """A decoded face (H, W, C) uint8 resized (bicubic) to side x side."""
+    from PIL import Image
+
+    small = Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image)
+    return np.asarray(small.resize((side, side), Image.Resampling.BICUBIC)).reshape(side, side, image.shape[-1])
+
+
+def _scale_key(model: str) -> str:
+    """What a rate-distortion model's cached rows were coded with: every rung model's
+    fingerprint and level."""
+    from codec.ladder import ladder_for
+    from codec.zoo import load_model
+
+    ladder = ladder_for(model)
+    if ladder is None:
+        raise ValueError(f"--upscaled {model}: not a rate-distortion model or scale")
+    return _key("ladder", [(load_model(r.model)[1].hex(), r.level) for r in ladder.rungs], ladder.default)
+
+
 def reconstruct(record: dict, img: np.ndarray, model: str, basis: B.Eigenbasis | None = None) -> np.ndarray:
     """A row's decoded image: percodec records keep their file's bytes; classic rows are
     deterministic given family and setting, so they are encoded again."""
     from codec.pipeline import decode_tensor
 
     if "data" in record:
-        return decode_tensor(bytes.fromhex(record["data"]), record.get("model", model)).permute(1, 2, 0).numpy()
+        dec = decode_tensor(bytes.fromhex(record["data"]), record.get("model", model)).permute(1, 2, 0).numpy()
+        return upscaled(dec, img.shape[0]) if "upscaled_from" in record else dec
     nc, q = img.shape[-1], int(record["setting"])
     family = record["family"].removesuffix("-matched")
     make = {

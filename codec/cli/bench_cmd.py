@@ -85,6 +85,14 @@ def _default_reference(model: str, dataset: str) -> str:
     help="A GAN-only model whose row (its default loss, first --bits) stands beside a rate-distortion model's "
     "[celeba64-gan for face datasets; 'none' to leave it out].",
 )
+@click.option(
+    "--upscaled",
+    multiple=True,
+    metavar="MODEL",
+    help="A rate-distortion model or scale of a smaller side (e.g. celeba64 beside a 128x128 model): it codes "
+    "the images shrunk to its side, and its decoded faces are scored upscaled (bicubic) to the bench's; rows at "
+    "its default and each --max-bytes; repeatable.",
+)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option(
     "--out",
