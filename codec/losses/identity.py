@@ -74,7 +74,10 @@ class IdentityLoss(nn.Module):
     framing: the model's framing (3, 2) in [0, 1] of its crops; default CelebA's.
     views: in eval mode, each image is seen through this many chips (its own, then fixed
         jitters as training draws them) and the loss is their mean: a search that must keep
-        the person in several chips at once cannot do it through one chip's quirks.
+        the person in several chips at once cannot do it through one chip's quirks. Measured
+        (benchmarks/judge_verify.py --views 1 --views 4, 200 CelebA valid faces, the default
+        file): 4 views kept the held-out judge's accept rate where one did (0.65x vs 0.67x the
+        originals' at 1% FA; 0.44x vs 0.41x at 0.1%), so encode keeps one.
     """
 
     def __init__(self, framing: Sequence[Sequence[float]] | None = None, views: int = 1) -> None:
