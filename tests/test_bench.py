@@ -277,3 +277,26 @@ def test_every_family_gets_its_own_colour() -> None:
     colours = [line.get_color() for line in ax.get_lines()]
     plt.close(fig)
     assert len(colours) == 12 and len(set(map(str, colours))) == 12
+
+
+def test_webp_wins_counts_the_faces_where_webp_within_our_bytes_beats_us(tmp_path) -> None:
+    from codec.bench.plots import plot_webp_wins
+    from codec.bench.tables import webp_wins, webp_wins_table
+
+    def rec(codec: str, family: str, setting: object, image: str, nbytes: int, psnr: float, **extra: object) -> dict:
+        return {"codec": codec, "family": family, "setting": setting, "image": image, "bytes": nbytes, "psnr": psnr,
+                **extra}  # fmt: skip
+
+    records = []
+    for i, (ours, theirs) in enumerate([(30.0, 29.0), (30.0, 31.0), (30.0, 29.5), (30.0, 30.5)]):
+        records += [rec("percodec mse max 520 B", "percodec-mse-rd-max", "max:520", f"f{i}", 500, ours),
+                    rec("webp @ max 520 B bytes", "webp-matched", 40, f"f{i}", 480, theirs, matched_to="max:520"),
+                    rec("percodec mse default", "percodec-mse-rd-default", "default", f"f{i}", 110, 25.0),
+                    rec("webp @ percodec bytes", "webp-matched", 0, f"f{i}", 200, 26.0, matched_to="default"),
+                    rec("percodec-small-upscaled mse max 520 B", "percodec-small-upscaled-mse-rd-max", "max:520",
+                        f"f{i}", 500, 10.0)]  # fmt: skip
+    (row,) = webp_wins(records)  # the default's 110 B are under 300 B; the upscaled row is not ours to pair
+    assert row["setting"] == "max:520" and row["n"] == 4 and row["share"] == 0.5 and row["webp_bytes"] == 480
+    assert "| max 520 B | 500.0 | 480.0 | 50.0%" in webp_wins_table([row]) and webp_wins_table([]) == ""
+    plot_webp_wins([row], tmp_path / "w.png")
+    assert (tmp_path / "w.png").read_bytes()[:4] == b"\x89PNG"

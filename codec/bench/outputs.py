@@ -9,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from codec.bench.config import METRICS, BenchConfig, protocol_for, write_result
-from codec.bench.plots import plot_grid, plot_rd, plot_verify
+from codec.bench.plots import plot_grid, plot_rd, plot_verify, plot_webp_wins
 from codec.bench.tables import (
     BD_WINDOW,
     bd_rate_line,
@@ -20,12 +20,15 @@ from codec.bench.tables import (
     summarize,
     table,
     verification_table,
+    webp_wins,
+    webp_wins_table,
 )
 
 
 def write_outputs(cfg: BenchConfig, records: list[dict]) -> tuple[dict[str, Path], list[dict]]:
-    """results.json, per_image.csv, results.md, rd.png, grid.png and (with identity labels)
-    verify.png under cfg.out; returns their paths and the summary rows."""
+    """results.json, per_image.csv, results.md, rd.png, grid.png, (with --max-bytes rows of 300
+    B or more) webp_wins.png and (with identity labels) verify.png under cfg.out; returns
+    their paths and the summary rows."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     protocol = protocol_for(cfg)
@@ -39,7 +42,9 @@ def write_outputs(cfg: BenchConfig, records: list[dict]) -> tuple[dict[str, Path
     }
     head = {"originals": originals_row(protocol)} if protocol is not None and protocol.has_pairs else {}
     rates, windowed = bd_rates(summary), bd_rates(summary, BD_WINDOW)
-    result = {"config": asdict(cfg), **head, "bd_rate": rates, "bd_rate_window": windowed, "summary": summary}
+    wins = webp_wins(records)
+    result = {"config": asdict(cfg), **head, "bd_rate": rates, "bd_rate_window": windowed, "webp_wins": wins,
+              "summary": summary}  # fmt: skip
     write_result(paths["json"], json.dumps(result, indent=1, default=str))
     keys = ["image", "codec", "family", "setting", *METRICS, "reached"]
     rows = io.StringIO(newline="")
@@ -58,10 +63,14 @@ def write_outputs(cfg: BenchConfig, records: list[dict]) -> tuple[dict[str, Path
         + different_people_line(cfg)
         + bd_rate_line(rates, windowed)
         + cross
-        + (f"\nEvery quality beside eigenface at its bytes:\n\n{q}" if (q := quality_table(summary)) else ""),
+        + (f"\nEvery quality beside eigenface at its bytes:\n\n{q}" if (q := quality_table(summary)) else "")
+        + (f"\nFace by face, WebP in at most percodec's bytes:\n\n{w}" if (w := webp_wins_table(wins)) else ""),
     )
     plot_rd(summary, paths["rd"])
     plot_grid(cfg, records, paths["grid"])
+    if wins:
+        paths["webp_wins"] = out / "webp_wins.png"
+        plot_webp_wins(wins, paths["webp_wins"])
     if head:
         paths["verify"] = out / "verify.png"
         plot_verify(summary, head["originals"], paths["verify"])

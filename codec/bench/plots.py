@@ -91,6 +91,26 @@ def plot_verify(summary: list[dict], originals: dict, path: Path) -> None:
     _save(fig, "cross-photo verification: decoded face against other photos of the same person", path)
 
 
+def plot_webp_wins(wins: list[dict], path: Path) -> None:
+    """Share of faces where WebP, in at most percodec's bytes, beats its PSNR, per row (tables.webp_wins)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    x = [w["bytes"] for w in wins]
+    ax.errorbar(x, [100 * w["share"] for w in wins], yerr=[100 * w["share_ci"] for w in wins], fmt="o-", capsize=3)
+    for w in wins:
+        ax.annotate(str(w["setting"]).replace("max:", "max "), (w["bytes"], 100 * w["share"]), fontsize=7,
+                    textcoords="offset points", xytext=(4, 4))  # fmt: skip
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("percodec bytes per face (mean)")
+    ax.set_ylabel("faces where WebP wins (%)")
+    ax.grid(alpha=0.3)
+    _save(fig, "WebP in at most percodec's bytes, face by face (PSNR)", path)
+
+
 def plot_grid(cfg: BenchConfig, records: list[dict], path: Path, rows: int = 6) -> None:
     """Original, percodec per loss (and a lower and a higher level of the first),
     eigenface and WebP at the same bytes, smallest JPEG, k-means K=4."""

@@ -386,6 +386,8 @@ class _BenchRun:
             for n in cfg.max_bytes if rd else ():
                 self.matched("eigenface", "eigenface", eigen, lo=EIGENFACE_LO, level=f"max:{n}")
         self.matched("webp", "webp", lambda q: B.webp(q, nc))
+        for n in cfg.max_bytes if rd else ():  # per face: does WebP within our bytes beat us? (tables.webp_wins)
+            self.matched("webp", "webp", lambda q: B.webp(q, nc), level=f"max:{n}")
         shape = self.images.shape[1:3][::-1]
         self.matched("jpeg scan-only", "jpeg-scan", lambda q: B.JpegScanOnly(q, nc, shape), lo=1)
         if B.has_avif():

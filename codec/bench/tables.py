@@ -164,6 +164,47 @@ def quality_table(summary: list[dict]) -> str:
     return "\n".join(out) + "\n"
 
 
+#: From this many bytes on, WebP's files compete with ours face by face (webp_wins).
+WEBP_FROM = 300
+
+
+def webp_wins(records: list[dict], lo: float = WEBP_FROM) -> list[dict]:
+    """Per main percodec row of `lo` bytes or more (mean) with WebP bisected to its bytes
+    (`bench --max-bytes`): the share of faces where WebP, in at most our file's bytes,
+    beats our PSNR, with its 95% interval (normal approximation)."""
+    ours: dict[object, dict[str, dict]] = {}
+    webp: dict[object, dict[str, dict]] = {}
+    for r in records:
+        if r["codec"].startswith("percodec ") and r["family"].endswith(("-max", "-default")):
+            ours.setdefault(r["setting"], {})[r["image"]] = r
+        elif r["family"] == "webp-matched":
+            webp.setdefault(r.get("matched_to"), {})[r["image"]] = r
+    out = []
+    for setting, mine in ours.items():
+        theirs = webp.get(setting, {})
+        faces = [i for i in mine if i in theirs]
+        if not faces or np.mean([mine[i]["bytes"] for i in faces]) < lo:
+            continue
+        wins = np.array([theirs[i]["psnr"] > mine[i]["psnr"] for i in faces], dtype=float)
+        half = 1.96 * math.sqrt(wins.mean() * (1 - wins.mean()) / len(wins))
+        out.append({"setting": setting, "n": len(faces), "bytes": float(np.mean([mine[i]["bytes"] for i in faces])),
+                    "webp_bytes": float(np.mean([theirs[i]["bytes"] for i in faces])), "share": float(wins.mean()),
+                    "share_ci": half})  # fmt: skip
+    return sorted(out, key=lambda w: w["bytes"])
+
+
+def webp_wins_table(wins: list[dict]) -> str:
+    """Markdown of `webp_wins`; '' where there is none."""
+    if not wins:
+        return ""
+    out = ["| percodec row | bytes | WebP bytes | faces where WebP beats percodec in PSNR |", "|---|---|---|---|"]
+    for w in wins:
+        name = str(w["setting"]).replace("max:", "max ") + (" B" if str(w["setting"]).startswith("max:") else "")
+        out.append(f"| {name} | {w['bytes']:.1f} | {w['webp_bytes']:.1f} | "
+                   f"{100 * w['share']:.1f}% ± {100 * w['share_ci']:.1f} (of {w['n']}) |")  # fmt: skip
+    return "\n".join(out) + "\n"
+
+
 BD_WINDOW = (200.0, 1000.0)
 
 
