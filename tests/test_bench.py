@@ -300,3 +300,13 @@ def test_webp_wins_counts_the_faces_where_webp_within_our_bytes_beats_us(tmp_pat
     assert "| max 520 B | 500.0 | 480.0 | 50.0%" in webp_wins_table([row]) and webp_wins_table([]) == ""
     plot_webp_wins([row], tmp_path / "w.png")
     assert (tmp_path / "w.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_eigenfaces_of_more_faces_than_fit_in_memory_are_fitted_on_an_even_subset(monkeypatch) -> None:
+    faces = np.random.default_rng(3).integers(0, 256, (40, 6, 6, 3), dtype=np.uint8)
+    whole = B.fit_eigenfaces(faces, k=4)
+    monkeypatch.setattr(B, "EIGEN_FIT_BYTES", 10 * 6 * 6 * 3 * 4)  # room for 10 faces: every 4th is used
+    capped = B.fit_eigenfaces(faces, k=4)
+    assert np.array_equal(capped.mean, B.fit_eigenfaces(faces[::4], k=4).mean)
+    assert np.allclose(capped.mean, faces[::4].reshape(10, -1).mean(0) / 255)
+    assert not np.allclose(capped.mean, whole.mean)
