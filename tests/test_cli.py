@@ -153,6 +153,21 @@ def test_installed_console_script(tmp_path, face, tiny_model_file) -> None:
     assert bad.returncode == 1 and "not a percodec file" in bad.stderr and "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow  # 2 s: a process
+def test_a_reader_that_stops_reading_ends_the_command_quietly() -> None:
+    """`percodec models | head -1`: no error line, the exit status of a tool stopped by SIGPIPE."""
+    exe = Path(sys.executable).parent / "percodec"
+    if not exe.exists():
+        pytest.skip("percodec console script not installed in this environment")
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone before anything is written
+    try:
+        done = subprocess.run([str(exe), "models"], stdout=w, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(w)
+    assert done.returncode == 141 and done.stderr == ""
+
+
 def test_loss_takes_a_weighted_mix(tmp_path, face, tiny_model_file) -> None:
     r = _run("encode", str(face), str(tmp_path / "m.pgz"), "--model", str(tiny_model_file), "--steps", "3",
              "--loss", "ssim=1,mse=3")  # fmt: skip

@@ -47,6 +47,9 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except (PercodecError, ValueError, FileExistsError, FileNotFoundError) as exc:
             click.echo(f"percodec: error: {exc}", err=True)
             sys.exit(1)
+        except BrokenPipeError:  # `percodec models | head`: the reader has all it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+            sys.exit(128 + signal.SIGPIPE)  # as a tool killed by SIGPIPE, which the shell expects
         except OSError as exc:  # unreadable input, permissions: name the file, no traceback
             where = f"{exc.filename}: " if exc.filename else ""
             click.echo(f"percodec: error: {where}{exc.strerror or exc}", err=True)
