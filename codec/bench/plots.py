@@ -153,6 +153,9 @@ def plot_grid(cfg: BenchConfig, records: list[dict], path: Path, rows: int = 6) 
             if a == 0:
                 title = c.replace(" @ percodec bytes", " (same B)").replace(" q=", "\nq=").replace(" max ", "\nmax ")
                 title = title.replace(" default", "\ndefault")  # long loss names would overlap
+                if len(cfg.losses) == 1:  # one loss: the column says which model and setting only
+                    title = title.replace(f" {cfg.losses[0]}", "")
+                title = title.replace("-upscaled", " upscaled").replace("percodec-", "")
                 axes[a][b].set_title(title, fontsize=7)
             axes[a][b].set_xlabel(f"{int(r['bytes'])} B, {r['ssim']:.2f}", fontsize=6)
     for ax in axes.flat:
