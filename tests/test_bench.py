@@ -294,8 +294,12 @@ def test_webp_wins_counts_the_faces_where_webp_within_our_bytes_beats_us(tmp_pat
                     rec("percodec mse default", "percodec-mse-rd-default", "default", f"f{i}", 110, 25.0),
                     rec("webp @ percodec bytes", "webp-matched", 0, f"f{i}", 200, 26.0, matched_to="default"),
                     rec("percodec-small-upscaled mse max 520 B", "percodec-small-upscaled-mse-rd-max", "max:520",
-                        f"f{i}", 500, 10.0)]  # fmt: skip
-    (row,) = webp_wins(records)  # the default's 110 B are under 300 B; the upscaled row is not ours to pair
+                        f"f{i}", 500, 10.0),
+                    rec("percodec mse max 300 B", "percodec-mse-rd-max", "max:300", f"f{i}", 290, 28.0),
+                    rec("webp @ max 300 B bytes", "webp-matched", 20, f"f{i}", 280, 27.0,
+                        matched_to="max:300")]  # fmt: skip
+    low, row = webp_wins(records)  # the default's 110 B are under 300 B; the upscaled row is not ours to pair
+    assert low["setting"] == "max:300" and low["share"] == 0  # its cap, not its mean (290 B), says 300 B
     assert row["setting"] == "max:520" and row["n"] == 4 and row["share"] == 0.5 and row["webp_bytes"] == 480
     assert "| max 520 B | 500.0 | 480.0 | 50.0%" in webp_wins_table([row]) and webp_wins_table([]) == ""
     plot_webp_wins([row], tmp_path / "w.png")
