@@ -1,9 +1,9 @@
 """Cross-photo verification on your own photos: a folder of PERSON/PHOTO files.
 
-    python benchmarks/photo_verify.py PHOTOS [--out runs/photo-verify] [--model celeba64]
+    python benchmarks/photo_verify.py PHOTOS [--out runs/photo-verify] [--model celeba64] [--max-bytes 520]
 
 Every photo is framed as `encode` frames it (the face found and aligned), coded at encode's
-defaults beside the bench's baselines at the same bytes, and each decoded face is verified
+defaults (and at each --max-bytes) beside the bench's baselines at the same bytes, and each decoded face is verified
 against the person's *other* photos (originals) and against photos of the other people
 (codec.verify; identity = the photo's folder name, so a person needs two photos or more).
 Writes OUT/identities.txt and the bench's outputs; prints the verification table. With only
@@ -25,7 +25,10 @@ def main() -> None:
     ap.add_argument("photos", type=Path, help="folder of PERSON/PHOTO image files")
     ap.add_argument("--out", default="runs/photo-verify")
     ap.add_argument("--model", default="celeba64")
+    ap.add_argument("--max-bytes", type=int, action="append", default=[], help="also a row at this cap")
     args = ap.parse_args()
+    from codec.defaults import RD_LOSS
+
     files = [f.relative_to(args.photos) for f in folder_files(args.photos)]
     people = {f.parent.as_posix() for f in files if f.parent.as_posix() != "."}
     if len(people) < 2:
@@ -35,7 +38,8 @@ def main() -> None:
     ids = out / "identities.txt"
     ids.write_text("".join(f"{f.as_posix()} {f.parent.as_posix()}\n" for f in files if f.parent.as_posix() != "."))
     cfg = BenchConfig(dataset="folder", data_root=str(args.photos), split="all", model=args.model,
-                      losses=("ms-ssim=1,mse=3",), identities=str(ids), out=str(out), sweep=False)  # fmt: skip
+                      losses=(RD_LOSS,), identities=str(ids), out=str(out), sweep=False, reference=None,
+                      max_bytes=tuple(args.max_bytes))  # fmt: skip
     _, summary = write_outputs(cfg, run(cfg, progress=True))
     protocol = protocol_for(cfg)
     if protocol is None or not protocol.has_pairs:
