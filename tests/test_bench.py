@@ -1,5 +1,6 @@
 import csv
 import json
+import os
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from codec import baselines as B
 from codec.bench import BenchConfig, load_images, quality_table, reconstruct
 from codec.cli import main
 from codec.generator import load_generator
-from tests.conftest import run_torchrun
+from tests.conftest import SAMPLES, run_torchrun
 
 
 def _bench_args(out, model, *extra) -> list[str]:
@@ -314,3 +315,24 @@ def test_eigenfaces_of_more_faces_than_fit_in_memory_are_fitted_on_an_even_subse
     assert np.array_equal(capped.mean, B.fit_eigenfaces(faces[::4], k=4).mean)
     assert np.allclose(capped.mean, faces[::4].reshape(10, -1).mean(0) / 255)
     assert not np.allclose(capped.mean, whole.mean)
+
+
+def test_a_folder_is_framed_once_per_process_and_again_when_a_photo_changes(tmp_path, monkeypatch) -> None:
+    import shutil
+
+    import codec.pipeline
+    from codec.bench import config
+
+    shutil.copy(SAMPLES / "astronaut.png", tmp_path / "a.png")
+    calls = []
+    real = codec.pipeline.frame
+    monkeypatch.setattr(codec.pipeline, "frame", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    monkeypatch.setattr(config, "_FRAMED", {})
+    cfg = BenchConfig(dataset="folder", data_root=str(tmp_path), split="all", model="celeba64")
+    first = load_images(cfg, 64, 3, 1.0)
+    first[1][:] = 0  # a caller's changes stay its own
+    again = load_images(cfg, 64, 3, 1.0)
+    assert len(calls) == 1 and again[0] == ["a.png"] and again[1].any()
+    os.utime(tmp_path / "a.png", ns=(1, 1))
+    load_images(cfg, 64, 3, 1.0)
+    assert len(calls) == 2
