@@ -424,6 +424,14 @@ def _analysed(m: DetailModel, x: torch.Tensor, z: torch.Tensor, step: torch.Tens
     return m.detail.analysis(torch.cat([x, render(rd.generator, f)], 1))
 
 
+def _detail_rate(m: DetailModel, f: torch.Tensor, y: torch.Tensor, gain: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The detail latent y rounded around its prediction from G's features f at a level's
+    gain (straight-through), and its ideal code length in bits per image."""
+    mu, sigma = m.detail.predict(f, gain)
+    y_hat = round_around(y, mu)
+    return y_hat, bits(y_hat, mu, sigma)
+
+
 class _Start:
     """What a batch's levels of one global level share before any refinement: the detail
     encoder's output and the rounded global latent's features and rate, computed once."""
@@ -432,17 +440,16 @@ class _Start:
     def __init__(self, model: DetailModel, x: torch.Tensor, global_level: int, z: torch.Tensor) -> None:
         rd = model.base
         self.m = model
-        self.step = torch.tensor([[rd.step_of(global_level)]] * len(x), device=x.device)
-        self.analysed = _analysed(model, x, z, self.step)
-        z_hat = rd.prior.round_ste(z, self.step)  # as the search's own rate has it
-        self.f, self.global_bits = features(rd.generator, z_hat), rd.prior.bits(z_hat, self.step)
+        step = torch.tensor([[rd.step_of(global_level)]] * len(x), device=x.device)
+        self.analysed = _analysed(model, x, z, step)
+        z_hat = rd.prior.round_ste(z, step)  # as the search's own rate has it
+        self.f, self.global_bits = features(rd.generator, z_hat), rd.prior.bits(z_hat, step)
 
     @torch.no_grad()
     def bits(self, gain: torch.Tensor) -> torch.Tensor:
         """Each image's rate at the start at a detail level's `gain`: `_Search._rate_and_image`'s
         at the encoders' latents, without drawing the image."""
-        mu, sigma = self.m.detail.predict(self.f, gain)
-        return (self.global_bits + bits(round_around(self.analysed * gain, mu), mu, sigma)).cpu()
+        return (self.global_bits + _detail_rate(self.m, self.f, self.analysed * gain, gain)[1]).cpu()
 
 
 class _Search:
@@ -471,9 +478,8 @@ class _Search:
         m, rd = self.m, self.m.base
         z_hat = rd.prior.round_ste(z, self.step)
         f = features(rd.generator, z_hat)
-        mu, sigma = m.detail.predict(f, self.gain)
-        y_hat = round_around(y, mu)
-        rate = rd.prior.bits(z_hat, self.step) + bits(y_hat, mu, sigma)
+        y_hat, detail_bits = _detail_rate(m, f, y, self.gain)
+        rate = rd.prior.bits(z_hat, self.step) + detail_bits
         return rate, render(rd.generator, f, m.detail.additions(y_hat / self.gain))
 
     def refine(

@@ -44,10 +44,15 @@ def load_model(model: str | Path, device: str | torch.device = "cpu") -> tuple[M
     return m, fps[0]
 
 
+def _file_state(model: str | Path) -> tuple[str, float]:
+    """A model's file and its modification time: what the caches below are keyed by."""
+    path = resolve_model(model)
+    return str(path), path.stat().st_mtime
+
+
 def _loaded(model: str | Path, device: str | torch.device = "cpu") -> tuple[Model, tuple[bytes, ...]]:
     """A model and every fingerprint it answers to (its own first)."""
-    path = resolve_model(model)
-    return _load(str(path), path.stat().st_mtime, str(device))
+    return _load(*_file_state(model), str(device))
 
 
 @functools.cache
@@ -64,8 +69,7 @@ def _answers(fps: tuple[bytes, ...], prefix: bytes) -> bool:
 def answers_to(model: str | Path, prefix: bytes) -> bool:
     """Whether a model's fingerprint starts with `prefix` (a file header's), or one it had
     before levels were added to it (rdmodel.add_levels) does."""
-    path = resolve_model(model)
-    return _answers(_fingerprints(str(path), path.stat().st_mtime), prefix)
+    return _answers(_fingerprints(*_file_state(model)), prefix)
 
 
 def find_shipped(fp: bytes) -> str | None:

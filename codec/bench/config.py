@@ -27,6 +27,19 @@ OPTIONAL_METRICS = ("lpips", "same_person")
 EIGENFACE_LO = -48
 
 
+def _cap(setting: int | str) -> int | None:
+    """The byte cap of a --max-bytes row's setting ("max:N"); None for a quality or "default"."""
+    return int(setting.split(":")[1]) if isinstance(setting, str) and setting.startswith("max:") else None
+
+
+def _rd_suffix(setting: int | str) -> str:
+    """A rate-distortion row's label: ' q=5' for a quality, ' max 112 B' for a --max-bytes row,
+    ' default' for the row coded with encode's defaults."""
+    if setting == "default":
+        return " default"
+    return f" max {_cap(setting)} B" if _cap(setting) else f" q={setting}"
+
+
 def grid_levels(qualities: int, default: int) -> tuple[int, int]:
     """The two qualities shown in the grid beside the default one: a lower and a higher."""
     return max(1, default - 2), default + (qualities - default) * 2 // 3

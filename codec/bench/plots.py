@@ -6,7 +6,7 @@ import io
 from collections.abc import Callable
 from pathlib import Path
 
-from codec.bench.config import BenchConfig, eigenbasis, grid_levels, load_images, write_result
+from codec.bench.config import BenchConfig, _rd_suffix, eigenbasis, grid_levels, load_images, write_result
 from codec.bench.runs import reconstruct
 
 
@@ -102,7 +102,7 @@ def plot_webp_wins(wins: list[dict], path: Path) -> None:
     x = [w["bytes"] for w in wins]
     ax.errorbar(x, [100 * w["share"] for w in wins], yerr=[100 * w["share_ci"] for w in wins], fmt="o-", capsize=3)
     for w in wins:
-        ax.annotate(str(w["setting"]).replace("max:", "max "), (w["bytes"], 100 * w["share"]), fontsize=7,
+        ax.annotate(_rd_suffix(w["setting"]).strip(), (w["bytes"], 100 * w["share"]), fontsize=7,
                     textcoords="offset points", xytext=(4, 4))  # fmt: skip
     ax.set_ylim(0, 100)
     ax.set_xlabel("percodec bytes per face (mean)")

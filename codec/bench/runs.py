@@ -18,7 +18,7 @@ import torch
 
 from codec import baselines as B
 from codec import lpips, metrics, verify
-from codec.bench.config import EIGENFACE_LO, BenchConfig, _key, eigenbasis, load_images
+from codec.bench.config import EIGENFACE_LO, BenchConfig, _cap, _key, _rd_suffix, eigenbasis, load_images
 from codec.errors import WriteError
 from codec.family import CodingModel
 from codec.losses.watson import WatsonDistance
@@ -107,19 +107,6 @@ class Cache:
                 f.write(text.encode())
         except OSError as exc:
             raise WriteError(f"{path}: cannot write ({exc.strerror or exc})") from None
-
-
-def _cap(setting: int | str) -> int | None:
-    """The byte cap of a --max-bytes row's setting ("max:N"); None for a quality or "default"."""
-    return int(setting.split(":")[1]) if isinstance(setting, str) and setting.startswith("max:") else None
-
-
-def _rd_suffix(setting: int | str) -> str:
-    """A rate-distortion row's label: ' q=5' for a quality, ' max 112 B' for a --max-bytes row,
-    ' default' for the row coded with encode's defaults."""
-    if setting == "default":
-        return " default"
-    return f" max {_cap(setting)} B" if _cap(setting) else f" q={setting}"
 
 
 def check(cfg: BenchConfig) -> None:

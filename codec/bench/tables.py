@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from codec import verify
-from codec.bench.config import METRICS, OPTIONAL_METRICS, BenchConfig, load_images
+from codec.bench.config import METRICS, OPTIONAL_METRICS, BenchConfig, _cap, _rd_suffix, load_images
 
 
 def summarize(records: list[dict], protocol: verify.Protocol | None = None) -> list[dict]:
@@ -185,7 +185,7 @@ def webp_wins(records: list[dict], lo: float = WEBP_FROM) -> list[dict]:
         faces = [i for i in mine if i in theirs]
         if not faces:
             continue
-        if (int(setting[4:]) if str(setting).startswith("max:") else np.mean([mine[i]["bytes"] for i in faces])) < lo:
+        if (_cap(setting) or np.mean([mine[i]["bytes"] for i in faces])) < lo:
             continue
         wins = np.array([theirs[i]["psnr"] > mine[i]["psnr"] for i in faces], dtype=float)
         half = 1.96 * math.sqrt(wins.mean() * (1 - wins.mean()) / len(wins))
@@ -201,8 +201,7 @@ def webp_wins_table(wins: list[dict]) -> str:
         return ""
     out = ["| percodec row | bytes | WebP bytes | faces where WebP beats percodec in PSNR |", "|---|---|---|---|"]
     for w in wins:
-        name = str(w["setting"]).replace("max:", "max ") + (" B" if str(w["setting"]).startswith("max:") else "")
-        out.append(f"| {name} | {w['bytes']:.1f} | {w['webp_bytes']:.1f} | "
+        out.append(f"| {_rd_suffix(w['setting']).strip()} | {w['bytes']:.1f} | {w['webp_bytes']:.1f} | "
                    f"{100 * w['share']:.1f}% ± {100 * w['share_ci']:.1f} (of {w['n']}) |")  # fmt: skip
     return "\n".join(out) + "\n"
 
