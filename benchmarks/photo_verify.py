@@ -6,7 +6,8 @@ Every photo is framed as `encode` frames it (the face found and aligned), coded 
 defaults (and at each --max-bytes) beside the bench's baselines at the same bytes, and each decoded face is verified
 against the person's *other* photos (originals) and against photos of the other people
 (codec.verify; identity = the photo's folder name, so a person needs two photos or more).
-Writes OUT/identities.txt and the bench's outputs; prints the verification table. With only
+Writes OUT/identities.txt and the bench's outputs; prints the verification table, by dlib and,
+where it has been fetched (`make judge`), by the held-out judge. With only
 a few people the impostor pairs are few and the thresholds coarse: read it as a check, not
 as a figure.
 """
@@ -45,6 +46,9 @@ def main() -> None:
     if protocol is None or not protocol.has_pairs:
         raise SystemExit("no person has two photos with a face dlib can describe: nothing to verify")
     print(verification_table(summary, protocol))
+    judge = protocol_for(cfg, "judge")
+    if judge is not None and judge.has_pairs:
+        print(verification_table(summary, judge, "judge"))
 
 
 if __name__ == "__main__":

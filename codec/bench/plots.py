@@ -71,24 +71,29 @@ def plot_rd(summary: list[dict], path: Path) -> None:
     _save(fig, "rate-distortion, means over images", path)
 
 
-def plot_verify(summary: list[dict], originals: dict, path: Path) -> None:
-    """Cross-photo accept rate against file size for every codec family, the originals on top."""
+def plot_verify(summary: list[dict], originals: dict, path: Path, by: str = "dlib") -> None:
+    """Cross-photo accept rate by recogniser `by` against file size for every codec family, the
+    originals on top."""
     import matplotlib
+
+    from codec import verify
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    scored = [r for r in summary if "tar_1" in r]
+    pre = verify.prefix(by)
+    scored = [r for r in summary if pre + "tar_1" in r]
     for ax, tag, far in zip(axes, ("1", "01"), ("1%", "0.1%"), strict=True):
         ax.axhline(100 * originals[f"tar_{tag}"], color="k", ls="--", lw=1, label="originals (the ceiling)")
-        _family_lines(ax, scored, "bytes", lambda r, tag=tag: 100 * r[f"tar_{tag}"])
+        _family_lines(ax, scored, "bytes", lambda r, t=pre + f"tar_{tag}": 100 * r[t])
         ax.set_xscale("log")
         ax.set_xlabel("bytes per face (whole files)")
         ax.set_ylabel(f"accepted as the person at {far} false accepts (%)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, loc="lower right")
-    _save(fig, "cross-photo verification: decoded face against other photos of the same person", path)
+    _save(fig, f"cross-photo verification by {verify.RECOGNISERS[by][1]}:\ndecoded face against other photos "
+          "of the same person", path)  # fmt: skip
 
 
 def plot_webp_wins(wins: list[dict], path: Path) -> None:

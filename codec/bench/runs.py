@@ -29,16 +29,20 @@ from codec.shard import Shard
 class Scorer:
     """Per-image metrics of a decoded 8-bit image against its original."""
 
-    def __init__(self, channels: int = 3) -> None:
+    def __init__(self, channels: int = 3, judge: bool = True) -> None:
         from codec import faces
+        from codec import judge as held_out
 
         self.watson = WatsonDistance("dft").eval()
         # LPIPS (AlexNet, v0.1) where its weights have been fetched (`make lpips`); colour only.
         self.lpips = channels == 3 and lpips.available()
         # Same person: dlib's descriptor within 0.6 of the original's (colour faces only).
         self.same_person = faces.SamePerson() if channels == 3 and faces.available() else None
+        # The held-out judge's descriptor (codec.verify) where its weights have been fetched (`make judge`).
+        self.judge = judge and channels == 3 and held_out.available()
 
-    def __call__(self, orig: np.ndarray, dec: np.ndarray, nbytes: int, png: int) -> dict[str, float]:
+    def __call__(self, orig: np.ndarray, dec: np.ndarray, nbytes: int, png: int, identity: bool = True) -> dict:
+        """The scores; `identity` False (a sweep point, plotted but never verified) skips the judge (57 ms a face)."""
         a = torch.tensor(orig).permute(2, 0, 1)[None]
         b = torch.tensor(dec).permute(2, 0, 1)[None]
         h, w = orig.shape[:2]
@@ -56,6 +60,7 @@ class Scorer:
             "watson_dft": wd,
             **({"lpips": lpips.distance(b, a).item()} if self.lpips and min(h, w) >= MIN_SIDE else {}),  # fmt: skip
             **(self._person(orig, dec) if self.same_person else {}),
+            **({"judge": verify.pack(_judge_descriptor(dec))} if self.judge and identity else {}),
         }
 
     def _person(self, orig: np.ndarray, dec: np.ndarray) -> dict:
@@ -63,6 +68,12 @@ class Scorer:
         face's descriptor, for cross-photo verification (codec.verify)."""
         same, got = self.same_person.score(orig, dec)
         return {"same_person": float(same), "desc": verify.pack(got)}
+
+
+def _judge_descriptor(dec: np.ndarray) -> np.ndarray:
+    from codec import judge
+
+    return judge.describe(dec[None])[0]
 
 
 class Cache:
@@ -187,7 +198,8 @@ class _BenchRun:
         self.names, self.images = load_images(cfg, c.size, c.nc, c.crop)
         self.mine = list(range(self.rank, len(self.names), self.world))
         self.cache = Cache(Path(cfg.out) / "cache", self.rank)
-        self.score = Scorer(c.nc)
+        # the judge's descriptors only serve cross-photo verification: only where there are identity labels
+        self.score = Scorer(c.nc, cfg.judge and (cfg.dataset == "celeba" or cfg.identities is not None))
         self.png = {self.names[i]: B.png_size(self.images[i]) for i in range(len(self.names))}
         self.keys: list[str] = []
         self.budget: dict[str, int] = {}  # image -> bytes of the first percodec row (the matched rows' target)
@@ -224,7 +236,7 @@ class _BenchRun:
                enc_ms: float, dec_ms: float, **extra: object) -> dict:  # fmt: skip
         """One image's record in a row: who coded it how, its scores and times."""
         name = self.names[i]
-        scores = self.score(self.images[i], decoded, size, self.png[name])
+        scores = self.score(self.images[i], decoded, size, self.png[name], identity=not extra.get("sweep"))
         return {"image": name, "codec": codec, "family": family, "setting": setting, **scores,
                 "enc_ms": enc_ms, "dec_ms": dec_ms, **extra}  # fmt: skip
 

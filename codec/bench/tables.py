@@ -10,10 +10,13 @@ from codec import verify
 from codec.bench.config import METRICS, OPTIONAL_METRICS, BenchConfig, _cap, _rd_suffix, load_images
 
 
-def summarize(records: list[dict], protocol: verify.Protocol | None = None) -> list[dict]:
+def summarize(
+    records: list[dict], protocol: verify.Protocol | None = None, judge: verify.Protocol | None = None
+) -> list[dict]:
     """Per codec, in the order `run` made the rows: means and 95% confidence half-widths
-    (normal approximation) of METRICS; with a verification `protocol`, each row's
-    cross-photo accept rates (codec.verify.rates) too."""
+    (normal approximation) of METRICS; with a verification `protocol` (dlib's) and/or the held-out
+    `judge`'s, each row's cross-photo accept rates (codec.verify.rates; the judge's keys
+    prefixed 'judge_') where every record of the row has that recogniser's descriptor."""
     by: dict[str, list[dict]] = {}
     for r in records:
         by.setdefault(r["codec"], []).append(r)
@@ -34,19 +37,21 @@ def summarize(records: list[dict], protocol: verify.Protocol | None = None) -> l
         if "reached" in rs[0]:
             row["reached"] = sum(bool(r["reached"]) for r in rs)
             row["matched_to"] = rs[0].get("matched_to")  # the percodec row's setting it was bisected to
-        if protocol is not None and protocol.has_pairs and any("desc" in r for r in rs):
-            row.update(verify.rates(protocol, _descriptors(protocol, rs)))
+        for by, p in (("dlib", protocol), ("judge", judge)):
+            field = verify.RECOGNISERS[by][0]
+            if p is not None and p.has_pairs and all(field in r for r in rs):
+                row.update({verify.prefix(by) + k: v for k, v in verify.rates(p, _descriptors(p, rs, field)).items()})
         out.append(row)
     return out
 
 
-def _descriptors(protocol: verify.Protocol, rs: list[dict]) -> np.ndarray:
-    """A row's decoded descriptors in the protocol's face order (NaN where not scored)."""
+def _descriptors(protocol: verify.Protocol, rs: list[dict], field: str = "desc") -> np.ndarray:
+    """A row's decoded descriptors (record `field`) in the protocol's face order (NaN where not scored)."""
     at = {n: i for i, n in enumerate(protocol.names)}
-    desc = np.full((len(protocol.names), 128), np.nan)
+    desc = np.full((len(protocol.names), protocol.pool.shape[1]), np.nan)
     for r in rs:
-        if "desc" in r and r["image"] in at:
-            desc[at[r["image"]]] = verify.unpack(r["desc"])
+        if field in r and r["image"] in at:
+            desc[at[r["image"]]] = verify.unpack(r[field])
     return desc
 
 
@@ -60,27 +65,30 @@ def originals_row(protocol: verify.Protocol) -> dict:
     }
 
 
-def verification_table(summary: list[dict], protocol: verify.Protocol) -> str:
-    """Markdown: every main row's cross-photo accept rates at the originals' 1% and 0.1%
-    false-accept thresholds, with 95% bootstrap intervals and the ratio to the originals."""
-    top = originals_row(protocol)
+def verification_table(summary: list[dict], protocol: verify.Protocol, by: str = "dlib") -> str:
+    """Markdown: every main row's cross-photo accept rates by recogniser `by` at the originals'
+    1% and 0.1% false-accept thresholds, with 95% bootstrap intervals and the ratio to the originals."""
+    top, pre = originals_row(protocol), verify.prefix(by)
     heads = ["codec", "bytes", "accepted at 1% FA", "x originals", "accepted at 0.1% FA", "x originals",
-             "decoded false accepts at 1% FA", "same photo"]  # fmt: skip
+             "decoded false accepts at 1% FA", "same photo" + ("" if by == "dlib" else " (dlib)")]  # fmt: skip
     out = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
-    for r in [top] + [r for r in summary if "tar_1" in r and not r["sweep"]]:
+    rows = [{pre + k: v for k, v in top.items()} | {"codec": "originals"}]
+    for r in rows + [r for r in summary if pre + "tar_1" in r and not r["sweep"]]:
         cells = [r["codec"], f"{r['bytes']:.1f}" if "bytes" in r else "-"]
         for tag in ("1", "01"):
-            cells += [f"{100 * r[f'tar_{tag}']:.1f}% [{100 * r[f'tar_{tag}_lo']:.1f}, {100 * r[f'tar_{tag}_hi']:.1f}]",
-                      f"{r[f'tar_{tag}'] / top[f'tar_{tag}']:.2f}x"]  # fmt: skip
+            t = pre + f"tar_{tag}"
+            cells += [f"{100 * r[t]:.1f}% [{100 * r[t + '_lo']:.1f}, {100 * r[t + '_hi']:.1f}]",
+                      f"{r[t] / top[f'tar_{tag}']:.2f}x"]  # fmt: skip
+        # same photo: dlib's 0.6 rule (codec.faces), whichever recogniser the table is by
         same = r.get("same_person", math.nan)
-        cells += [f"{100 * r['far_1']:.1f}%", "-" if math.isnan(same) else f"{100 * same:.0f}%"]
+        cells += [f"{100 * r[pre + 'far_1']:.1f}%", "-" if math.isnan(same) else f"{100 * same:.0f}%"]
         out.append("| " + " | ".join(cells) + " |")
     pairs = int(top["pairs"])
     return (
         f"{pairs} genuine pairs (each coded face against every other photo of the same person in the "
         f"split), {verify.IMPOSTORS} impostor photos per face; thresholds where the originals' impostor pairs "
         f"are accepted 1% (distance {protocol.thresholds[0]:.3f}) and 0.1% ({protocol.thresholds[1]:.3f}) of "
-        "the time; dlib's descriptors.\n\n" + "\n".join(out) + "\n"
+        f"the time; descriptors by {verify.RECOGNISERS[by][1]}.\n\n" + "\n".join(out) + "\n"
     )
 
 

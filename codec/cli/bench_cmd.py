@@ -108,6 +108,13 @@ def _default_reference(model: str, dataset: str) -> str:
     "--data-root) for the cross-photo verification column [CelebA: its identity_CelebA.txt; without labels "
     "the column is left out].",
 )
+@click.option(
+    "--judge/--no-judge",
+    default=True,
+    show_default=True,
+    help="Verify with the held-out judge too (a recogniser the codec never trains or searches with; "
+    "`make judge` fetches it; about 60 ms a face): a second verification table and verify_judge.png.",
+)
 @click.option("--no-sweep", is_flag=True, help="Skip the extra quality settings drawn in the rate-distortion plot.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @friendly_errors
