@@ -3,7 +3,9 @@
     python benchmarks/codec_speed.py --data-root ../shared/datasets [--images 50] [--device cpu]
 
 1. Seconds per image to encode at default settings, one image at a time and 32 at once.
-2. Decode milliseconds per image (container parse + generator + 8-bit conversion); for a
+2. Decode milliseconds per image (container parse + generator + 8-bit conversion); with
+   --pair MODEL, that model's decode timed in the same rounds, alternating (e.g. celeba128
+   against celeba64: a ratio that holds on a busy machine); for a
    rate-distortion ladder also per quality (--qualities, default: every fourth and the top):
    encode and decode time, bytes and PSNR at each.
 3. Quantisation loss: mean PSNR of the float-latent search against the default 7-bit
@@ -50,12 +52,15 @@ def main() -> None:
     ap.add_argument("--steps-list", default="50,100,200,500,1000")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: speed,quant,steps,qualities")
     ap.add_argument("--qualities", help="rate-distortion: comma list of qualities to time [every fourth, the top]")
+    ap.add_argument("--pair", help="rate-distortion: another model whose decode is timed alternately with --model's")
     args = ap.parse_args()
     skip = set(args.skip.split(","))
-    data = load_dataset("celeba", args.data_root, "valid", limit=max(args.images, 32), cache_dir="runs/cache")
-    pils = [uint8_to_pil(torch.from_numpy(im)) for im in data.images]
     dev = torch.device(args.device)
     g, _ = load_model(args.model, dev)
+    c = g.config
+    data = load_dataset("celeba", args.data_root, "valid", size=c.size, nc=c.nc, crop=c.crop,
+                        limit=max(args.images, 32), cache_dir="runs/cache")  # fmt: skip
+    pils = [uint8_to_pil(torch.from_numpy(im)) for im in data.images]
     args.loss = args.loss or (RD_LOSS if isinstance(g, CodingModel) else DEFAULT_LOSS)
     threads = torch.get_num_threads()
     print(f"model {args.model}, loss {args.loss}, device {dev} ({threads} threads), CelebA valid images")
@@ -109,10 +114,10 @@ def main() -> None:
 def rd_speed(args: argparse.Namespace, pils: list, skip: set[str]) -> None:
     """A rate-distortion model: encoder-only, default and refined encodes; decode."""
 
-    def timed(images: list, **kw) -> tuple[list, float]:
+    def timed(images: list, model: str = args.model, **kw) -> tuple[list, float]:
         t = time.perf_counter()
         loss = args.loss.split(";")[0]  # speed: the first (default) loss
-        res = encode_batch(images, EncodeOptions(model=args.model, loss=loss, device=args.device, **kw))
+        res = encode_batch(images, EncodeOptions(model=model, loss=loss, device=args.device, **kw))
         return res, (time.perf_counter() - t) / len(images) * 1000
 
     if "speed" not in skip:
@@ -122,15 +127,24 @@ def rd_speed(args: argparse.Namespace, pils: list, skip: set[str]) -> None:
         runs = [timed(pils[:32]) for _ in range(ROUNDS)]
         res, enc = runs[0][0], statistics.median(ms for _, ms in runs)
 
-        def decode_ms() -> float:
+        def decode_ms(files: list, model: str) -> float:
             t = time.perf_counter()
-            for r in res:
-                decode_tensor(r.data, args.model)
-            return (time.perf_counter() - t) / len(res) * 1000
+            for r in files:
+                decode_tensor(r.data, model)
+            return (time.perf_counter() - t) / len(files) * 1000
 
-        dec = statistics.median(decode_ms() for _ in range(ROUNDS * 2))
+        pair = timed(pils[:32], args.pair, steps=0)[0] if args.pair else []
+        times: dict[str, list[float]] = {args.model: [], **({args.pair: []} if args.pair else {})}
+        for _ in range(ROUNDS * 2):  # alternating, so that both see the same machine
+            times[args.model].append(decode_ms(res, args.model))
+            if args.pair:
+                times[args.pair].append(decode_ms(pair, args.pair))
+        dec = statistics.median(times[args.model])
         print(f"batch of 32 (median of {ROUNDS}): encoder only {enc0:.1f} ms/image, default encode {enc:.1f} ms/image")
         print(f"decode, one file at a time: {dec:.2f} ms/image")
+        if args.pair:
+            other = statistics.median(times[args.pair])
+            print(f"decode of {args.pair} in the same rounds: {other:.2f} ms/image ({dec / other:.2f}x it)")
     if "qualities" not in skip:
         per_quality(args, pils[:32])
     if "steps" not in skip:
