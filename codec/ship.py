@@ -151,6 +151,7 @@ def ship_rd(run: Path, name: str, options: ShipOptions) -> Path:
     from codec.rdmodel import load_rd, save_rd, steps_for_bytes
 
     m, card = load_rd(run / "model.safetensors")
+    card = through_unshipped(card)
     if options.level_bytes:
         m.step_sizes = steps_for_bytes(
             m, options.need_faces("spacing levels", m.config.size), list(options.level_bytes)
@@ -189,8 +190,9 @@ def _rd_rows(run: Path, shipped, card: dict, out: Path, options: ShipOptions, va
          f"level 4 (final β = {card.get('beta')} per pixel); adversarial weight {cfg['adv_weight']:g}; steps drawn "
          f"from {cfg['step_range']}; Adam lr {cfg['lr']:g} (prior 1e-3)" + _lr_drop(cfg)),
         ("images seen", f"{int(card['images_seen']):,} ({card['steps']} steps x batch {card['batch_size']})"
-         + (f", after a warm start from {card['init_from']} ({card['init_images_seen']} images, "
-            f"{card['init_wall_seconds']} s)" if "init_from" in card else "")),
+         + (f", after a warm start from {card['init_from']}" + (" and the runs between" if "init_via" in card else "")
+            + f" ({card['init_images_seen']} images, {card['init_wall_seconds']} s)" if "init_from" in card else "")
+         + (f"; the runs between, not shipped: {card['init_via']}" if "init_via" in card else "")),
         ("wall time", f"{float(card.get('wall_seconds', 0)) / 3600:.2f} h ({card.get('hardware')}, all sessions)"),
         ("last validation", f"{val[-1]['val_psnr']:.2f} dB PSNR, SSIM {val[-1]['val_ssim']:.3f} at "
          f"{val[-1]['val_bytes']:.1f} B (ideal code length + header, encoder only, level 4, {cfg['valid_images']} "
@@ -351,6 +353,31 @@ def densify(m):
     lambdas = tuple(w.item() for w in torch.stack(weights).exp())
     pairs = every_pair(m.base.level_count, len(rows))
     return DetailModel(m.base, net.eval().requires_grad_(False), pairs, lambdas)
+
+
+def through_unshipped(card: dict) -> dict:
+    """A run's card with its start traced back to a shipped model: a run warm-started from
+    another run's model that was never shipped (a model trained at 128x128 from celeba64, then
+    fine-tuned with the identity term) names the shipped ancestor as its start, with the images
+    and seconds of the runs between added, and lists those runs under 'init_via' (a start
+    whose file is gone here is kept as it is)."""
+    from codec.generator import read_metadata, shipped_models
+
+    card, via = dict(card), []
+    shipped = {p.resolve() for p in shipped_models().values()}
+    while "init_from" in card and (start := Path(card["init_from"])).is_file() and start.resolve() not in shipped:
+        before = json.loads(read_metadata(start).get("card", "{}"))
+        if "init_from" not in before or len(via) > 16:
+            break
+        via.append(f"{start} ({int(before['images_seen']):,} images, {before.get('steps', '?')} steps)")
+        card["init_from"] = before["init_from"]
+        card["init_images_seen"] = str(int(card["init_images_seen"]) + int(before.get("init_images_seen", 0)))
+        card["init_wall_seconds"] = str(
+            int(float(card["init_wall_seconds"])) + int(float(before.get("init_wall_seconds", 0)))
+        )
+    if via:
+        card["init_via"] = "; ".join(reversed(via))
+    return card
 
 
 def _tunes_detail(card: dict) -> bool:

@@ -191,3 +191,29 @@ def test_the_ship_command_ships_a_run_and_explains_bad_sizes(runs, tmp_path) -> 
     r = CliRunner().invoke(main, ["ship", "run", str(runs / "detail"), "d", "--into", str(tmp_path / "m")])
     assert r.exit_code == 2 and "--data-root" in r.output
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["tiny.md", "tiny.png", "tiny.safetensors"]
+
+
+def test_a_run_started_from_unshipped_runs_names_the_shipped_model_they_started_from(runs, tmp_path) -> None:
+    """celeba128 came from celeba64 through two runs that were never shipped: its card (and the
+    manifest's lineage) names celeba64, counts the images and seconds of the runs between,
+    and lists them."""
+    from codec.generator import shipped_models
+    from codec.rdmodel import save_rd
+    from codec.ship import through_unshipped
+
+    m, _ = load_rd(runs / "rd" / "model.safetensors")
+    shipped = str(shipped_models()["celeba64"])
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    save_rd(m, a, {"images_seen": "100", "steps": "10", "init_from": shipped, "init_images_seen": "1000",
+                   "init_wall_seconds": "50"})  # fmt: skip
+    save_rd(m, b, {"images_seen": "200", "steps": "20", "init_from": str(a), "init_images_seen": "100",
+                   "init_wall_seconds": "5"})  # fmt: skip
+    card = through_unshipped({"init_from": str(b), "init_images_seen": "200", "init_wall_seconds": "7.5"})
+    assert card["init_from"] == shipped and card["init_images_seen"] == "1300" and card["init_wall_seconds"] == "62"
+    assert (
+        card["init_via"].index(str(a)) < card["init_via"].index(str(b)) and "(200 images, 20 steps)" in card["init_via"]
+    )
+    assert through_unshipped({"init_from": shipped, "init_images_seen": "5"}) == {"init_from": shipped,
+                                                                               "init_images_seen": "5"}  # fmt: skip
+    gone = {"init_from": str(tmp_path / "gone.safetensors"), "init_images_seen": "5"}
+    assert through_unshipped(gone) == gone
