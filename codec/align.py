@@ -17,6 +17,13 @@ Detection runs on a copy at most DETECT_SIDE pixels on its longer side, so a 24-
 photo costs little more than a 1-megapixel one; landmarks are placed at full resolution.
 A photo's largest faces are what `encode` codes, so detection looks for small faces only
 where it finds no large one (or `--face N` asks for more faces than it found).
+
+A tight crop (UTKFace's, a passport photo cut at the chin) gives the detector no margin and
+the framing pixels past the photo: where no face is found the photo is looked at again inside
+a border of its mean colour, and where the framed crop reaches past the photo, the photo is
+extended by its own content mirrored and blurred (out-of-focus surroundings, not black
+corners). Training on photo folders (`codec.photos`) frames with the same functions, so a
+decoder is trained on faces exactly as `encode` shows them.
 """
 
 from __future__ import annotations
@@ -44,6 +51,8 @@ DETECT_SIDE = 640
 MIN_DETECT_SIDE = 40
 #: Supersampling of the warp before the antialiased resize to the model's size.
 WARP_OVERSAMPLE = 4
+#: The border a tight crop is looked at and framed in, as a fraction of the photo's longer side.
+BORDER = 0.35
 
 
 @dataclass(frozen=True)
@@ -218,15 +227,73 @@ def warp(img: Image.Image, face: Face, framing: np.ndarray, size: int) -> Image.
     return out.resize((size, size), Image.Resampling.BICUBIC)
 
 
+def framed(img: Image.Image, face: Face, framing: np.ndarray, size: int) -> Image.Image:
+    """The face warped onto `framing` (`warp`); where the crop reaches past the photo, the
+    photo extended by its own blurred mirror first (by at least BORDER of its longer side,
+    as far as the crop reaches), so nothing of the crop is black."""
+    over = _overshoot(img, face, framing, size)
+    if over <= 0:
+        return warp(img, face, framing, size)
+    side = max(img.size)
+    border = min(max(round(BORDER * side), math.ceil(over)), 4 * side)
+    return warp(extended(img, border), moved(face, border), framing, size)
+
+
+def _overshoot(img: Image.Image, face: Face, framing: np.ndarray, size: int) -> float:
+    """How many photo pixels the framed crop's corners, with the bicubic kernel's reach,
+    fall outside the photo (at most 0: inside)."""
+    big = size * WARP_OVERSAMPLE
+    inv = np.linalg.inv(np.vstack([transform(face, framing, big), [0, 0, 1]]))[:2]
+    corners = inv @ np.array([[0, big, 0, big], [0, 0, big, big], [1, 1, 1, 1]], dtype=float)
+    reach = 2 * float(np.abs(inv[:, :2]).sum(1).max())  # two output pixels' worth of the photo
+    return reach + max(-corners.min(), corners[0].max() - img.width, corners[1].max() - img.height)
+
+
+def extended(img: Image.Image, border: int) -> Image.Image:
+    """The photo with a border of its own content mirrored and blurred: what lies beyond a
+    tight crop looks like out-of-focus surroundings, not black corners nor a mirrored face."""
+    from PIL import ImageFilter
+
+    arr = np.asarray(img)
+    mirrored = Image.fromarray(np.pad(arr, ((border, border), (border, border), (0, 0)), mode="symmetric"))
+    blurred = mirrored.filter(ImageFilter.GaussianBlur(max(1.0, border / 3)))
+    inside = Image.new("L", mirrored.size, 0)
+    inside.paste(255, (border, border, border + img.width, border + img.height))
+    return Image.composite(mirrored, blurred, inside.filter(ImageFilter.GaussianBlur(max(1.0, border / 20))))
+
+
+def framed_in(img: Image.Image, border: int) -> Image.Image:
+    """The photo with a border of its mean colour (a margin for the detector)."""
+    from PIL import ImageOps
+
+    fill = tuple(int(v) for v in np.asarray(img).reshape(-1, 3).mean(0))
+    return ImageOps.expand(img, border, fill=fill)
+
+
+def moved(face: Face, by: int) -> Face:
+    """The face shifted by `by` pixels right and down (into a photo with a border of `by`)."""
+    return Face(tuple(v + by for v in face.box), face.landmarks + by)
+
+
+def find_faces(img: Image.Image, finder: Callable[..., list[Face]] = detect, **kw) -> list[Face]:
+    """The photo's faces; where none is found, those found inside a border of its mean colour
+    (a tight crop leaves the detector no margin), in the photo's own pixels."""
+    faces = finder(img, **kw)
+    border = round(BORDER * max(img.size))
+    if faces or border == 0:
+        return faces
+    return [moved(f, -border) for f in finder(framed_in(img, border), **kw)]
+
+
 def align(
     img: Image.Image, framing: np.ndarray, size: int, face_index: int = 1, finder: Callable[..., list[Face]] = detect
 ) -> Aligned:
     """Detect (with `finder`, `detect` or a stand-in such as codec.isolate.Detector), pick
     face `face_index` (1 = largest) and warp; Aligned.face is None when the photo holds no
     face (the caller decides between centre crop and refusal)."""
-    faces = finder(img)
+    faces = find_faces(img, finder)
     if face_index > len(faces) > 0:  # smaller faces may be there: look harder
-        faces = finder(img, thorough=True)
+        faces = find_faces(img, finder, thorough=True)
     if not faces:
         return Aligned(img, None, 0, ("no face found",))
     if face_index > len(faces):
@@ -240,7 +307,7 @@ def align(
         notes.append(f"the face is small ({w} px wide, the model codes {size} px): expect a soft result")
     if face.box[0] < 0 or face.box[1] < 0 or face.box[2] > img.width or face.box[3] > img.height:
         notes.append("the face is cut by the photo's border")
-    return Aligned(warp(img, face, framing, size), face, len(faces), tuple(notes))
+    return Aligned(framed(img, face, framing, size), face, len(faces), tuple(notes))
 
 
 def measure_framing(images: list[Image.Image], crop_box: tuple[float, float, float, float]) -> tuple[np.ndarray, int]:

@@ -26,20 +26,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image, ImageOps
 
 from codec.errors import DataError, ImageError
 
 if TYPE_CHECKING:
-    from codec.align import Face
     from codec.data import ImageSet
 
 #: Photos per cached part (a few minutes of finding on one core).
 PART = 512
 #: Of 20 buckets of a hash of the photo's path: which splits hold which.
 BUCKETS = {"train": range(0, 18), "valid": range(18, 19), "test": range(19, 20)}
-#: The border added around a photo where no face was found, as a fraction of its longer side.
-PAD = 0.35
 
 
 def split_of(relative: str) -> str:
@@ -61,48 +57,20 @@ def photo_files(root: str | Path, split: str) -> list[Path]:
 
 def frame_photo(path: Path, framing: np.ndarray, size: int, finder: Callable) -> np.ndarray | str:
     """The largest face of a photo as a uint8 (3, size, size) crop on `framing`, or why there
-    is none. Where the framing reaches past the photo (tight crops), the photo is mirrored
-    there rather than left black: a decoder must not learn black corners."""
+    is none: found and framed as `encode` finds and frames it (`codec.align`: a tight crop is
+    looked at inside a border, and mirrored where the framing reaches past it)."""
     from codec import align
     from codec.images import open_image, to_uint8_array
 
     try:
         img = open_image(path)
-        faces = finder(img)
-        border = round(PAD * max(img.size))
-        if not faces:  # a tight crop: give the detector a margin
-            faces = [_moved(f, -border) for f in finder(_framed_in(img, border))]
+        faces = align.find_faces(img, finder)
     except ImageError as exc:
         return str(exc) if str(path) in str(exc) else f"{path}: {exc}"
     if not faces:
         return f"{path}: no face found"
     face = max(faces, key=lambda f: f.area)
-    return to_uint8_array(align.warp(_extended(img, border), _moved(face, border), framing, size))
-
-
-def _extended(img: Image.Image, border: int) -> Image.Image:
-    """The photo with a border of its own content mirrored and blurred: what lies beyond a
-    tight crop looks like out-of-focus surroundings, not black corners nor a mirrored face."""
-    from PIL import ImageFilter
-
-    arr = np.asarray(img)
-    mirrored = Image.fromarray(np.pad(arr, ((border, border), (border, border), (0, 0)), mode="symmetric"))
-    blurred = mirrored.filter(ImageFilter.GaussianBlur(max(1.0, border / 3)))
-    inside = Image.new("L", mirrored.size, 0)
-    inside.paste(255, (border, border, border + img.width, border + img.height))
-    return Image.composite(mirrored, blurred, inside.filter(ImageFilter.GaussianBlur(max(1.0, border / 20))))
-
-
-def _framed_in(img: Image.Image, border: int) -> Image.Image:
-    """The photo with a border of its mean colour."""
-    fill = tuple(int(v) for v in np.asarray(img).reshape(-1, 3).mean(0))
-    return ImageOps.expand(img, border, fill=fill)
-
-
-def _moved(face: Face, by: int) -> Face:
-    from codec.align import Face
-
-    return Face(tuple(v + by for v in face.box), face.landmarks + by)
+    return to_uint8_array(align.framed(img, face, framing, size))
 
 
 def prepare_photos(

@@ -176,3 +176,26 @@ def test_points_found_in_a_turned_photo_map_back_to_the_photo(turn) -> None:
     where = {int(turned[y, x]): (x, y) for y, x in zip(*np.nonzero(turned), strict=True)}
     found = align.Face((0, 0, 1, 1), np.array([where[i] for i in range(1, 69)], dtype=np.float64))
     assert np.array_equal(align._turned_back(found, turn, photo.shape).landmarks, pts)
+
+
+def test_a_tight_crop_is_found_and_framed_as_training_frames_it_without_black_corners(tmp_path) -> None:
+    """A photo cut at the face's box: the detector gets a margin, the framing that reaches past
+    the photo takes the photo's blurred mirror, not black, and encode's crop is exactly the one
+    a decoder trained on a photo folder saw (codec.photos); a face well inside a photo is
+    framed as before (a plain warp)."""
+    from codec.images import open_image
+    from codec.photos import frame_photo
+
+    photo = open_image(SAMPLES / "astronaut_photo.jpg")
+    whole = align.align(photo, _framing(), 64)
+    assert np.array_equal(np.asarray(whole.image), np.asarray(align.warp(photo, whole.face, _framing(), 64)))
+    left, top, right, bottom = whole.face.box
+    tight = photo.crop((left, top, right, bottom))
+    tight.save(tmp_path / "tight.png")
+    got = align.align(tight, _framing(), 64)
+    assert got.face is not None and align._overshoot(tight, got.face, _framing(), 64) > 0.2 * tight.width
+    crop = np.asarray(got.image)
+    corners = [crop[:6, :6], crop[:6, -6:], crop[-6:, :6], crop[-6:, -6:]]
+    assert min(float(c.mean()) for c in corners) > 20  # black corners read ~0
+    trained = frame_photo(tmp_path / "tight.png", _framing(), 64, align.detect)
+    assert np.array_equal(trained, crop.transpose(2, 0, 1))
