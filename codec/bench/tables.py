@@ -179,7 +179,8 @@ WEBP_FROM = 300
 def webp_wins(records: list[dict], lo: float = WEBP_FROM) -> list[dict]:
     """Per main percodec row of `lo` bytes or more (its --max-bytes cap, else its mean) with
     WebP bisected to its bytes (`bench --max-bytes`): the share of faces where WebP, in at
-    most our file's bytes, beats our PSNR, with its 95% interval (normal approximation)."""
+    most our file's bytes, beats our PSNR, with its 95% interval (normal approximation). A face
+    whose file is smaller than WebP's smallest ('reached' false) is no win for WebP."""
     ours: dict[object, dict[str, dict]] = {}
     webp: dict[object, dict[str, dict]] = {}
     for r in records:
@@ -195,7 +196,8 @@ def webp_wins(records: list[dict], lo: float = WEBP_FROM) -> list[dict]:
             continue
         if (_cap(setting) or np.mean([mine[i]["bytes"] for i in faces])) < lo:
             continue
-        wins = np.array([theirs[i]["psnr"] > mine[i]["psnr"] for i in faces], dtype=float)
+        wins = np.array([theirs[i].get("reached", True) and theirs[i]["psnr"] > mine[i]["psnr"] for i in faces],
+                        dtype=float)  # fmt: skip
         half = 1.96 * math.sqrt(wins.mean() * (1 - wins.mean()) / len(wins))
         out.append({"setting": setting, "n": len(faces), "bytes": float(np.mean([mine[i]["bytes"] for i in faces])),
                     "webp_bytes": float(np.mean([theirs[i]["bytes"] for i in faces])), "share": float(wins.mean()),
