@@ -302,9 +302,8 @@ def test_webp_wins_counts_the_faces_where_webp_within_our_bytes_beats_us(tmp_pat
     records += [rec("percodec mse max 1024 B", "percodec-mse-rd-max", "max:1024", "f0", 130, 24.0),
                 rec("webp @ max 1024 B bytes", "webp-matched", 0, "f0", 380, 25.8, matched_to="max:1024",
                     reached=False)]  # fmt: skip  # a 128x128 row of 130 B: WebP cannot go that low
-    tiny, low, row = webp_wins(
-        records
-    )  # by bytes; the default's 110 B are under 300 B; the upscaled row is not ours to pair
+    # by bytes; the default's 110 B are under 300 B; the upscaled row is not ours to pair
+    tiny, low, row = webp_wins(records)
     assert tiny["setting"] == "max:1024" and tiny["share"] == 0
     assert low["setting"] == "max:300" and low["share"] == 0  # its cap, not its mean (290 B), says 300 B
     assert row["setting"] == "max:520" and row["n"] == 4 and row["share"] == 0.5 and row["webp_bytes"] == 480
