@@ -53,6 +53,10 @@ MIN_DETECT_SIDE = 40
 WARP_OVERSAMPLE = 4
 #: The border a tight crop is looked at and framed in, as a fraction of the photo's longer side.
 BORDER = 0.35
+#: Raised whenever the crop framed from the same photo, face and framing changes, so that
+#: cached crops (codec.photos) made the old way are made again, not read: 2 = the border
+#: reaches as far as the crop does (it was a fixed 35%, black beyond).
+FRAMING_VERSION = 2
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,7 @@ def prepare_photos(
     """(crops uint8 (N, 3, size, size), their file names, photos skipped), made in parts of
     PART photos by `workers` face finders; each part cached under `cache` as it is done
     (and read back from there), so an interrupted preparation resumes where it stopped."""
+    from codec import align
     from codec.data import read_cache, save_npz
     from codec.isolate import Detector
 
@@ -95,7 +96,9 @@ def prepare_photos(
     try:
         with ThreadPoolExecutor(len(detectors)) as pool:
             for part in parts:
-                path = cache / f"part-{_key([str(p) for p in part])}.npz" if cache is not None else None
+                # keyed by the photos and how crops are framed: a part framed the old way is made again
+                key = _key([f"framing {align.FRAMING_VERSION}", *(str(p) for p in part)])
+                path = cache / f"part-{key}.npz" if cache is not None else None
                 got = read_cache(path, on_skip, "photo(s) without a face") if path is not None else None
                 if got is None:
                     got = _make_part(part, framing, size, pool, detectors, on_skip)

@@ -84,3 +84,18 @@ def test_train_generator_trains_on_a_photo_folder(folder, tmp_path) -> None:
     r = CliRunner().invoke(main, ["train-generator", "--dataset", "celeba", "--framing-from", "celeba64",
                                   "--out", str(tmp_path / "other"), "--dry-run"])  # fmt: skip
     assert r.exit_code == 2 and "--framing-from applies to --dataset photos" in r.output
+
+
+def test_a_part_framed_the_old_way_is_made_again(folder, tmp_path, monkeypatch) -> None:
+    """Cached crops are keyed by how crops are framed (align.FRAMING_VERSION): after a change to
+    the framing, a cached part is not read back as if it were today's."""
+    from codec import align
+
+    files, framing = photos.photo_files(folder, "all"), framing_of("celeba64")
+    photos.prepare_photos(files, framing, 64, tmp_path / "cache", 1)
+    calls: list[object] = []
+    real = photos.frame_photo
+    monkeypatch.setattr(photos, "frame_photo", lambda *a: calls.append(a) or real(*a))
+    monkeypatch.setattr(align, "FRAMING_VERSION", align.FRAMING_VERSION + 1)
+    photos.prepare_photos(files, framing, 64, tmp_path / "cache", 1)
+    assert len(calls) == len(files)
