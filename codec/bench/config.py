@@ -171,13 +171,11 @@ def verification(
     from codec import faces, judge
     from codec.data import celeba_identities, load_dataset, read_identities, save_npz
 
-    ready = {"dlib": faces.available, "judge": lambda: cfg.judge and judge.available()}[by]
-    if images.shape[-1] != 3 or not ready():
+    ready, describe = {"dlib": (faces.available, faces.describe),
+                       "judge": (lambda: cfg.judge and judge.available(), judge.describe)}[by]  # fmt: skip
+    if images.shape[-1] != 3 or not ready() or not labelled(cfg):
         return None
-    if cfg.dataset == "celeba":
-        identities = celeba_identities(cfg.data_root or ".")
-    else:
-        identities = read_identities(cfg.identities) if cfg.identities else None
+    identities = celeba_identities(cfg.data_root or ".") if cfg.dataset == "celeba" else read_identities(cfg.identities)
     if not identities:
         return None
     pool_names, pool = names, images
@@ -194,9 +192,14 @@ def verification(
     if path.is_file():
         desc = np.load(path)["desc"]
     else:
-        desc = faces.describe(pool) if by == "dlib" else judge.describe(pool)
+        desc = describe(pool)
         save_npz(path, desc=desc)
     return verify.build(names, list(pool_names), desc, identities, seed=cfg.seed)
+
+
+def labelled(cfg: BenchConfig) -> bool:
+    """Whether the bench's faces have identity labels to verify with: CelebA's, or a folder's --identities."""
+    return cfg.dataset == "celeba" or bool(cfg.identities)
 
 
 def protocol_for(cfg: BenchConfig, by: str = "dlib") -> verify.Protocol | None:

@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from codec import baselines as B
+from codec import judge as held_out
 from codec import lpips, metrics, verify
-from codec.bench.config import EIGENFACE_LO, BenchConfig, _cap, _key, _rd_suffix, eigenbasis, load_images
+from codec.bench.config import EIGENFACE_LO, BenchConfig, _cap, _key, _rd_suffix, eigenbasis, labelled, load_images
 from codec.errors import WriteError
 from codec.family import CodingModel
 from codec.losses.watson import WatsonDistance
@@ -31,7 +32,6 @@ class Scorer:
 
     def __init__(self, channels: int = 3, judge: bool = True) -> None:
         from codec import faces
-        from codec import judge as held_out
 
         self.watson = WatsonDistance("dft").eval()
         # LPIPS (AlexNet, v0.1) where its weights have been fetched (`make lpips`); colour only.
@@ -60,7 +60,7 @@ class Scorer:
             "watson_dft": wd,
             **({"lpips": lpips.distance(b, a).item()} if self.lpips and min(h, w) >= MIN_SIDE else {}),  # fmt: skip
             **(self._person(orig, dec) if self.same_person else {}),
-            **({"judge": verify.pack(_judge_descriptor(dec))} if self.judge and identity else {}),
+            **({"judge": verify.pack(held_out.describe(dec[None])[0])} if self.judge and identity else {}),
         }
 
     def _person(self, orig: np.ndarray, dec: np.ndarray) -> dict:
@@ -68,12 +68,6 @@ class Scorer:
         face's descriptor, for cross-photo verification (codec.verify)."""
         same, got = self.same_person.score(orig, dec)
         return {"same_person": float(same), "desc": verify.pack(got)}
-
-
-def _judge_descriptor(dec: np.ndarray) -> np.ndarray:
-    from codec import judge
-
-    return judge.describe(dec[None])[0]
 
 
 class Cache:
@@ -199,7 +193,7 @@ class _BenchRun:
         self.mine = list(range(self.rank, len(self.names), self.world))
         self.cache = Cache(Path(cfg.out) / "cache", self.rank)
         # the judge's descriptors only serve cross-photo verification: only where there are identity labels
-        self.score = Scorer(c.nc, cfg.judge and (cfg.dataset == "celeba" or cfg.identities is not None))
+        self.score = Scorer(c.nc, cfg.judge and labelled(cfg))
         self.png = {self.names[i]: B.png_size(self.images[i]) for i in range(len(self.names))}
         self.keys: list[str] = []
         self.budget: dict[str, int] = {}  # image -> bytes of the first percodec row (the matched rows' target)
