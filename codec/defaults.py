@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 #: Every registered loss (codec.losses.LOSSES), in registry order.
-LOSS_NAMES = ("mse", "l1", "ssim", "ms-ssim", "watson-dct", "watson-dft", "identity")
+LOSS_NAMES = ("mse", "l1", "ssim", "ms-ssim", "watson-dct", "watson-dft", "identity", "faceres")
 
 DEFAULT_MODEL = "celeba64"
 DEFAULT_LOSS = "ssim"  # GAN-only models' search

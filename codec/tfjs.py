@@ -81,6 +81,11 @@ def _count(x: torch.Tensor, axes: torch.Tensor) -> int:
     return math.prod(x.shape[int(a)] for a in axes.reshape(-1).tolist())
 
 
+def _matmul(x: torch.Tensor, y: torch.Tensor, attr: dict) -> torch.Tensor:
+    flag = lambda k: bool(attr.get(k, {}).get("b", False))  # noqa: E731
+    return (x.mT if flag("transpose_a") else x) @ (y.mT if flag("transpose_b") else y)
+
+
 OPS = {
     "_FusedConv2D": lambda i, a: _fused(_conv(i[0], i[1], a, False), list(i[2:]), a),
     "FusedDepthwiseConv2dNative": lambda i, a: _fused(_conv(i[0], i[1], a, True), list(i[2:]), a),
@@ -100,6 +105,10 @@ OPS = {
     "Mean": lambda i, a: _sum(i[0], i[1], a) / _count(i[0], i[1]),
     "Squeeze": lambda i, a: i[0].squeeze(_ints(a, "squeeze_dims")) if _ints(a, "squeeze_dims") else i[0].squeeze(),
     "Identity": lambda i, a: i[0],
+    # paddings (rank, 2) as TensorFlow gives them, first axis first; F.pad wants the last first
+    "Pad": lambda i, a: F.pad(i[0], [int(v) for v in i[1].flip(0).reshape(-1).tolist()]),
+    "Reshape": lambda i, a: i[0].reshape([int(v) for v in i[1].reshape(-1).tolist()]),
+    "MatMul": lambda i, a: _matmul(i[0], i[1], a),
 }
 
 

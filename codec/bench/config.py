@@ -3,9 +3,11 @@ verification protocol, and result files written whole."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -166,14 +168,12 @@ def verification(
 ) -> verify.Protocol | None:
     """The cross-photo protocol for the coded faces by recogniser `by` (codec.verify.RECOGNISERS),
     or None where it cannot run: grey images, that recogniser missing (dlib's models, the
-    judge not fetched or not asked for), or no identity labels (CelebA's identity_CelebA.txt;
+    judges not fetched or not asked for), or no identity labels (CelebA's identity_CelebA.txt;
     a folder's --identities file). CelebA's pool is the whole split; a folder's, its images."""
-    from codec import faces, judge
     from codec.data import celeba_identities, load_dataset, read_identities, save_npz
 
-    ready, describe = {"dlib": (faces.available, faces.describe),
-                       "judge": (lambda: cfg.judge and judge.available(), judge.describe)}[by]  # fmt: skip
-    if images.shape[-1] != 3 or not ready() or not labelled(cfg):
+    ready, describe = describer(by, cfg.judge, cfg.model)
+    if images.shape[-1] != 3 or not ready or not labelled(cfg):
         return None
     identities = celeba_identities(cfg.data_root or ".") if cfg.dataset == "celeba" else read_identities(cfg.identities)
     if not identities:
@@ -195,6 +195,20 @@ def verification(
         desc = describe(pool)
         save_npz(path, desc=desc)
     return verify.build(names, list(pool_names), desc, identities, seed=cfg.seed)
+
+
+def describer(by: str, judges: bool, model: str) -> tuple[bool, Callable[[np.ndarray], np.ndarray]]:
+    """Whether recogniser `by` can run (a judge: fetched, and `judges` asked for) and its
+    describe(faces (N, H, W, 3) uint8) -> L2-normalised descriptors, for faces framed as `model`'s."""
+    from codec import faces, judge
+    from codec.ladder import framing_of
+    from codec.zoo import resolve
+
+    if by == "dlib":
+        return faces.available(), faces.describe
+    net = verify.JUDGE_NETS[by]
+    framing = framing_of(resolve(model).base) if judge.NETS[net].arcface else None
+    return judges and judge.available(net), functools.partial(judge.describe, net=net, framing=framing)
 
 
 def labelled(cfg: BenchConfig) -> bool:

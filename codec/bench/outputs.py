@@ -8,6 +8,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from codec import verify
 from codec.bench.config import METRICS, BenchConfig, protocol_for, write_result
 from codec.bench.plots import plot_grid, plot_rd, plot_verify, plot_webp_wins
 from codec.bench.tables import (
@@ -27,12 +28,13 @@ from codec.bench.tables import (
 
 def write_outputs(cfg: BenchConfig, records: list[dict]) -> tuple[dict[str, Path], list[dict]]:
     """results.json, per_image.csv, results.md, rd.png, grid.png, (with --max-bytes rows of 300
-    B or more) webp_wins.png and (with identity labels) verify.png, and verify_judge.png where
-    the held-out judge has been fetched, under cfg.out; returns their paths and the summary rows."""
+    B or more) webp_wins.png and (with identity labels) verify.png, and verify_judge.png and
+    verify_mobileface.png where the judges have been fetched, under cfg.out; returns their paths
+    and the summary rows."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    protocol, judge = protocol_for(cfg), protocol_for(cfg, "judge")
-    summary = summarize(records, protocol, judge)
+    protocols = {by: p for by in verify.RECOGNISERS if (p := protocol_for(cfg, by)) is not None and p.has_pairs}
+    summary = summarize(records, protocols)
     paths = {
         "json": out / "results.json",
         "csv": out / "per_image.csv",
@@ -40,9 +42,7 @@ def write_outputs(cfg: BenchConfig, records: list[dict]) -> tuple[dict[str, Path
         "rd": out / "rd.png",
         "grid": out / "grid.png",
     }
-    head = {"originals": originals_row(protocol)} if protocol is not None and protocol.has_pairs else {}
-    if judge is not None and judge.has_pairs:
-        head["originals_judge"] = originals_row(judge)
+    head = {_originals_key(by): originals_row(p) for by, p in protocols.items()}
     rates, windowed = bd_rates(summary), bd_rates(summary, BD_WINDOW)
     wins = webp_wins(records)
     result = {"config": asdict(cfg), **head, "bd_rate": rates, "bd_rate_window": windowed, "webp_wins": wins,
@@ -56,9 +56,8 @@ def write_outputs(cfg: BenchConfig, records: list[dict]) -> tuple[dict[str, Path
     write_result(paths["csv"], rows.getvalue())
     n = summary[0]["n"] if summary else 0
     cross = "".join(
-        f"\nCross-photo verification by {words}:\n\n{verification_table(summary, p, by)}"
-        for by, p, words in (("dlib", protocol, "dlib"), ("judge", judge, "the held-out judge"))
-        if p is not None and p.has_pairs
+        f"\nCross-photo verification by {_words(by, cfg)}:\n\n{verification_table(summary, p, by)}"
+        for by, p in protocols.items()
     )
     write_result(
         paths["md"],
@@ -77,13 +76,24 @@ def write_outputs(cfg: BenchConfig, records: list[dict]) -> tuple[dict[str, Path
     if wins:
         paths["webp_wins"] = out / "webp_wins.png"
         plot_webp_wins(wins, paths["webp_wins"])
-    if "originals" in head:
-        paths["verify"] = out / "verify.png"
-        plot_verify(summary, head["originals"], paths["verify"])
-    if "originals_judge" in head:
-        paths["verify_judge"] = out / "verify_judge.png"
-        plot_verify(summary, head["originals_judge"], paths["verify_judge"], "judge")
+    for by in protocols:
+        key = "verify" if by == "dlib" else f"verify_{by}"
+        paths[key] = out / f"{key}.png"
+        plot_verify(summary, head[_originals_key(by)], paths[key], by)
     return paths, summary
+
+
+def _originals_key(by: str) -> str:
+    """results.json's key of the originals' rates by recogniser `by` ('originals' is dlib's, as before the judges)."""
+    return "originals" if by == "dlib" else f"originals_{by}"
+
+
+def _words(by: str, cfg: BenchConfig) -> str:
+    """A recogniser's name in a table's title, and whether this bench's search used it."""
+    name = {"dlib": "dlib", "judge": "the judge (HSE FaceRes)", "mobileface": "the second judge (MobileFaceNet)"}[by]
+    if verify.searched_with(by, cfg.losses):
+        return f"{name}, which this bench's search used (not held out)"
+    return name if by == "dlib" else f"{name}, held out"
 
 
 #: The file sizes (bytes) over which the windowed BD-rate is taken (issue #23's range).

@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 from codec import baselines as B
-from codec import judge as held_out
 from codec import lpips, metrics, verify
 from codec.bench.config import EIGENFACE_LO, BenchConfig, _cap, _key, _rd_suffix, eigenbasis, labelled, load_images
 from codec.errors import WriteError
@@ -30,19 +29,22 @@ from codec.shard import Shard
 class Scorer:
     """Per-image metrics of a decoded 8-bit image against its original."""
 
-    def __init__(self, channels: int = 3, judge: bool = True) -> None:
+    def __init__(self, channels: int = 3, judge: bool = True, model: str = "celeba64") -> None:
         from codec import faces
+        from codec.bench.config import describer
 
         self.watson = WatsonDistance("dft").eval()
         # LPIPS (AlexNet, v0.1) where its weights have been fetched (`make lpips`); colour only.
         self.lpips = channels == 3 and lpips.available()
         # Same person: dlib's descriptor within 0.6 of the original's (colour faces only).
         self.same_person = faces.SamePerson() if channels == 3 and faces.available() else None
-        # The held-out judge's descriptor (codec.verify) where its weights have been fetched (`make judge`).
-        self.judge = judge and channels == 3 and held_out.available()
+        # The judges' descriptors (codec.verify) where their weights have been fetched (`make judge`),
+        # by record field; faces framed as `model`'s.
+        self.judges = {verify.RECOGNISERS[by][0]: describe for by in verify.JUDGE_NETS
+                       for ready, describe in [describer(by, judge, model)] if ready and channels == 3}  # fmt: skip
 
     def __call__(self, orig: np.ndarray, dec: np.ndarray, nbytes: int, png: int, identity: bool = True) -> dict:
-        """The scores; `identity` False (a sweep point, plotted but never verified) skips the judge (57 ms a face)."""
+        """The scores; `identity` False (a sweep point, plotted but never verified) skips the judges (60 ms a face)."""
         a = torch.tensor(orig).permute(2, 0, 1)[None]
         b = torch.tensor(dec).permute(2, 0, 1)[None]
         h, w = orig.shape[:2]
@@ -60,7 +62,7 @@ class Scorer:
             "watson_dft": wd,
             **({"lpips": lpips.distance(b, a).item()} if self.lpips and min(h, w) >= MIN_SIDE else {}),  # fmt: skip
             **(self._person(orig, dec) if self.same_person else {}),
-            **({"judge": verify.pack(held_out.describe(dec[None])[0])} if self.judge and identity else {}),
+            **({k: verify.pack(describe(dec[None])[0]) for k, describe in self.judges.items()} if identity else {}),
         }
 
     def _person(self, orig: np.ndarray, dec: np.ndarray) -> dict:
@@ -193,7 +195,7 @@ class _BenchRun:
         self.mine = list(range(self.rank, len(self.names), self.world))
         self.cache = Cache(Path(cfg.out) / "cache", self.rank)
         # the judge's descriptors only serve cross-photo verification: only where there are identity labels
-        self.score = Scorer(c.nc, cfg.judge and labelled(cfg))
+        self.score = Scorer(c.nc, cfg.judge and labelled(cfg), cfg.model)
         self.png = {self.names[i]: B.png_size(self.images[i]) for i in range(len(self.names))}
         self.keys: list[str] = []
         self.budget: dict[str, int] = {}  # image -> bytes of the first percodec row (the matched rows' target)

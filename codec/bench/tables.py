@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -10,13 +11,12 @@ from codec import verify
 from codec.bench.config import METRICS, OPTIONAL_METRICS, BenchConfig, _cap, _rd_suffix, load_images
 
 
-def summarize(
-    records: list[dict], protocol: verify.Protocol | None = None, judge: verify.Protocol | None = None
-) -> list[dict]:
+def summarize(records: list[dict], protocols: Mapping[str, verify.Protocol | None] | None = None) -> list[dict]:
     """Per codec, in the order `run` made the rows: means and 95% confidence half-widths
-    (normal approximation) of METRICS; with a verification `protocol` (dlib's) and/or the held-out
-    `judge`'s, each row's cross-photo accept rates (codec.verify.rates; the judge's keys
-    prefixed 'judge_') where every record of the row has that recogniser's descriptor."""
+    (normal approximation) of METRICS; with verification `protocols` (recogniser -> its
+    protocol; codec.verify.RECOGNISERS), each row's cross-photo accept rates by each
+    (codec.verify.rates; keys prefixed by verify.prefix: dlib's bare, 'judge_', 'mobileface_')
+    where every record of the row has that recogniser's descriptor."""
     by: dict[str, list[dict]] = {}
     for r in records:
         by.setdefault(r["codec"], []).append(r)
@@ -37,7 +37,7 @@ def summarize(
         if "reached" in rs[0]:
             row["reached"] = sum(bool(r["reached"]) for r in rs)
             row["matched_to"] = rs[0].get("matched_to")  # the percodec row's setting it was bisected to
-        for by, p in (("dlib", protocol), ("judge", judge)):
+        for by, p in (protocols or {}).items():
             field = verify.RECOGNISERS[by][0]
             if p is not None and p.has_pairs and all(field in r for r in rs):
                 row.update({verify.prefix(by) + k: v for k, v in verify.rates(p, _descriptors(p, rs, field)).items()})

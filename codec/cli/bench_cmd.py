@@ -112,8 +112,9 @@ def _default_reference(model: str, dataset: str) -> str:
     "--judge/--no-judge",
     default=True,
     show_default=True,
-    help="Verify with the held-out judge too (a recogniser the codec never trains or searches with; "
-    "`make judge` fetches it; about 60 ms a face): a second verification table and verify_judge.png.",
+    help="Verify with the judges too, two recognisers of other lineages than dlib's (HSE FaceRes, which only the "
+    "faceres loss searches with, and MobileFaceNet, which nothing does; `make judge` fetches them; about 60 ms a "
+    "face): a verification table and verify_judge.png / verify_mobileface.png each.",
 )
 @click.option("--no-sweep", is_flag=True, help="Skip the extra quality settings drawn in the rate-distortion plot.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from codec.align import CELEBA_FRAMING
 from codec.facenet import CHIP_SIZE, load_facenet
 from codec.losses import register_loss
 
@@ -32,8 +33,6 @@ from codec.losses import register_loss
 #: (python scripts/measure_chip.py --images 2000: on CelebA training crops seen as the bench
 #: sees them, upscaled 4x, detected and landmarked; on the full-size photos: within 0.008).
 CHIP_KEY_POINTS = np.array([[0.31495, 0.31263], [0.66257, 0.31157], [0.4908, 0.68046]])
-#: The CelebA 64x64 crops' framing (models/celeba64.safetensors), used when none is given.
-CELEBA_FRAMING = ((0.35992, 0.52426), (0.63228, 0.52483), (0.49622, 0.813165))
 #: Training-mode chip jitter: shift (share of the chip), log-scale, rotation (radians).
 JITTER = (0.03, 0.04, math.radians(4.0))
 
@@ -61,55 +60,28 @@ def _jitter(n: int, generator: torch.Generator | None = None) -> torch.Tensor:
     return m
 
 
-@register_loss(
-    "identity",
-    "cosine distance of dlib's face descriptors (keeps the person; faces framed like the model's)",
-    data_range=(-1.0, 1.0),
-    deterministic=True,
-    channels=(1, 3),
-)
-class IdentityLoss(nn.Module):
-    """1 - cos of dlib's descriptors of the two images' face chips; see the module docstring.
+class RecogniserLoss(nn.Module):
+    """1 - cos of a face recogniser's descriptors of two images; the part every recogniser's
+    loss shares. A subclass says how an image is shown to its network (`descriptors`).
 
-    framing: the model's framing (3, 2) in [0, 1] of its crops; default CelebA's.
-    views: in eval mode, each image is seen through this many chips (its own, then fixed
-        jitters as training draws them) and the loss is their mean: a search that must keep
-        the person in several chips at once cannot do it through one chip's quirks. Measured
-        (benchmarks/judge_verify.py --views 1 --views 4, 200 CelebA valid faces, the default
-        file): 4 views kept the held-out judge's accept rate where one did (0.65x vs 0.67x the
-        originals' at 1% FA; 0.44x vs 0.41x at 0.1%), so encode keeps one.
+    In training mode each image is jittered (`_jitter`; the same draw for both images) so a
+    trained decoder cannot satisfy the loss through one view's pixel-exact quirks of the
+    network; in eval mode (the encode-time search) the loss is deterministic, seen through
+    `views` views (its own, then fixed jitters) and averaged.
     """
 
-    def __init__(self, framing: Sequence[Sequence[float]] | None = None, views: int = 1) -> None:
+    def __init__(self, views: int = 1) -> None:
         super().__init__()
         if not (isinstance(views, int) and 1 <= views <= 16):
             raise ValueError(f"identity views must be a whole number 1..16, not {views!r}")
         self.views = views
         others = _jitter(views - 1, torch.Generator().manual_seed(0))
         self.register_buffer("fixed", torch.cat([torch.eye(3)[None], others]), persistent=False)
-        # its own copy: moving the loss to a GPU or to float64 must not move the shared
-        # network the bench's verifier (codec.faces) runs on the CPU
-        # channels-last: its convolutions, most of a search step's time, run a quarter faster
-        # on a CPU (forward and backward of one chip 20 -> 15 ms here)
-        self.net = copy.deepcopy(load_facenet()).to(memory_format=torch.channels_last)
-        self.register_buffer("theta", chip_theta(CELEBA_FRAMING if framing is None else framing))
         self._cached: tuple[torch.Tensor, tuple, torch.Tensor] | None = None
 
-    def chips(self, x: torch.Tensor, jitter: torch.Tensor | None = None) -> torch.Tensor:
-        """Images in [-1, 1] (B, C, H, W) -> dlib chips (B, 3, 150, 150) in [0, 255]."""
-        theta = self.theta.to(x).expand(len(x), 2, 3)
-        if jitter is not None:
-            full = torch.cat([theta, theta.new_tensor([0, 0, 1]).expand(len(x), 1, 3)], 1)
-            theta = (full @ jitter.to(x))[:, :2]
-        grid = F.affine_grid(theta, [len(x), 3, CHIP_SIZE, CHIP_SIZE], align_corners=False)
-        x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
-        # sampled in [0, 255] so that outside the crop is black, as in dlib's chips
-        chips = F.grid_sample((x + 1) * 127.5, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        return chips.contiguous(memory_format=torch.channels_last)
-
     def descriptors(self, x: torch.Tensor, jitter: torch.Tensor | None = None) -> torch.Tensor:
-        """dlib's 128-d descriptors of images in [-1, 1]."""
-        return self.net(self.chips(x, jitter))
+        """Descriptors (B, D) of images in [-1, 1] (B, C, H, W), each seen through `jitter`."""
+        raise NotImplementedError
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.training:
@@ -134,3 +106,88 @@ class IdentityLoss(nn.Module):
             want = self.descriptors(target.repeat_interleave(views, 0) if views > 1 else target, jitter)
         self._cached = None if self.training else (target, key, want)
         return want
+
+
+def _three(x: torch.Tensor) -> torch.Tensor:
+    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+
+
+@register_loss(
+    "identity",
+    "cosine distance of dlib's face descriptors (keeps the person; faces framed like the model's)",
+    data_range=(-1.0, 1.0),
+    deterministic=True,
+    channels=(1, 3),
+)
+class IdentityLoss(RecogniserLoss):
+    """1 - cos of dlib's descriptors of the two images' face chips; see the module docstring.
+
+    framing: the model's framing (3, 2) in [0, 1] of its crops; default CelebA's.
+    views: in eval mode, each image is seen through this many chips (its own, then fixed
+        jitters as training draws them) and the loss is their mean: a search that must keep
+        the person in several chips at once cannot do it through one chip's quirks. Measured
+        (benchmarks/judge_verify.py --views 1 --views 4, 200 CelebA valid faces, the default
+        file): 4 views kept the held-out judge's accept rate where one did (0.65x vs 0.67x the
+        originals' at 1% FA; 0.44x vs 0.41x at 0.1%), so encode keeps one.
+    """
+
+    def __init__(self, framing: Sequence[Sequence[float]] | None = None, views: int = 1) -> None:
+        super().__init__(views)
+        # its own copy: moving the loss to a GPU or to float64 must not move the shared
+        # network the bench's verifier (codec.faces) runs on the CPU
+        # channels-last: its convolutions, most of a search step's time, run a quarter faster
+        # on a CPU (forward and backward of one chip 20 -> 15 ms here)
+        self.net = copy.deepcopy(load_facenet()).to(memory_format=torch.channels_last)
+        self.register_buffer("theta", chip_theta(CELEBA_FRAMING if framing is None else framing))
+
+    def chips(self, x: torch.Tensor, jitter: torch.Tensor | None = None) -> torch.Tensor:
+        """Images in [-1, 1] (B, C, H, W) -> dlib chips (B, 3, 150, 150) in [0, 255]."""
+        theta = self.theta.to(x).expand(len(x), 2, 3)
+        if jitter is not None:
+            full = torch.cat([theta, theta.new_tensor([0, 0, 1]).expand(len(x), 1, 3)], 1)
+            theta = (full @ jitter.to(x))[:, :2]
+        grid = F.affine_grid(theta, [len(x), 3, CHIP_SIZE, CHIP_SIZE], align_corners=False)
+        # sampled in [0, 255] so that outside the crop is black, as in dlib's chips
+        chips = F.grid_sample((_three(x) + 1) * 127.5, grid, mode="bilinear", padding_mode="zeros",
+                              align_corners=False)  # fmt: skip
+        return chips.contiguous(memory_format=torch.channels_last)
+
+    def descriptors(self, x: torch.Tensor, jitter: torch.Tensor | None = None) -> torch.Tensor:
+        """dlib's 128-d descriptors of images in [-1, 1]."""
+        return self.net(self.chips(x, jitter))
+
+
+@register_loss(
+    "faceres",
+    "cosine distance of HSE FaceRes descriptors (a second recogniser, the bench's judge; needs `make judge`)",
+    data_range=(-1.0, 1.0),
+    deterministic=True,
+    channels=(1, 3),
+)
+class FaceResLoss(RecogniserLoss):
+    """1 - cos of the descriptors of codec.judge's network (HSE FaceRes, another lineage than
+    dlib's) of the two whole crops, shown to it as the judge shows them: resized to 224x224
+    (bicubic), in [0, 255]. A search or training run that uses it can no longer be judged by
+    it: its rows are judged by dlib instead (train with one, judge with the other).
+
+    views: as IdentityLoss's (the jitter moves the whole crop; outside it is black).
+    """
+
+    def __init__(self, views: int = 1) -> None:
+        from codec.judge import load_judge
+
+        super().__init__(views)
+        self.net = copy.deepcopy(load_judge())  # ModelError, naming `make judge`, where it is not fetched
+
+    def descriptors(self, x: torch.Tensor, jitter: torch.Tensor | None = None) -> torch.Tensor:
+        """The judge's 1,024-value descriptors of images in [-1, 1]."""
+        from codec.judge import SIDE
+
+        x = (_three(x) + 1) * 127.5
+        if jitter is None:
+            big = F.interpolate(x, size=(SIDE, SIDE), mode="bicubic", align_corners=False)
+        else:
+            theta = jitter.to(x)[:, :2]
+            grid = F.affine_grid(theta, [len(x), 3, SIDE, SIDE], align_corners=False)
+            big = F.grid_sample(x, grid, mode="bicubic", padding_mode="zeros", align_corners=False)
+        return self.net(big.clamp(0, 255).permute(0, 2, 3, 1))
