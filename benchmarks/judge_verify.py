@@ -21,7 +21,6 @@ each recogniser, and WebP at its quality closest to each row's mean bytes for sc
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 import time
 from pathlib import Path
@@ -79,8 +78,8 @@ def main() -> None:
     ap.add_argument("--views", type=int, action="append", default=[], help="identity term's chips (default 1)")
     ap.add_argument("--tune", action="store_true", help="only the originals' accept rates, per recogniser")
     args = ap.parse_args()
-    from codec import faces as dlib_faces
     from codec import judge, verify
+    from codec.bench.config import describer
     from codec.data import celeba_identities, load_dataset
 
     if not judge.available():
@@ -90,9 +89,8 @@ def main() -> None:
     names = list(s.names)
     ids = celeba_identities(args.data_root)
     coded = names[: args.images]
-    recognisers = {"dlib": dlib_faces.describe, "judge": judge.describe}
-    if judge.available("mobileface"):
-        recognisers["mobileface"] = functools.partial(judge.describe, net="mobileface")
+    made = {by: describer(by, True, "celeba64") for by in verify.RECOGNISERS}  # 64x64 crops framed as celeba64's
+    recognisers = {by: describe for by, (ready, describe) in made.items() if ready}
     pool_desc = {k: fn(pool) for k, fn in recognisers.items()}
     protocols = {k: verify.build(coded, names, d, ids) for k, d in pool_desc.items()}
     base = {k: verify.rates(protocols[k], pool_desc[k][: len(coded)]) for k in recognisers}

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from codec.bench import BenchConfig, protocol_for, run, verification_table, write_outputs
+from codec.bench import BenchConfig, protocols_for, run, verification_table, write_outputs
 from codec.data import folder_files
 
 
@@ -42,14 +42,11 @@ def main() -> None:
                       losses=(RD_LOSS,), identities=str(ids), out=str(out), sweep=False, reference=None,
                       max_bytes=tuple(args.max_bytes))  # fmt: skip
     _, summary = write_outputs(cfg, run(cfg, progress=True))
-    protocol = protocol_for(cfg)
-    if protocol is None or not protocol.has_pairs:
+    protocols = protocols_for(cfg)
+    if "dlib" not in protocols:
         raise SystemExit("no person has two photos with a face dlib can describe: nothing to verify")
-    print(verification_table(summary, protocol))
-    for by in ("judge", "mobileface"):
-        judge = protocol_for(cfg, by)
-        if judge is not None and judge.has_pairs:
-            print(verification_table(summary, judge, by))
+    for by, protocol in protocols.items():  # dlib's first, then each judge fetched
+        print(verification_table(summary, protocol, by))
 
 
 if __name__ == "__main__":

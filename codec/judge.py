@@ -50,17 +50,22 @@ SIDE = 224
 
 @dataclass(frozen=True)
 class Net:
-    """A recogniser in the package: its file, the node that is its descriptor, the side it is
-    shown faces at, and whether they are first aligned onto ArcFace's template."""
+    """A recogniser in the package: its file, the node that is its descriptor and that
+    descriptor's length, the side it is shown faces at, and whether they are first aligned onto
+    ArcFace's template."""
 
     model: str
     output: str
+    dim: int
     side: int
     arcface: bool = False
 
 
 #: The judges by name: FaceRes (the bench's judge) and MobileFaceNet (the judge of both).
-NETS = {"faceres": Net(MODEL, OUTPUT, SIDE), "mobileface": Net("mobileface.json", "batchnorm0/add_1", 112, True)}
+NETS = {
+    "faceres": Net(MODEL, OUTPUT, 1024, SIDE),
+    "mobileface": Net("mobileface.json", "batchnorm0/add_1", 256, 112, arcface=True),
+}
 #: ArcFace's 112x112 template: left eye, right eye, and the mouth corners' midpoint.
 ARCFACE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.1396, 92.2848]])
 
@@ -118,11 +123,10 @@ def shown(face: np.ndarray, net: str = "faceres", framing: np.ndarray | None = N
     spec, img = NETS[net], Image.fromarray(np.ascontiguousarray(face))
     if not spec.arcface:
         return np.asarray(img.resize((spec.side, spec.side), Image.BICUBIC))
-    if framing is None:
-        from codec.align import CELEBA_FRAMING as framing
-    from codec.align import similarity
+    from codec.align import CELEBA_FRAMING, similarity
 
-    to_face = similarity(ARCFACE * spec.side / 112, np.asarray(framing) * np.array(face.shape[1::-1]))
+    framing = np.asarray(CELEBA_FRAMING if framing is None else framing)
+    to_face = similarity(ARCFACE * spec.side / 112, framing * np.array(face.shape[1::-1]))
     return np.asarray(img.transform((spec.side, spec.side), Image.AFFINE, to_face.reshape(-1).tolist(), Image.BICUBIC))
 
 
@@ -136,4 +140,4 @@ def describe(faces: np.ndarray, batch: int = 32, net: str = "faceres", framing: 
             x = np.stack([shown(f, net, framing) for f in faces[i : i + batch]]).astype(np.float32)
             d = model(torch.from_numpy(x)).double().numpy()
             out.append(d / np.linalg.norm(d, axis=1, keepdims=True))
-    return np.concatenate(out) if out else np.zeros((0, 1024 if net == "faceres" else 256))
+    return np.concatenate(out) if out else np.zeros((0, NETS[net].dim))

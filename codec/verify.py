@@ -36,12 +36,15 @@ import numpy as np
 FARS = (0.01, 0.001)
 #: Impostor photos per coded face.
 IMPOSTORS = 50
-#: Recogniser -> (record field of a decoded face's descriptor, its words in tables and plots).
+#: Recogniser -> (record field of a decoded face's descriptor, its words in tables and plots,
+#: its short name in table titles).
 RECOGNISERS = {
-    "dlib": ("desc", "dlib (the recogniser encode's identity term searches with)"),
-    "judge": ("judge", "the judge (HSE FaceRes: held out unless a search used the faceres loss)"),
-    "mobileface": ("mobileface", "the second judge (InsightFace MobileFaceNet: never trained or searched with)"),
-}
+    "dlib": ("desc", "dlib (the recogniser encode's identity term searches with)", "dlib"),
+    "judge": ("judge", "the judge (HSE FaceRes: held out unless a search used the faceres loss)",
+              "the judge (HSE FaceRes)"),
+    "mobileface": ("mobileface", "the second judge (InsightFace MobileFaceNet: never trained or searched with)",
+                   "the second judge (MobileFaceNet)"),
+}  # fmt: skip
 #: The judges -> their networks in codec.judge.NETS.
 JUDGE_NETS = {"judge": "faceres", "mobileface": "mobileface"}
 #: Recogniser -> the loss (codec.losses) that searches or trains with it.

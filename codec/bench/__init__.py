@@ -12,12 +12,12 @@ work), `runs` (coding and scoring every image, the cache), `tables` (summaries, 
 BD-rates), `plots` (figures), `outputs` (everything written into OUT).
 """
 
-from codec.bench.config import BenchConfig, load_images, protocol_for, verification
+from codec.bench.config import BenchConfig, load_images, protocols_for, verification
 from codec.bench.outputs import write_outputs
 from codec.bench.plots import plot_grid, plot_rd, plot_verify
 from codec.bench.runs import Cache, Scorer, check, reconstruct, run
 from codec.bench.tables import BD_WINDOW, bd_rates, quality_table, summarize, table, verification_table
 
 __all__ = ["BD_WINDOW", "BenchConfig", "Cache", "Scorer", "bd_rates", "check", "load_images", "plot_grid",
-           "plot_rd", "plot_verify", "protocol_for", "quality_table", "reconstruct", "run", "summarize", "table",
+           "plot_rd", "plot_verify", "protocols_for", "quality_table", "reconstruct", "run", "summarize", "table",
            "verification", "verification_table", "write_outputs"]  # fmt: skip

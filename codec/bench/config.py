@@ -216,14 +216,15 @@ def labelled(cfg: BenchConfig) -> bool:
     return cfg.dataset == "celeba" or bool(cfg.identities)
 
 
-def protocol_for(cfg: BenchConfig, by: str = "dlib") -> verify.Protocol | None:
-    """The cross-photo verification protocol of a bench run's faces by recogniser `by`
-    (None: it cannot run)."""
+def protocols_for(cfg: BenchConfig) -> dict[str, verify.Protocol]:
+    """The cross-photo verification protocols of a bench run's faces, by every recogniser
+    (codec.verify.RECOGNISERS) that can run and has genuine pairs to verify."""
     from codec.zoo import load_model, resolve
 
     g, _ = load_model(resolve(cfg.model).base)
     names, images = load_images(cfg, g.config.size, g.config.nc, g.config.crop)
-    return verification(cfg, names, images, g.config.crop, by)
+    made = {by: verification(cfg, names, images, g.config.crop, by) for by in verify.RECOGNISERS}
+    return {by: p for by, p in made.items() if p is not None and p.has_pairs}
 
 
 def write_result(path: Path, data: str | bytes) -> None:

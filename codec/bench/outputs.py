@@ -9,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from codec import verify
-from codec.bench.config import METRICS, BenchConfig, protocol_for, write_result
+from codec.bench.config import METRICS, BenchConfig, protocols_for, write_result
 from codec.bench.plots import plot_grid, plot_rd, plot_verify, plot_webp_wins
 from codec.bench.tables import (
     BD_WINDOW,
@@ -33,7 +33,7 @@ def write_outputs(cfg: BenchConfig, records: list[dict]) -> tuple[dict[str, Path
     and the summary rows."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    protocols = {by: p for by in verify.RECOGNISERS if (p := protocol_for(cfg, by)) is not None and p.has_pairs}
+    protocols = protocols_for(cfg)
     summary = summarize(records, protocols)
     paths = {
         "json": out / "results.json",
@@ -90,7 +90,7 @@ def _originals_key(by: str) -> str:
 
 def _words(by: str, cfg: BenchConfig) -> str:
     """A recogniser's name in a table's title, and whether this bench's search used it."""
-    name = {"dlib": "dlib", "judge": "the judge (HSE FaceRes)", "mobileface": "the second judge (MobileFaceNet)"}[by]
+    name = verify.RECOGNISERS[by][2]
     if verify.searched_with(by, cfg.losses):
         return f"{name}, which this bench's search used (not held out)"
     return name if by == "dlib" else f"{name}, held out"

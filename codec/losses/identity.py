@@ -174,20 +174,19 @@ class FaceResLoss(RecogniserLoss):
     """
 
     def __init__(self, views: int = 1) -> None:
-        from codec.judge import load_judge
+        from codec.judge import SIDE, load_judge
 
         super().__init__(views)
         self.net = copy.deepcopy(load_judge())  # ModelError, naming `make judge`, where it is not fetched
+        self.side = SIDE
 
     def descriptors(self, x: torch.Tensor, jitter: torch.Tensor | None = None) -> torch.Tensor:
         """The judge's 1,024-value descriptors of images in [-1, 1]."""
-        from codec.judge import SIDE
-
-        x = (_three(x) + 1) * 127.5
+        x, side = (_three(x) + 1) * 127.5, self.side
         if jitter is None:
-            big = F.interpolate(x, size=(SIDE, SIDE), mode="bicubic", align_corners=False)
+            big = F.interpolate(x, size=(side, side), mode="bicubic", align_corners=False)
         else:
             theta = jitter.to(x)[:, :2]
-            grid = F.affine_grid(theta, [len(x), 3, SIDE, SIDE], align_corners=False)
+            grid = F.affine_grid(theta, [len(x), 3, side, side], align_corners=False)
             big = F.grid_sample(x, grid, mode="bicubic", padding_mode="zeros", align_corners=False)
         return self.net(big.clamp(0, 255).permute(0, 2, 3, 1))
