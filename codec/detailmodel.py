@@ -351,8 +351,9 @@ def _shared_base(path: Path, meta: dict[str, str]) -> RDModel:
     """The base a file names (`base_model`, `base_fingerprint`, `base_levels`): that RD model
     file, checked to be the one the detail was made on, cut to the levels it uses, exactly
     the base the file would otherwise hold (the same weights, steps and tables)."""
+    from codec import zoo
     from codec.errors import ModelError
-    from codec.modelfile import MAX_LEVELS, config_field, field, is_int, steps_field
+    from codec.modelfile import MAX_LEVELS, build_checked, config_field, field, is_int, steps_field
 
     name = field(path, meta, "base_model", lambda v: isinstance(v, str) and re.fullmatch(NAME, v) is not None,
                  "a model name")  # fmt: skip
@@ -360,20 +361,25 @@ def _shared_base(path: Path, meta: dict[str, str]) -> RDModel:
                is not None, "16 hex digits")  # fmt: skip
     levels = field(path, meta, "base_levels", lambda v: isinstance(v, list) and 1 <= len(v) <= MAX_LEVELS and all(
         is_int(g, 1, MAX_LEVELS) for g in v), f"a list of 1..{MAX_LEVELS} levels")  # fmt: skip
-    try:
-        shared, _ = rdmodel.load_rd(base_file(path, name))
+    file = base_file(path, name)
+    try:  # through the model cache: an encode that loads the detail model has loaded its base as a rung already
+        shared, _ = zoo.load_model(file)
     except ModelError as exc:
         raise ModelError(f"{path} builds on the RD model {name}, which cannot be loaded: {exc}") from None
-    if bytes.fromhex(fp) not in shared.fingerprints():
+    if not isinstance(shared, RDModel):
+        raise ModelError(f"{path} builds on the RD model {name}, which cannot be loaded: {file}: not a percodec "
+                         "rate-distortion model")  # fmt: skip
+    if not zoo.answers_to(file, bytes.fromhex(fp)):
         raise ModelError(f"{path} builds on the RD model {name} {fp}, and the {name} found is another "
                          f"({shared.fingerprint().hex()})")  # fmt: skip
     if max(levels) > shared.level_count:
         raise ModelError(f"{path}: its base levels {levels} are not all levels of {name}")
     config = config_field(path, meta, "config", ModelConfig)
-    base = RDModel(shared.config, tuple(shared.step_of(g) for g in levels))
-    if config != shared.config or base.step_sizes != tuple(steps_field(path, meta)):
+    steps = tuple(shared.step_of(g) for g in levels)
+    if config != shared.config or steps != tuple(steps_field(path, meta)):
         raise ModelError(f"{path}: its config or steps do not match its base {name}'s levels {levels}")
-    base.load_state_dict(shared.state_dict())
+    weights = {k: v.clone() for k, v in shared.state_dict().items()}  # the cached model's own stay its own
+    base = build_checked(file, lambda: RDModel(shared.config, steps), weights)
     base.tables = {i: shared.tables[g] for i, g in enumerate(levels, start=1)}
     return base
 

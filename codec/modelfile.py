@@ -89,8 +89,9 @@ def config_field(path: str | Path, meta: dict[str, str], key: str, make: Callabl
 
 
 def build_checked(path: str | Path, factory: Callable[[], M], weights: dict[str, torch.Tensor]) -> M:
-    """`factory()`'s network with `weights` loaded, once they are known to be exactly its
-    tensors (names and shapes, compared on the meta device first) and all finite."""
+    """`factory()`'s network with `weights` as its tensors (not copied: the caller gives up
+    its own), once they are known to be exactly its tensors (names and shapes, compared on
+    the meta device first) and all finite."""
     try:
         with torch.device("meta"):
             probe = factory()
@@ -109,9 +110,21 @@ def build_checked(path: str | Path, factory: Callable[[], M], weights: dict[str,
     for name, t in weights.items():
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise ModelError(f"{path}: weight {name} holds NaN or infinity: the model is damaged")
-    model = factory()
-    model.load_state_dict(weights, strict=False)
-    return model
+    # The checked meta network itself takes the weights as its tensors: building it a second
+    # time for real would draw random weights only to overwrite them (a third of a cold
+    # encode's model loading). Buffers no file stores (BatchNorm's step counter) start at zero.
+    # The tensors become the network's own (the caller hands over fresh ones), in its dtypes.
+    kinds = {k: v.dtype for k, v in probe.state_dict().items()}
+    probe.load_state_dict({k: v.to(kinds[k]) for k, v in weights.items() if k in kinds}, strict=False, assign=True)
+    for m in probe.modules():
+        for k, b in m._buffers.items():
+            if b is not None and b.is_meta:
+                m._buffers[k] = torch.zeros(b.shape, dtype=b.dtype)
+    left = [f"{type(m).__name__}.{k}" for m in probe.modules() for k, v in [*vars(m).items(), *m.named_parameters(
+        recurse=False)] if isinstance(v, torch.Tensor) and v.is_meta]  # fmt: skip
+    if left:  # a tensor kept outside the weights has no storage: a bug in the network's class
+        raise RuntimeError(f"{path}: {', '.join(left)} left on the meta device")
+    return probe
 
 
 def _shapes(state: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:

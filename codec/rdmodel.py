@@ -127,10 +127,10 @@ class RDModel(nn.Module):
         """File size of each rounded latent (B, nz) at its ideal code length, header included."""
         return OVERHEAD_V2 + self.prior.bits(y_hat, step) / 8
 
-    def fingerprint(self, levels: int | None = None) -> bytes:
-        """8 bytes over the generator's fingerprint and every level's tables (or those of
-        levels 1..`levels`)."""
-        h = hashlib.sha256(fingerprint(self.generator))
+    def fingerprint(self, levels: int | None = None, generator: bytes | None = None) -> bytes:
+        """8 bytes over the generator's fingerprint (`generator`, where the caller has it)
+        and every level's tables (or those of levels 1..`levels`)."""
+        h = hashlib.sha256(fingerprint(self.generator) if generator is None else generator)
         for lv, t in sorted(self.tables.items()):
             if levels is not None and lv > levels:
                 break
@@ -143,7 +143,8 @@ class RDModel(nn.Module):
         """Every fingerprint this model answers to: its own, then those it had before levels
         were added. Each is computed from the tables it holds now, so a file made before
         decodes here only if the levels it can use are unchanged."""
-        return [self.fingerprint(), *(self.fingerprint(n) for n in self.released)]
+        g = fingerprint(self.generator)  # hashing every weight once, not once per fingerprint
+        return [self.fingerprint(generator=g), *(self.fingerprint(n, g) for n in self.released)]
 
 
 def warm_start(model: RDModel, source: RDModel) -> None:

@@ -196,3 +196,35 @@ def test_checking_a_model_before_building_it_costs_no_heavy_imports() -> None:
             "print(','.join(m for m in ('sympy', 'torch._dynamo') if m in sys.modules))")  # fmt: skip
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == "", done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("kind", ["generator", "rd", "detail", "shared"])
+def test_a_loaded_model_holds_its_files_tensors_and_nothing_on_the_meta_device(seeds, kind) -> None:
+    """A model is built once, on the meta device, and takes the file's tensors (no random
+    weights drawn only to be overwritten): each tensor the file holds comes back exactly,
+    none is left without storage, BatchNorm's step counters are zero."""
+    model, _ = fuzz_models.LOADERS[kind](seeds[kind])
+    _, state = read_model_file(seeds[kind])
+    mine = model.state_dict()
+    for name, t in mine.items():
+        assert not t.is_meta, name
+        if name.endswith("num_batches_tracked"):
+            assert int(t) == 0
+    if kind == "shared":  # its base's tensors are in rd.safetensors
+        state |= {f"base.{k}": v for k, v in read_model_file(seeds["rd"])[1].items()}
+    held = state | {f"base.{k}": v for k, v in state.items()}  # a detail file holds its base unprefixed
+    compared = [k for k in mine if not k.endswith("num_batches_tracked")]
+    assert set(compared) <= held.keys()
+    assert all(torch.equal(mine[k], held[k].float()) for k in compared)
+
+
+def test_a_detail_models_base_is_its_own_copy_of_the_cached_rd_model(seeds) -> None:
+    """A detail model naming its base reads it through the model cache: changing the detail
+    model's base (as training does) must not change the RD model every other caller gets."""
+    detail, _ = fuzz_models.LOADERS["shared"](seeds["shared"])
+    rd, _ = load_model(seeds["rd"])
+    before = {k: v.clone() for k, v in rd.state_dict().items()}
+    with torch.no_grad():
+        for p in detail.base.parameters():
+            p.add_(1.0)
+    assert all(torch.equal(v, before[k]) for k, v in rd.state_dict().items())
