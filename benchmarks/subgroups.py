@@ -1,4 +1,4 @@
-"""Who percodec codes worse: UTKFace's held-out photos by age band x ethnicity.
+"""Who percodec codes worse: UTKFace's (or All-Age-Faces') held-out photos by age band x ethnicity.
 
 The photos of the test split of a UTKFace folder (codec.photos: 5% by a hash of the path,
 never trained on) are framed as encode frames them, coded at the default (at most 112 B) and
@@ -7,16 +7,20 @@ identity (dlib's descriptor of the decoded face within SAME_PERSON of the origin
 mean PSNR per age band x ethnicity cell (n under it; a cell more than 1 dB below the overall
 mean is marked), and per age band and per ethnicity the mean, the worst 5% of faces' mean
 PSNR and the same-photo accept rate. UTKFace's file names give age, gender and ethnicity
-(0 white, 1 black, 2 asian, 3 indian, 4 other), as its authors labelled them.
+(0 white, 1 black, 2 asian, 3 indian, 4 other), as its authors labelled them; All-Age-Faces'
+(NNNNNAxx.jpg) give the age alone (its faces are mostly East Asian, not labelled one by one:
+their column is "unlabelled").
 
     python benchmarks/subgroups.py --data-root ~/data/utkface              # all ~1,100 test photos
     python benchmarks/subgroups.py --data-root ~/data/utkface --max-bytes 520 --out runs/subgroups.json
+    python benchmarks/subgroups.py --data-root ~/data/all-age-faces       # ~650 test photos, by age
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -27,20 +31,29 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 BANDS = ((0, 2), (3, 9), (10, 19), (20, 39), (40, 59), (60, 79), (80, 200))
-ETHNICITIES = ("white", "black", "asian", "indian", "other")
+ETHNICITIES = ("white", "black", "asian", "indian", "other", "unlabelled")
+UNLABELLED = ETHNICITIES.index("unlabelled")
+#: An All-Age-Faces name: five digits, "A", the age.
+ALL_AGE = re.compile(r"\d{5}A(\d{2})\.jpg")
 #: A cell this many dB under the overall mean is marked (issue #34's target).
 GAP = 1.0
 
 
 def label(name: str) -> tuple[int, int] | None:
-    """(age band index, ethnicity index) from a UTKFace name, or None where it is malformed."""
-    parts = name.split("_")
-    try:
-        age, race = int(parts[0]), int(parts[2])
-    except (IndexError, ValueError):
-        return None
+    """(age band index, ethnicity index) from a UTKFace or All-Age-Faces name (the latter's
+    ethnicity UNLABELLED), or None where it is neither."""
+    if m := ALL_AGE.fullmatch(name):
+        age, race = int(m.group(1)), UNLABELLED
+    else:
+        parts = name.split("_")
+        try:
+            age, race = int(parts[0]), int(parts[2])
+        except (IndexError, ValueError):
+            return None
+        if not 0 <= race < UNLABELLED:
+            return None
     band = next((i for i, (lo, hi) in enumerate(BANDS) if lo <= age <= hi), None)
-    return (band, race) if band is not None and 0 <= race < len(ETHNICITIES) else None
+    return (band, race) if band is not None else None
 
 
 def _band(i: int) -> str:
@@ -86,11 +99,12 @@ def _print(title: str, t: dict) -> None:
     print(f"\n### {title}\n")
     print("mean PSNR (dB) by age band x ethnicity (n); * = more than 1.0 dB under the overall "
           f"{t['overall_psnr']:.2f} dB\n")  # fmt: skip
-    print("| age | " + " | ".join(ETHNICITIES) + " |")
-    print("|---|" + "---|" * len(ETHNICITIES))
+    shown = [e for e in ETHNICITIES if any(k.endswith(f"|{e}") for k in t["cells"])]  # the labels this data has
+    print("| age | " + " | ".join(shown) + " |")
+    print("|---|" + "---|" * len(shown))
     for b in range(len(BANDS)):
         row = []
-        for e in ETHNICITIES:
+        for e in shown:
             c = t["cells"].get(f"{_band(b)}|{e}")
             mark = "*" if c and c["psnr"] < t["overall_psnr"] - GAP else ""
             row.append(f"{c['psnr']:.2f}{mark} ({c['n']})" if c else "–")
@@ -104,7 +118,11 @@ def _print(title: str, t: dict) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-root", required=True, help="a UTKFace folder (age_gender_race_date.jpg.chip.jpg files)")
+    ap.add_argument(
+        "--data-root",
+        required=True,
+        help="a UTKFace folder (age_gender_race_date.jpg.chip.jpg files) or an All-Age-Faces one (NNNNNAxx.jpg)",
+    )
     ap.add_argument("--model", default="celeba64")
     ap.add_argument("--images", type=int, help="the first N test photos [all]")
     ap.add_argument("--max-bytes", type=int, action="append", default=[], help="a cap besides the default (repeat)")
@@ -125,7 +143,10 @@ def main() -> None:
     cache = Path(args.cache) / f"subgroups-{Path(args.data_root).name}"
     crops, names, skipped = prepare_photos(files, framing, 64, cache, 2, progress=True)
     labels = [label(n) for n in names]
-    print(f"{len(names)} UTKFace test photos framed ({skipped} without a face found), model {args.model}")
+    print(
+        f"{len(names)} test photos of {Path(args.data_root).name} framed ({skipped} without a face found), "
+        f"model {args.model}"
+    )
     score = faces.SamePerson()
     originals = crops.transpose(0, 2, 3, 1)
     out = {}
