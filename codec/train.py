@@ -63,6 +63,7 @@ class TrainConfig:
     framing_from: str = "celeba64"  # photos: the model whose framing the faces are framed on
     mix: tuple[tuple[str, str, float], ...] = ()  # more sources (dataset, root, share of the images drawn)
     out: str = "runs/celeba64"
+    data_cache: str | None = None  # where the prepared images are cached [out/cache]
     split: str = "train"
     steps: int | None = None
     epochs: float | None = None
@@ -302,9 +303,16 @@ def _load_images(
         framing = framing_of(cfg.framing_from)
         if framing is None:
             raise ValueError(f"--framing-from {cfg.framing_from} has no framing to frame the photos' faces on")
-    data = load_dataset(dataset, root, split, size=size, limit=limit, cache_dir=Path(cfg.out) / "cache",
+    data = load_dataset(dataset, root, split, size=size, limit=limit, cache_dir=data_cache(cfg),
                         progress=progress, on_skip=skipped, framing=framing)  # fmt: skip
     return data.images, data.skipped
+
+
+def data_cache(cfg: TrainConfig) -> Path:
+    """Where a run's prepared images (decoded, framed) are cached: --data-cache, which runs on
+    the same data can share (framing a photo folder's faces takes minutes per thousand), or
+    else the run folder's cache/."""
+    return Path(cfg.data_cache).expanduser() if cfg.data_cache else Path(cfg.out) / "cache"
 
 
 def _check_options(cfg: TrainConfig) -> None:
@@ -400,6 +408,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     fresh = not out.exists()
     with _claimed(out, proc.main, fresh):
         _check_out(out, cfg.resume, cfg.force)
+        if data_cache(cfg).exists() and not data_cache(cfg).is_dir():
+            raise FileExistsError(f"--data-cache {cfg.data_cache}: not a folder")
         with _removed_on_failure(out, proc.main, fresh):  # a failed start leaves no run folder (or cache) behind
             run = _prepare(cfg, proc)
         if proc.main:

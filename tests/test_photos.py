@@ -12,7 +12,7 @@ from PIL import Image
 
 from codec import photos
 from codec.ladder import framing_of
-from tests.conftest import SAMPLES
+from tests.conftest import ROOT, SAMPLES
 
 pytest.importorskip("dlib")
 
@@ -65,8 +65,8 @@ def test_a_prepared_part_is_read_back_not_made_again(folder, tmp_path, monkeypat
                        + " was made"]  # fmt: skip
 
 
-@pytest.mark.slow  # 6 s
-def test_train_generator_trains_on_a_photo_folder(folder, tmp_path) -> None:
+@pytest.mark.slow  # 10 s
+def test_train_generator_trains_on_a_photo_folder(folder, tmp_path, monkeypatch) -> None:
     from click.testing import CliRunner
 
     from codec.cli import main
@@ -74,13 +74,23 @@ def test_train_generator_trains_on_a_photo_folder(folder, tmp_path) -> None:
 
     for i in range(40):  # enough photos for a batch of each split
         (folder / f"x{i:02d}.jpg").symlink_to(folder / "a.jpg")
-    r = CliRunner().invoke(main, ["train-generator", "--objective", "rd", "--dataset", "photos", "--data-root",
-                                  str(folder), "--out", str(tmp_path / "run"), "--width", "4", "--nz", "8",
-                                  "--batch-size", "2", "--steps", "2", "--no-progress"])  # fmt: skip
-    assert r.exit_code == 0, r.output
-    assert "percodec: skipped: " in r.output and "c.png: no face found" in r.output
+
+    def train(out: str) -> str:
+        r = CliRunner().invoke(main, ["train-generator", "--objective", "rd", "--dataset", "photos", "--data-root",
+                                      str(folder), "--out", str(tmp_path / out), "--width", "4", "--nz", "8",
+                                      "--batch-size", "2", "--steps", "2", "--no-progress",
+                                      "--data-cache", str(tmp_path / "faces")])  # fmt: skip
+        assert r.exit_code == 0, r.output
+        return r.output
+
+    output = train("run")
+    assert "percodec: skipped: " in output and "c.png: no face found" in output
     card = read_metadata(tmp_path / "run" / "model.safetensors")["card"]
     assert '"dataset": "photos"' in card and '"framing_from": "celeba64"' in card
+    assert any((tmp_path / "faces").glob("photos-*/part-*.npz")) and not (tmp_path / "run" / "cache").exists()
+    # a second run on the same photos with the same --data-cache frames nothing again
+    monkeypatch.setattr(photos, "frame_photo", lambda *a: pytest.fail("a cached face was framed again"))
+    assert "without a face left out when" in train("run2")
     r = CliRunner().invoke(main, ["train-generator", "--dataset", "celeba", "--framing-from", "celeba64",
                                   "--out", str(tmp_path / "other"), "--dry-run"])  # fmt: skip
     assert r.exit_code == 2 and "--framing-from applies to --dataset photos" in r.output
@@ -99,3 +109,20 @@ def test_a_part_framed_the_old_way_is_made_again(folder, tmp_path, monkeypatch) 
     monkeypatch.setattr(align, "FRAMING_VERSION", align.FRAMING_VERSION + 1)
     photos.prepare_photos(files, framing, 64, tmp_path / "cache", 1)
     assert len(calls) == len(files)
+
+
+def test_subgroups_reads_age_and_ethnicity_from_utkface_and_all_age_faces_names() -> None:
+    """benchmarks/subgroups.py's labels: UTKFace's age_gender_race names and All-Age-Faces'
+    NNNNNAxx.jpg (age only: its column is "unlabelled"); anything else is left out."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("subgroups", ROOT / "benchmarks" / "subgroups.py")
+    sub = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sub)
+    band = {lo: i for i, (lo, _) in enumerate(sub.BANDS)}
+    assert sub.label("85_1_1_20170110182743000.jpg.chip.jpg") == (band[80], sub.ETHNICITIES.index("black"))
+    assert sub.label("1_0_2_20161219140530307.jpg.chip.jpg") == (band[0], sub.ETHNICITIES.index("asian"))
+    assert sub.label("13321A80.jpg") == (band[80], sub.UNLABELLED)
+    assert sub.label("00004A02.jpg") == (band[0], sub.UNLABELLED)
+    for odd in ("61_1_20170109142408075.jpg.chip.jpg", "30_0_9_x.jpg", "30_0_5_x.jpg", "0001A02.jpg", "portrait.jpg"):
+        assert sub.label(odd) is None, odd

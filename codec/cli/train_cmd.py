@@ -46,7 +46,7 @@ class MixSource(click.ParamType):
     show_default=True,
     help="celeba: official layout (img_align_celeba/ + list_eval_partition.txt); mnist: the four raw "
     "files; folder: every image under --data-root, centre-cropped; photos: every photo under --data-root, "
-    "its largest face found and framed as encode frames it (--framing-from), once, cached in the run folder; "
+    "its largest face found and framed as encode frames it (--framing-from), once, cached (--data-cache); "
     "split by a hash of each path (train 90%, valid 5%, test 5%).",
 )
 @click.option(
@@ -70,6 +70,12 @@ class MixSource(click.ParamType):
     type=click.Path(file_okay=False),
     required=True,
     help="Run folder: checkpoint.pt, generator.safetensors, samples/, train.log.jsonl.",
+)
+@click.option(
+    "--data-cache",
+    type=click.Path(file_okay=False),
+    help="Where the prepared training images (decoded, faces framed) are cached [OUT/cache]; runs on the same "
+    "data can share one (framing a photo folder's faces takes minutes per thousand photos).",
 )
 @click.option("--split", default="train", show_default=True, help="Split to train on (folder: all).")
 @click.option("--steps", type=click.IntRange(1, 10**9), help="Total optimiser steps (a resumed run continues to this).")
