@@ -70,13 +70,21 @@ def frame(
     finder: Callable[..., list[align.Face]] = align.detect,
 ) -> Framed:
     """Read an input and make the model-sized crop: the face found (by `finder`) and aligned
-    as the model's training faces (`framing`, `ladder.framing_of`: when the model has one and
-    the input is not already model-sized), else the centre crop."""
+    as the model's training faces (`framing`, `ladder.framing_of`, where the model has one),
+    else the centre crop. A model-sized input is taken as it is, as a crop already framed,
+    unless its face sits far off the framing (`align.off_framing`: a tight portrait, a face
+    off-centre), when it is framed as a photo is."""
     img, notes = read_input(image, channels)
     if min(img.size) < size:
         notes += (f"image is {img.size[0]}x{img.size[1]}, smaller than the model's {size}x{size}: upscaled",)
     crop = o.crop if o.crop is not None else crop
-    framing = framing if o.align and channels == 3 and img.size != (size, size) else None
+    framing = framing if o.align and channels == 3 else None
+    if framing is not None and img.size == (size, size):
+        off = align.off_framing(img, framing, finder)
+        if off is None:
+            framing = None
+        else:
+            notes += (f"its face sat off the model's framing ({off}): framed as a photo is",)
     if framing is None:
         return Framed(to_tensor(fit_to_model(img, size, crop)), "centre crop", notes)
     name = input_name(image)

@@ -1,12 +1,14 @@
 """The sample faces across the quality scale, beside WebP at the same byte caps: docs/ladder.png.
 
     python scripts/ladder_gallery.py [--caps 112,200,350,520,820,1024] [--out docs/ladder.png] [IMAGE...]
+    python scripts/ladder_gallery.py --model celeba128 --caps 112,135,400,520,1024 --out docs/ladder128.png
 
 For each input (default: the samples/ faces, the photo found and framed) and each cap, two
 images: percodec's file at `encode --max-bytes CAP` (the highest quality that fits, 12
 refinement steps) and WebP's largest quality whose file fits the same cap (method 6, the
-input as percodec coded it; "no fit" where even quality 0 is larger). Each with its size and
-PSNR / SSIM against that input. Public-domain faces only (CelebA may not be redistributed).
+input as percodec coded it, at the model's side; "no fit" where even quality 0 is larger).
+Each with its size and PSNR / SSIM against that input. A cap above the scale's top rung gets
+the top rung. Public-domain faces only (CelebA may not be redistributed).
 """
 
 from __future__ import annotations
@@ -52,10 +54,11 @@ def main() -> None:
     ap.add_argument("images", nargs="*", type=Path)
     ap.add_argument("--caps", default="112,200,350,520,820,1024")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "ladder.png")
+    ap.add_argument("--model", default="celeba64", help="the scale (or model) percodec codes with")
     args = ap.parse_args()
     images = args.images or [ROOT / "samples" / n for n in ("astronaut_photo.jpg", "grace_hopper.png")]
     caps = [int(c) for c in args.caps.split(",")]
-    coded = {cap: encode_batch(images, EncodeOptions(max_bytes=cap, device="cpu")) for cap in caps}
+    coded = {cap: encode_batch(images, EncodeOptions(model=args.model, max_bytes=cap, device="cpu")) for cap in caps}
     cols = 1 + len(caps)
     fig, axes = plt.subplots(2 * len(images), cols, figsize=(1.55 * cols, 3.7 * len(images)), squeeze=False)
     for i in range(len(images)):
@@ -64,7 +67,7 @@ def main() -> None:
         top[0].imshow(original)
         top[0].set_title("input", fontsize=8)
         bottom[0].axis("off")
-        top[0].set_ylabel("percodec", fontsize=8)
+        top[0].set_ylabel(f"percodec {args.model}", fontsize=8)
         for j, cap in enumerate(caps, start=1):
             r = coded[cap][i]
             top[j].imshow(r.decoded.permute(1, 2, 0).numpy())
@@ -84,7 +87,8 @@ def main() -> None:
         for ax in [*top, *bottom[1:]]:
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.suptitle("encode --max-bytes CAP (top) and WebP's best quality within CAP (bottom)", fontsize=9)
+    fig.suptitle(f"encode --model {args.model} --max-bytes CAP (top) and WebP's best quality within CAP (bottom)",
+                 fontsize=9)  # fmt: skip
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -11,6 +12,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from codec.cli import main
+from codec.ladder import framing_of
 from tests.conftest import DATASETS, SAMPLES
 
 align = pytest.importorskip("codec.align")
@@ -106,13 +108,28 @@ def test_no_face_is_a_note_or_an_error(tmp_path) -> None:
     assert out.exit_code != 0 and "no face found" in out.output and not (tmp_path / "m.pgz").exists()
 
 
-def test_crop_needs_no_align_and_model_sized_inputs_pass_unchanged(tmp_path) -> None:
-    args = ["encode", str(SAMPLES / "astronaut.png"), str(tmp_path / "a.pgz"), "--steps", "2"]
-    out = CliRunner().invoke(main, [*args, "--crop", "0.5"])
+def test_crop_needs_no_align_and_model_sized_inputs_framed_as_the_models_pass_unchanged(tmp_path) -> None:
+    def encode(src: Path, *more: str) -> tuple[str, np.ndarray]:
+        crop = tmp_path / f"crop-{len(list(tmp_path.iterdir()))}.png"
+        out = CliRunner().invoke(main, ["encode", str(src), str(tmp_path / f"{crop.stem}.pgz"), "--steps", "2",
+                                        "--save-crop", str(crop), *more])  # fmt: skip
+        assert out.exit_code == 0, out.output
+        return out.output, np.asarray(Image.open(crop))
+
+    out = CliRunner().invoke(main, ["encode", str(SAMPLES / "astronaut.png"), str(tmp_path / "a.pgz"), "--crop", "0.5"])
     assert out.exit_code == 2 and "--no-align" in out.output
-    out = CliRunner().invoke(main, [*args, "--save-crop", str(tmp_path / "crop.png")])
-    assert out.exit_code == 0 and "centre crop" in out.output
-    assert np.array_equal(np.asarray(Image.open(tmp_path / "crop.png")), np.asarray(Image.open(args[1]).convert("RGB")))
+    _, framed = encode(SAMPLES / "astronaut_photo.jpg")  # a 64x64 crop framed as the model's faces are
+    Image.fromarray(framed).save(tmp_path / "framed.png")
+    output, again = encode(tmp_path / "framed.png")
+    assert "centre crop" in output and "off the model's framing" not in output and np.array_equal(again, framed)
+    # the sample, cropped by hand, sits 15 px off the framing: framed as a photo is, unless --no-align
+    original = np.asarray(Image.open(SAMPLES / "astronaut.png").convert("RGB"))
+    output, crop = encode(SAMPLES / "astronaut.png")
+    assert "its face sat off the model's framing (scaled 0.88x, 15 px off)" in output and "face 1 of 1" in output
+    assert align.off_framing(Image.fromarray(crop), framing_of("celeba64")) is None  # now its face sits on it
+    assert not np.array_equal(crop, original)
+    output, crop = encode(SAMPLES / "astronaut.png", "--no-align")
+    assert "centre crop" in output and np.array_equal(crop, original)
 
 
 @needs_celeba
@@ -199,3 +216,23 @@ def test_a_tight_crop_is_found_and_framed_as_training_frames_it_without_black_co
     assert min(float(c.mean()) for c in corners) > 20  # black corners read ~0
     trained = frame_photo(tmp_path / "tight.png", _framing(), 64, align.detect)
     assert np.array_equal(trained, crop.transpose(2, 0, 1))
+
+
+def test_a_model_sized_crop_is_off_the_framing_only_when_its_face_is_far_from_it() -> None:
+    """align.off_framing on faces placed exactly: on the framing, a little off (as CelebA's own
+    crops are), and scaled or moved beyond the bounds."""
+    framing = framing_of("celeba64")
+
+    def finder_of(scale: float, dx: float):
+        pts = (framing * 64 - 32) * scale + 32 + np.array([dx, 0.0])
+        marks = np.zeros((68, 2))
+        marks[36:42], marks[42:48], marks[48], marks[54] = pts[0], pts[1], pts[2], pts[2]
+        face = align.Face((0, 0, 64, 64), marks)
+        return lambda img, **kw: [face]
+
+    img = Image.new("RGB", (64, 64))
+    for scale, dx in [(1.0, 0.0), (1.05, 2.0), (0.8, 0.0), (1.3, 0.0), (1.0, 7.5)]:
+        assert align.off_framing(img, framing, finder_of(scale, dx)) is None, (scale, dx)
+    assert align.off_framing(img, framing, finder_of(1 / 0.6, 0.0)) == "scaled 0.60x, 0 px off"
+    assert align.off_framing(img, framing, finder_of(1.0, 15.0)) == "scaled 1.00x, 15 px off"
+    assert align.off_framing(img, framing, lambda img, **kw: []) is None  # no face: taken as it is

@@ -97,8 +97,8 @@ from codec.errors import PercodecError
     "--no-align",
     "no_align",
     is_flag=True,
-    help="Do not look for the face: centre-crop instead (photos larger than the model's size are "
-    "otherwise searched for a face and framed like the training faces).",
+    help="Do not look for the face: centre-crop instead (otherwise a photo is searched for a face, framed like "
+    "the training faces, and a model-sized crop is taken as it is only where its face already sits so).",
 )
 @click.option(
     "--face", type=click.IntRange(1, MAX_FACE), default=1, show_default=True, help="Which face, by size (1 = largest)."
@@ -174,18 +174,18 @@ def _face_finder(sources: list[str], align: bool) -> Any:
 
 
 def _needs_finding(source: str) -> bool:
-    # The shipped face models are 64 px: an input of that size (or smaller and square) is
-    # coded as it is. A wrong guess costs only the worker's time on another core.
+    # Every colour input is looked at: a photo for its face, a model-sized crop for whether its
+    # face sits on the model's framing (pipeline.frame). Grey images (digits) are not. A
+    # wrong guess costs only the worker's time on another core.
     from PIL import Image
 
     if source == "-" or not Path(source).is_file():  # never open a pipe here: it would block
         return False
     try:
         with Image.open(source) as im:
-            w, h = im.size
+            return im.mode not in ("1", "L", "I", "F", "I;16")
     except Exception:
         return False
-    return w != h or w > 64
 
 
 def _encode(
