@@ -183,7 +183,7 @@ def _needs_finding(source: str) -> bool:
         return False
     try:
         with Image.open(source) as im:
-            return im.mode not in ("1", "L", "I", "F", "I;16")
+            return not (im.mode in ("1", "L", "LA", "La", "I", "F") or im.mode.startswith("I;"))
     except Exception:
         return False
 
