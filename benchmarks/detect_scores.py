@@ -26,7 +26,7 @@ def main() -> None:
     ap.add_argument("--photos", type=int, default=300, help="a random sample of this many (seed 0)")
     args = ap.parse_args()
     from codec.align import DETECT_SIDE, _detector
-    from codec.data import folder_files
+    from codec.fileio import folder_files
 
     files = folder_files(args.folder)
     random.Random(0).shuffle(files)

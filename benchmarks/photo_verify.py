@@ -18,7 +18,7 @@ import argparse
 from pathlib import Path
 
 from codec.bench import BenchConfig, protocols_for, run, verification_table, write_outputs
-from codec.data import folder_files
+from codec.fileio import folder_files
 
 
 def main() -> None:

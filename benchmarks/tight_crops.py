@@ -30,7 +30,7 @@ def main() -> None:
     from PIL import Image
 
     from codec import align
-    from codec.data import folder_files
+    from codec.fileio import folder_files
     from codec.generator import resolve_model
     from codec.images import open_image
 

@@ -31,11 +31,11 @@ from pathlib import Path
 import numpy as np
 
 from codec.errors import DataError, ImageError
+from codec.fileio import folder_files
 from codec.images import CELEBA_CROP, fit_to_model, open_image, to_uint8_array
 
 DATASETS = ("celeba", "mnist", "folder", "photos")
 SPLITS = {"train": 0, "valid": 1, "test": 2}
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 MNIST_VALID = 5000
 
 
@@ -123,14 +123,6 @@ def celeba_identities(root: str | Path) -> dict[str, str] | None:
     where the copy has none."""
     path = find_celeba(root) / "identity_CelebA.txt"
     return read_identities(path) if path.is_file() else None
-
-
-def folder_files(root: str | Path) -> list[Path]:
-    """Every image file under `root`, recursively, sorted."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"image folder {root} does not exist")
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 def _mnist_dir(root: Path) -> Path:

@@ -9,7 +9,10 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-from codec.errors import OutputExistsError, PercodecError, WriteError
+from codec.errors import DataError, OutputExistsError, PercodecError, WriteError
+
+#: The file suffixes read as images in a folder of inputs or training photos.
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 
 def read_bytes(path: str | Path, limit: int, what: str) -> bytes:
@@ -167,3 +170,11 @@ def load_torch_file(path: str | Path, what: str, map_location: object = "cpu") -
     except (RuntimeError, ValueError, OSError) as exc:
         cause = str(exc).strip().split(". ")[0].splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
         raise PercodecError(f"{path}: not a readable {what} ({cause})") from None
+
+
+def folder_files(root: str | Path) -> list[Path]:
+    """Every image file under `root`, recursively, sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"image folder {root} does not exist")
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())

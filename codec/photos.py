@@ -46,7 +46,7 @@ def split_of(relative: str) -> str:
 
 def photo_files(root: str | Path, split: str) -> list[Path]:
     """The photos of a split ('all': every one) under `root`, sorted by path."""
-    from codec.data import folder_files
+    from codec.fileio import folder_files
 
     if split != "all" and split not in BUCKETS:
         raise DataError(f"unknown split {split!r} of a photo folder: choose train, valid, test or all")

@@ -179,9 +179,10 @@ def test_loss_takes_a_weighted_mix(tmp_path, face, tiny_model_file) -> None:
 def test_the_command_line_parses_and_checks_options_without_importing_torch() -> None:
     # Options are checked, and the face finder's worker started, before torch's ~1.5 s import.
     code = (
-        "import sys; from codec.cli import main, LossMix; LossMix().convert('ms-ssim=1,mse=3', None, None); "
+        "import sys; from codec.cli import main, LossMix, sources_and_targets; "
+        "LossMix().convert('ms-ssim=1,mse=3', None, None); sources_and_targets(('samples',), 'out', '.pgz', 'images'); "
         "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))"
-    )
+    )  # a folder of inputs with -o is listed without torch too (it cost -o runs the finder's head start)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "torch" not in done.stdout

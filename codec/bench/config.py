@@ -104,7 +104,7 @@ def _framed_folder(cfg: BenchConfig, size: int, nc: int, crop: float) -> tuple[l
     """A folder's images framed as encode frames them; kept for the process, since a bench
     asks again for its outputs (the sanity line, the grid, the protocol): framing 1,045
     photos took minutes each time."""
-    from codec.data import folder_files
+    from codec.fileio import folder_files
 
     if cfg.dataset == "samples":
         root = Path(cfg.data_root) if cfg.data_root else Path(str(resources.files("codec.samples")))

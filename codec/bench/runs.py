@@ -147,7 +147,8 @@ def _check_identities(cfg: BenchConfig) -> None:
     """--identities names a folder's people: two or more among its images, one with two photos."""
     from collections import Counter
 
-    from codec.data import folder_files, read_identities
+    from codec.data import read_identities
+    from codec.fileio import folder_files
 
     if cfg.dataset not in ("folder", "samples"):
         raise ValueError(f"--identities applies to --dataset folder; {cfg.dataset} brings its own identity labels")

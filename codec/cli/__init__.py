@@ -91,7 +91,7 @@ class LossMix(click.ParamType):
 
 def expand_inputs(inputs: tuple[str, ...], kind: str = "images") -> list[str]:
     """Files as given, folders replaced by the images (or .pgz files) under them."""
-    from codec.data import folder_files
+    from codec.fileio import folder_files
 
     files: list[str] = []
     for item in inputs:
