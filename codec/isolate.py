@@ -52,6 +52,7 @@ class Detector:
         (the target module's `preload()`), in parallel with this process's own start-up."""
         self.target = target or TARGET
         self._proc: subprocess.Popen[bytes] | None = None
+        self._asked = False  # whether the running worker has been sent a photo
         self._log: Any = None
         self.preload = preload
         if preload:
@@ -65,6 +66,7 @@ class Detector:
 
     def __call__(self, img: Image.Image, thorough: bool = False) -> list:
         proc = self._proc if self._proc is not None and self._proc.poll() is None else self._start()
+        self._asked = True
         try:
             _send(proc.stdin, (img, thorough))
             ok, value = _receive(proc.stdout)
@@ -77,6 +79,7 @@ class Detector:
 
     def _start(self) -> subprocess.Popen[bytes]:
         self.close()
+        self._asked = False
         self._log = tempfile.TemporaryFile()
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "codec.isolate", self.target, *(["--preload"] if self.preload else [])],
@@ -99,9 +102,13 @@ class Detector:
         return ", ".join(parts)
 
     def close(self) -> None:
-        """Stop the worker (if one runs)."""
+        """Stop the worker (if one runs): one never sent a photo at once (it may still be
+        loading its models, which nobody will use), one that was when it has answered."""
         if self._proc is not None:
-            if self._proc.poll() is None:
+            if self._proc.poll() is None and not self._asked:
+                self._proc.kill()
+                self._proc.wait()
+            elif self._proc.poll() is None:
                 self._proc.stdin.close()
                 try:
                     self._proc.wait(timeout=5)

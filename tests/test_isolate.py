@@ -32,6 +32,19 @@ def test_the_worker_finds_what_the_finder_finds_in_process() -> None:
         assert a.box == b.box and np.array_equal(a.landmarks, b.landmarks)
 
 
+def test_a_worker_never_asked_is_stopped_at_once_and_one_asked_ends_on_its_own() -> None:
+    """A run that fails before its first photo (an output refused) does not wait for the
+    preloading worker to finish loading models nobody will use."""
+    unused = Detector(preload=True)
+    proc = unused._proc
+    unused.close()
+    assert proc.returncode == -9  # killed, not waited for
+    with Detector() as used:
+        used(_red())
+        proc = used._proc
+    assert proc.returncode == 0  # it read the end of its input and returned
+
+
 def test_a_crashed_worker_fails_its_image_and_the_next_one_gets_a_fresh_worker() -> None:
     with Detector(CRASHING) as finder:
         with pytest.raises(ImageError, match=r"face finder crashed on this image \(.*SIGKILL\)"):

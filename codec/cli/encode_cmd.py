@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -168,7 +169,9 @@ def _face_finder(sources: list[str], align: bool) -> Any:
     (and a crash in it costs one image). Otherwise the pipeline picks (see encode_iter)."""
     from codec.isolate import Detector
 
-    if align and any(_needs_finding(s) for s in sources[:32]):  # a batch's first images tell
+    # Only a cold process gains (torch not yet imported: a command run, not a CliRunner or a
+    # caller's process, where the pipeline's own choice finds faces without a worker's start).
+    if align and "torch" not in sys.modules and any(_needs_finding(s) for s in sources[:32]):  # a batch's first tell
         return Detector(preload=True)
     return contextlib.nullcontext(None)
 
