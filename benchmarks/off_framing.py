@@ -39,7 +39,12 @@ def main() -> None:
     base = resolve(args.model).base
     framing, size = framing_of(base), load_model(base)[0].config.size
     crops = load_dataset("celeba", args.data_root, args.split, size=size, limit=args.images, cache_dir="runs/cache")
-    offsets = [align.framing_offset(Image.fromarray(c.transpose(1, 2, 0)), framing) for c in crops.images]
+
+    def offset(img: Image.Image) -> tuple[float, float] | None:
+        faces = align.find_faces(img)
+        return align.framing_offset(max(faces, key=lambda f: f.area), framing, size) if faces else None
+
+    offsets = [offset(Image.fromarray(c.transpose(1, 2, 0))) for c in crops.images]
     found = np.array([o for o in offsets if o is not None])
     lo, hi = align.OFF_SCALE
     beyond = (found[:, 0] < lo) | (found[:, 0] > hi) | (found[:, 1] > align.OFF_SHIFT * size)
@@ -51,9 +56,10 @@ def main() -> None:
     print("  shift px", np.percentile(found[:, 1], q).round(2), f"max {found[:, 1].max():.2f}")
     print(f"beyond {lo}-{hi}x or {align.OFF_SHIFT * size:.0f} px (framed again by encode): {int(beyond.sum())}")
     for path in args.extra or sorted((ROOT / "samples").glob("*.png")):
-        off = align.framing_offset(Image.open(path).convert("RGB"), framing)
+        img = Image.open(path).convert("RGB")
+        off = offset(img)
         say = "no face found" if off is None else f"scale {off[0]:.2f}, shift {off[1]:.1f} px"
-        print(f"{path.name}: {say}; {align.off_framing(Image.open(path).convert('RGB'), framing) or 'on the framing'}")
+        print(f"{path.name}: {say}; {align.off_framing(align.find_faces(img), framing, size) or 'on the framing'}")
 
 
 if __name__ == "__main__":

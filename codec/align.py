@@ -31,7 +31,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -300,39 +300,41 @@ def find_faces(img: Image.Image, finder: Callable[..., list[Face]] = detect, **k
     return [moved(f, -border) for f in finder(framed_in(img, border), **kw)]
 
 
-def framing_offset(
-    img: Image.Image, framing: np.ndarray, finder: Callable[..., list[Face]] = detect
-) -> tuple[float, float] | None:
-    """How far the largest face of a model-sized input (`img`, its side the model's) sits off
-    `framing`: (the scale that puts it there, how many pixels the crop's centre moves); None
-    where no face is found."""
-    faces = find_faces(img, finder)
-    if not faces:
-        return None
-    side = img.width
-    t = transform(max(faces, key=lambda f: f.area), framing, side)
+def framing_offset(face: Face, framing: np.ndarray, side: int) -> tuple[float, float]:
+    """How far a face of a side x side input sits off `framing`: (the scale that puts it
+    there, how many pixels the crop's centre moves)."""
+    t = transform(face, framing, side)
     scale = float(np.sqrt(abs(np.linalg.det(t[:, :2]))))
-    centre = np.linalg.solve(t[:, :2], np.array([side / 2, side / 2]) - t[:, 2])  # the crop's centre, in img
+    centre = np.linalg.solve(t[:, :2], np.array([side / 2, side / 2]) - t[:, 2])  # the crop's centre, in the input
     return scale, float(np.hypot(*(centre - side / 2)))
 
 
-def off_framing(img: Image.Image, framing: np.ndarray, finder: Callable[..., list[Face]] = detect) -> str | None:
-    """Where a model-sized input's face sits beyond OFF_SCALE or OFF_SHIFT off `framing`,
-    how far ("scaled 0.60x, 7 px off"); None where it sits on it (a crop framed as the
-    training faces are) or no face is found."""
-    off = framing_offset(img, framing, finder)
-    if off is None or (OFF_SCALE[0] <= off[0] <= OFF_SCALE[1] and off[1] <= OFF_SHIFT * img.width):
+def off_framing(faces: Sequence[Face], framing: np.ndarray, side: int) -> str | None:
+    """Where the largest of a model-sized input's faces (`find_faces`'; the input side x
+    side, the model's) sits beyond OFF_SCALE or OFF_SHIFT off `framing`, how far ("scaled
+    0.60x, 7 px off"); None where it sits on it (a crop framed as the training faces are) or
+    there is no face."""
+    if not faces:
         return None
-    return f"scaled {off[0]:.2f}x, {off[1]:.0f} px off"
+    scale, shift = framing_offset(max(faces, key=lambda f: f.area), framing, side)
+    if OFF_SCALE[0] <= scale <= OFF_SCALE[1] and shift <= OFF_SHIFT * side:
+        return None
+    return f"scaled {scale:.2f}x, {shift:.0f} px off"
 
 
 def align(
-    img: Image.Image, framing: np.ndarray, size: int, face_index: int = 1, finder: Callable[..., list[Face]] = detect
+    img: Image.Image,
+    framing: np.ndarray,
+    size: int,
+    face_index: int = 1,
+    finder: Callable[..., list[Face]] = detect,
+    faces: Sequence[Face] | None = None,
 ) -> Aligned:
-    """Detect (with `finder`, `detect` or a stand-in such as codec.isolate.Detector), pick
-    face `face_index` (1 = largest) and warp; Aligned.face is None when the photo holds no
-    face (the caller decides between centre crop and refusal)."""
-    faces = find_faces(img, finder)
+    """Detect (with `finder`, `detect` or a stand-in such as codec.isolate.Detector; or take
+    `faces`, `find_faces`' answer already had), pick face `face_index` (1 = largest) and warp;
+    Aligned.face is None when the photo holds no face (the caller decides between centre crop
+    and refusal)."""
+    faces = find_faces(img, finder) if faces is None else list(faces)
     if face_index > len(faces) > 0:  # smaller faces may be there: look harder
         faces = find_faces(img, finder, thorough=True)
     if not faces:

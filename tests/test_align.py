@@ -126,7 +126,7 @@ def test_crop_needs_no_align_and_model_sized_inputs_framed_as_the_models_pass_un
     original = np.asarray(Image.open(SAMPLES / "astronaut.png").convert("RGB"))
     output, crop = encode(SAMPLES / "astronaut.png")
     assert "its face sat off the model's framing (scaled 0.88x, 15 px off)" in output and "face 1 of 1" in output
-    assert align.off_framing(Image.fromarray(crop), framing_of("celeba64")) is None  # now its face sits on it
+    assert align.off_framing(align.find_faces(Image.fromarray(crop)), framing_of("celeba64"), 64) is None  # on it
     assert not np.array_equal(crop, original)
     output, crop = encode(SAMPLES / "astronaut.png", "--no-align")
     assert "centre crop" in output and np.array_equal(crop, original)
@@ -223,16 +223,14 @@ def test_a_model_sized_crop_is_off_the_framing_only_when_its_face_is_far_from_it
     crops are), and scaled or moved beyond the bounds."""
     framing = framing_of("celeba64")
 
-    def finder_of(scale: float, dx: float):
+    def placed(scale: float, dx: float) -> list:
         pts = (framing * 64 - 32) * scale + 32 + np.array([dx, 0.0])
         marks = np.zeros((68, 2))
         marks[36:42], marks[42:48], marks[48], marks[54] = pts[0], pts[1], pts[2], pts[2]
-        face = align.Face((0, 0, 64, 64), marks)
-        return lambda img, **kw: [face]
+        return [align.Face((0, 0, 64, 64), marks)]
 
-    img = Image.new("RGB", (64, 64))
     for scale, dx in [(1.0, 0.0), (1.05, 2.0), (0.8, 0.0), (1.3, 0.0), (1.0, 7.5)]:
-        assert align.off_framing(img, framing, finder_of(scale, dx)) is None, (scale, dx)
-    assert align.off_framing(img, framing, finder_of(1 / 0.6, 0.0)) == "scaled 0.60x, 0 px off"
-    assert align.off_framing(img, framing, finder_of(1.0, 15.0)) == "scaled 1.00x, 15 px off"
-    assert align.off_framing(img, framing, lambda img, **kw: []) is None  # no face: taken as it is
+        assert align.off_framing(placed(scale, dx), framing, 64) is None, (scale, dx)
+    assert align.off_framing(placed(1 / 0.6, 0.0), framing, 64) == "scaled 0.60x, 0 px off"
+    assert align.off_framing(placed(1.0, 15.0), framing, 64) == "scaled 1.00x, 15 px off"
+    assert align.off_framing([], framing, 64) is None  # no face: taken as it is
