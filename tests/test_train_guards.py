@@ -65,6 +65,15 @@ def test_a_folder_where_a_run_file_goes_is_refused_up_front(tmp_path, name) -> N
     _one_line(r, f"{name}: not a regular file")
 
 
+def test_a_data_cache_that_is_a_file_is_refused_up_front(tmp_path) -> None:
+    (tmp_path / "cache").write_text("not a folder")
+    r = _train("--dry-run", *TINY_ARGS, "--steps", "2", "--out", tmp_path / "run", "--data-cache", tmp_path / "cache")
+    assert r.exit_code == 2 and "is a file" in r.output and not (tmp_path / "run").exists()
+    with pytest.raises(FileExistsError, match="--data-cache .*: not a folder"):
+        train(TrainConfig(dry_run=True, steps=2, out=str(tmp_path / "api"), data_cache=str(tmp_path / "cache")))
+    assert not (tmp_path / "api").exists()  # a failed start leaves no run folder behind
+
+
 def test_unreadable_training_images_are_named_as_they_are_skipped(tmp_path, fake_celeba) -> None:
     cfg = TrainConfig(dataset="celeba", data_root=str(fake_celeba), out=str(tmp_path / "run"), batch_size=4, steps=1,
                       ngf=4, nz=8, size=16, progress=False)  # fmt: skip
