@@ -108,7 +108,7 @@ class Detector:
             if self._proc.poll() is None and not self._asked:
                 self._proc.kill()
                 self._proc.wait()
-            elif self._proc.poll() is None:
+            elif self._proc.returncode is None:
                 self._proc.stdin.close()
                 try:
                     self._proc.wait(timeout=5)

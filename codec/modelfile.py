@@ -97,7 +97,8 @@ def build_checked(path: str | Path, factory: Callable[[], M], weights: dict[str,
             probe = factory()
     except (TypeError, ValueError, RuntimeError, OverflowError, ZeroDivisionError) as exc:
         raise ModelError(f"{path}: its config does not describe a network ({exc})") from None
-    want = _shapes(probe.state_dict())
+    held = probe.state_dict()
+    want = _shapes(held)
     got = _shapes(weights)
     problems = [
         _names("missing", sorted(want.keys() - got.keys())),
@@ -114,8 +115,7 @@ def build_checked(path: str | Path, factory: Callable[[], M], weights: dict[str,
     # time for real would draw random weights only to overwrite them (a third of a cold
     # encode's model loading). Buffers no file stores (BatchNorm's step counter) start at zero.
     # The tensors become the network's own (the caller hands over fresh ones), in its dtypes.
-    kinds = {k: v.dtype for k, v in probe.state_dict().items()}
-    probe.load_state_dict({k: v.to(kinds[k]) for k, v in weights.items() if k in kinds}, strict=False, assign=True)
+    probe.load_state_dict({k: v.to(held[k].dtype) for k, v in weights.items() if k in held}, strict=False, assign=True)
     for m in probe.modules():
         for k, b in m._buffers.items():
             if b is not None and b.is_meta:

@@ -80,20 +80,17 @@ def frame(
     crop = o.crop if o.crop is not None else crop
     framing = framing if o.align and channels == 3 else None
     name = input_name(image)
-    faces = None  # found once, where a model-sized input is looked at
-    if framing is not None and img.size == (size, size):
-        try:
-            faces = align.find_faces(img, finder)
-        except ImageError as exc:
-            raise ImageError(f"{name}: {exc}") from None
-        off = align.off_framing(faces, framing, size)
-        if off is None:
-            framing = None
-        else:
-            notes += (f"its face sat off the model's framing ({off}): framed as a photo is",)
-    if framing is None:
-        return Framed(to_tensor(fit_to_model(img, size, crop)), "centre crop", notes)
     try:
+        faces = None  # found once, where a model-sized input is looked at
+        if framing is not None and img.size == (size, size):
+            faces = align.find_faces(img, finder)
+            off = align.off_framing(faces, framing, size)
+            if off is None:
+                framing = None
+            else:
+                notes += (f"its face sat off the model's framing ({off}): framed as a photo is",)
+        if framing is None:
+            return Framed(to_tensor(fit_to_model(img, size, crop)), "centre crop", notes)
         a = align.align(img, framing, size, o.face, finder, faces)
     except ImageError as exc:
         raise ImageError(f"{name}: {exc}") from None

@@ -408,7 +408,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     fresh = not out.exists()
     with _claimed(out, proc.main, fresh):
         _check_out(out, cfg.resume, cfg.force)
-        if data_cache(cfg).exists() and not data_cache(cfg).is_dir():
+        cache = data_cache(cfg)
+        if cache.exists() and not cache.is_dir():
             raise FileExistsError(f"--data-cache {cfg.data_cache}: not a folder")
         with _removed_on_failure(out, proc.main, fresh):  # a failed start leaves no run folder (or cache) behind
             run = _prepare(cfg, proc)
